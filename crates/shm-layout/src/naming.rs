@@ -1,0 +1,136 @@
+//! Bus names and the names derived from them (shared memory object, trigger
+//! directory, FIFO file names). Pure functions: no OS calls.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Longest bus name accepted.
+pub const MAX_BUS_NAME_LEN: usize = 64;
+
+/// A validated bus name: 1 to 64 characters of `[A-Za-z0-9_.-]`, not starting
+/// with `.` or `-`. It is used verbatim in `/dev/shm/framebus.<bus>` and in the
+/// trigger directory, so no `/` and no `..` can reach a path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BusName(String);
+
+/// Why a string is not a bus name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid bus name {name:?}: {why} (use 1 to 64 characters from A-Z a-z 0-9 _ . -, not starting with . or -)")]
+pub struct BusNameError {
+    /// The rejected name.
+    pub name: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+impl BusName {
+    /// Validates `name`.
+    pub fn new(name: &str) -> Result<Self, BusNameError> {
+        let err = |why| BusNameError {
+            name: name.to_owned(),
+            why,
+        };
+        if name.is_empty() {
+            return Err(err("it is empty"));
+        }
+        if name.len() > MAX_BUS_NAME_LEN {
+            return Err(err("it is longer than 64 characters"));
+        }
+        if name.starts_with('.') || name.starts_with('-') {
+            return Err(err("it starts with . or -"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(err("it contains a character other than A-Z a-z 0-9 _ . -"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The POSIX shared memory name, `/framebus.<bus>` (on Linux the file
+    /// `/dev/shm/framebus.<bus>`).
+    pub fn shm_name(&self) -> String {
+        format!("/{SHM_PREFIX}{}", self.0)
+    }
+
+    /// The directory holding this bus's trigger FIFOs, below `runtime_root`
+    /// (see [`runtime_root`]).
+    pub fn trigger_dir(&self, runtime_root: &Path) -> PathBuf {
+        runtime_root.join(&self.0)
+    }
+}
+
+impl fmt::Display for BusName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Prefix of every framebus shared memory object name (after the `/`).
+pub const SHM_PREFIX: &str = "framebus.";
+
+/// The root of all trigger directories: `$XDG_RUNTIME_DIR/framebus` when that
+/// variable names an absolute path, else `/tmp/framebus-<uid>`.
+pub fn runtime_root(xdg_runtime_dir: Option<&str>, uid: u32) -> PathBuf {
+    match xdg_runtime_dir {
+        Some(dir) if dir.starts_with('/') => Path::new(dir).join("framebus"),
+        _ => PathBuf::from(format!("/tmp/framebus-{uid}")),
+    }
+}
+
+/// The file name of consumer entry `index`'s trigger FIFO inside the trigger
+/// directory: `consumer-<index>.fifo`.
+pub fn fifo_file_name(index: usize) -> String {
+    format!("consumer-{index}.fifo")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_names() {
+        for ok in ["cam0", "a", "front-left_2.raw", &"x".repeat(64)] {
+            assert!(BusName::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_paths_and_oddities() {
+        for bad in [
+            "",
+            "a/b",
+            "..",
+            ".hidden",
+            "-x",
+            "a b",
+            "é",
+            &"x".repeat(65),
+            "a\0b",
+        ] {
+            assert!(BusName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn derived_names() {
+        let b = BusName::new("cam0").unwrap();
+        assert_eq!(b.shm_name(), "/framebus.cam0");
+        assert_eq!(
+            b.trigger_dir(&runtime_root(Some("/run/user/1000"), 1000)),
+            PathBuf::from("/run/user/1000/framebus/cam0")
+        );
+        assert_eq!(runtime_root(None, 7), PathBuf::from("/tmp/framebus-7"));
+        assert_eq!(
+            runtime_root(Some("relative"), 7),
+            PathBuf::from("/tmp/framebus-7")
+        );
+        assert_eq!(fifo_file_name(3), "consumer-3.fifo");
+    }
+}
