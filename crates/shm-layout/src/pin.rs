@@ -72,7 +72,14 @@ pub fn end_write_with(slot: &SlotEntry, order: Ordering) {
 
 /// Consumer: pins `slot` with `bit`. Acquire pairs with [`end_write`].
 pub fn try_pin(slot: &SlotEntry, bit: u64) -> PinOutcome {
-    let old = slot.pins.fetch_or(bit, Ordering::Acquire);
+    try_pin_with(slot, bit, Ordering::Acquire)
+}
+
+/// [`try_pin`] with a chosen ordering for the pinning RMW; exists so the loom
+/// model can show that a weaker ordering is caught (its negative control).
+#[doc(hidden)]
+pub fn try_pin_with(slot: &SlotEntry, bit: u64, order: Ordering) -> PinOutcome {
+    let old = slot.pins.fetch_or(bit, order);
     if old & bit != 0 {
         // Our bit was already set: we hold this slot from an earlier pin, and
         // the OR changed nothing.

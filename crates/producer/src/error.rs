@@ -1,0 +1,68 @@
+//! Everything that can stop a producer, each with what to do about it.
+
+use std::io;
+use std::path::PathBuf;
+
+use shm_layout::LayoutError;
+
+use crate::source::SourceError;
+
+/// Why a producer could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// Another live producer owns the bus.
+    #[error("bus {bus:?} is already produced by process {pid}: stop that producer first or pick another --bus")]
+    BusBusy {
+        /// The bus name.
+        bus: String,
+        /// The live producer's pid.
+        pid: u32,
+    },
+    /// The object under the bus's name is not a framebus bus.
+    #[error("{path} exists but is not a framebus bus ({reason}); if it is yours and unused, remove it: rm {path}")]
+    Foreign {
+        /// The object's path in /dev/shm.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The requested geometry cannot be laid out.
+    #[error("cannot lay out the bus: {0}")]
+    Layout(#[from] LayoutError),
+    /// /dev/shm has no room for the bus.
+    #[error("not enough room in /dev/shm for bus {bus:?}: it needs {size} bytes ({source}); free space in /dev/shm or use a smaller --size or --max-consumers")]
+    NoSpace {
+        /// The bus name.
+        bus: String,
+        /// Bytes needed.
+        size: u64,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The trigger directory is unusable.
+    #[error("trigger directory {path}: {source}")]
+    TriggerDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The frame source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Any other OS call failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl ProducerError {
+    pub(crate) fn os(what: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Os { what, source }
+    }
+}

@@ -1,0 +1,303 @@
+//! [`Producer`]: creates a bus and publishes frames into it.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use shm_layout::header::{pack_latest, FLAG_DEBUG_BGR};
+use shm_layout::layout::{Layout, LayoutRequest};
+use shm_layout::pin;
+use shm_layout::sync::Ordering;
+use shm_layout::{BusName, ProducerState};
+
+use crate::bus::BusMemory;
+use crate::error::ProducerError;
+use crate::registry::{trigger_message, Registry};
+use crate::source::{Captured, FrameSource, SlotWriter, SourceError};
+use crate::sys;
+
+/// How often, at most, consumer processes are checked for liveness and the
+/// heartbeat refreshed when no frame is published.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How to create a bus.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// The bus name.
+    pub bus: BusName,
+    /// Consumer entries (1..=63).
+    pub max_consumers: u32,
+    /// Frames each consumer may hold at once (1..=8).
+    pub pins_per_consumer: u32,
+    /// Nominal frame rate written into the header (0 = unpaced).
+    pub nominal_fps: f64,
+    /// Mode of the shared memory object and FIFOs (default 0o600).
+    pub mode: u32,
+    /// Whether the debug BGR slot is written.
+    pub debug_bgr: bool,
+}
+
+impl ProducerConfig {
+    /// Defaults: 8 consumers, 1 pin each, unpaced, owner-only.
+    pub fn new(bus: BusName) -> Self {
+        Self { bus, max_consumers: 8, pins_per_consumer: 1, nominal_fps: 0.0, mode: 0o600, debug_bgr: false }
+    }
+}
+
+/// The trigger directory's mode for an object mode: 0700, plus search and
+/// read for the group or others the object is shared with.
+fn dir_mode_for(mode: u32) -> u32 {
+    let group = if mode & 0o060 != 0 { 0o050 } else { 0 };
+    let other = if mode & 0o006 != 0 { 0o005 } else { 0 };
+    0o700 | group | other
+}
+
+/// Figures of a producer's life so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProducerStats {
+    /// Frames published.
+    pub frames: u64,
+    /// Consumers reclaimed (dead or evicted).
+    pub reclaimed: u64,
+    /// Total nanoseconds spent publishing (slot choice, fill, triggers).
+    pub publish_ns_total: u64,
+    /// Nanoseconds spent filling slots (the source's share).
+    pub fill_ns_total: u64,
+}
+
+/// The producer of one bus. Dropping it shuts the bus down cleanly.
+pub struct Producer {
+    config: ProducerConfig,
+    mem: BusMemory,
+    registry: Registry,
+    instance_id: u64,
+    seq: u64,
+    next_slot: usize,
+    last_housekeeping_ns: u64,
+    stats: ProducerStats,
+    closed: bool,
+}
+
+impl Producer {
+    /// Creates the bus for frames of `width` x `height`: the shared memory
+    /// object (taking over a stale one; refusing a live producer's) and the
+    /// trigger directory.
+    pub fn create(config: ProducerConfig, width: u32, height: u32) -> Result<Self, ProducerError> {
+        let layout = Layout::compute(LayoutRequest {
+            width,
+            height,
+            max_consumers: config.max_consumers,
+            pins_per_consumer: config.pins_per_consumer,
+        })?;
+        let dir = config.bus.trigger_dir(&sys::runtime_root());
+        sys::ensure_private_dir(&dir, dir_mode_for(config.mode)).map_err(|source| ProducerError::TriggerDir { path: dir.clone(), source })?;
+        let pid = sys::my_pid();
+        let created = sys::realtime_ns();
+        let instance_id = shm_layout::pattern::splitmix64(created ^ (u64::from(pid) << 32) ^ sys::monotonic_ns());
+        let fps_milli = (config.nominal_fps.max(0.0) * 1000.0).round().min(f64::from(u32::MAX)) as u32;
+        let flags = if config.debug_bgr { FLAG_DEBUG_BGR } else { 0 };
+        let header = layout.header(instance_id, pid, fps_milli, flags, created);
+        let mem = BusMemory::create(&config.bus, header, config.mode, &dir)?;
+        let now = sys::monotonic_ns();
+        let dynamic = mem.control().dynamic();
+        dynamic.heartbeat_ns.store(now, Ordering::Relaxed);
+        dynamic.producer_state.store(ProducerState::Running as u32, Ordering::Release);
+        tracing::info!(bus = %config.bus, width, height, slots = layout.slot_count, bytes = layout.total_size, "bus created");
+        let registry = Registry::new(dir, config.max_consumers);
+        Ok(Self {
+            config,
+            mem,
+            registry,
+            instance_id,
+            seq: 0,
+            next_slot: 0,
+            last_housekeeping_ns: now,
+            stats: ProducerStats::default(),
+            closed: false,
+        })
+    }
+
+    /// The bus's validated layout (geometry, slot count, offsets).
+    pub fn layout(&self) -> &Layout {
+        self.mem.layout()
+    }
+
+    /// The id of this producer's instance of the bus.
+    pub fn instance_id(&self) -> u64 {
+        self.instance_id
+    }
+
+    /// The trigger directory.
+    pub fn trigger_dir(&self) -> PathBuf {
+        self.registry.dir().to_path_buf()
+    }
+
+    /// Figures so far.
+    pub fn stats(&self) -> ProducerStats {
+        ProducerStats { reclaimed: self.registry.reclaimed(), ..self.stats }
+    }
+
+    /// Connects new consumers, checks liveness and refreshes the heartbeat
+    /// if [`HOUSEKEEPING_INTERVAL`] has passed. [`Producer::publish`] calls
+    /// it; call it yourself while no frames are published.
+    pub fn housekeeping(&mut self) {
+        let now = sys::monotonic_ns();
+        self.registry.sync(self.mem.control());
+        if now.saturating_sub(self.last_housekeeping_ns) >= HOUSEKEEPING_INTERVAL.as_nanos() as u64 {
+            self.last_housekeeping_ns = now;
+            self.registry.check_liveness(self.mem.control());
+            self.mem.control().dynamic().heartbeat_ns.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes one frame: takes a free slot, lets `fill` write the frame
+    /// into it, publishes it as the newest and triggers every consumer.
+    /// Returns the frame's sequence number. If `fill` fails, nothing is
+    /// published and the slot is marked empty.
+    pub fn publish<F>(&mut self, fill: F) -> Result<u64, ProducerError>
+    where
+        F: FnOnce(u64, &mut SlotWriter<'_>) -> Result<Captured, SourceError>,
+    {
+        let start = sys::monotonic_ns();
+        self.housekeeping();
+        let slot = self.acquire_slot();
+        let seq = self.seq + 1;
+        let layout = *self.mem.layout();
+        let entry = &self.mem.control().slots()[slot as usize];
+        // The slot's old frame is being overwritten: seq 0 = "no frame", so
+        // a consumer that pins it by a stale `latest` never trusts it.
+        // Relaxed: published by end_write's Release.
+        entry.seq.store(0, Ordering::Relaxed);
+        let fill_start = sys::monotonic_ns();
+        // SAFETY: acquire_slot took the slot's writer bit and end_write below
+        // has not run yet.
+        let data = unsafe { self.mem.gray_slot_mut(slot) };
+        let mut writer = SlotWriter { data, width: layout.width, height: layout.height, stride: layout.stride };
+        let filled = fill(seq, &mut writer);
+        let fill_end = sys::monotonic_ns();
+        let control = self.mem.control();
+        let entry = &control.slots()[slot as usize];
+        let captured = match filled {
+            Ok(c) => c,
+            Err(e) => {
+                pin::end_write(entry);
+                return Err(e.into());
+            }
+        };
+        self.seq = seq;
+        entry.seq.store(seq, Ordering::Relaxed);
+        entry.capture_ns.store(captured.capture_ns, Ordering::Relaxed);
+        entry.publish_ns.store(fill_end, Ordering::Relaxed);
+        // Release (inside end_write): pixels and metadata before any pin.
+        pin::end_write(entry);
+        let dynamic = control.dynamic();
+        // Release: a consumer that sees this `latest` sees the slot's seq.
+        dynamic.latest.store(pack_latest(seq, slot), Ordering::Release);
+        dynamic.frames_published.fetch_add(1, Ordering::Relaxed);
+        dynamic.heartbeat_ns.store(fill_end, Ordering::Relaxed);
+        self.registry.trigger(control, &trigger_message(seq, slot));
+        let end = sys::monotonic_ns();
+        dynamic.last_publish_ns.store(end - start, Ordering::Relaxed);
+        self.stats.frames += 1;
+        self.stats.publish_ns_total += end - start;
+        self.stats.fill_ns_total += fill_end - fill_start;
+        Ok(seq)
+    }
+
+    /// Takes a slot that is neither the newest frame nor pinned. One pass
+    /// suffices while consumers respect their budget; if a pass fails
+    /// (consumers moved pins during it) it rescans, and every 16 failed
+    /// passes it evicts consumers that exceed their budget, so a hostile
+    /// consumer cannot starve the producer.
+    fn acquire_slot(&mut self) -> u32 {
+        let slot_count = self.mem.layout().slot_count as usize;
+        let mut passes = 0u32;
+        loop {
+            let control = self.mem.control();
+            let latest = control.dynamic().latest().map(|(_, slot)| slot);
+            if let Some(slot) = pin::acquire_free_slot(control.slots(), latest, self.next_slot) {
+                self.next_slot = (slot as usize + 1) % slot_count;
+                return slot;
+            }
+            passes += 1;
+            if passes % 16 == 0 {
+                tracing::debug!(passes, "no free slot in a full pass; enforcing pin budgets");
+                self.registry.enforce_budgets(self.mem.control(), self.config.pins_per_consumer);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Stops the bus: state Stopping, every trigger pipe closed (consumers
+    /// see EOF), FIFOs and the shared memory object removed. Also done on drop.
+    pub fn shutdown(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.mem.control().dynamic().producer_state.store(ProducerState::Stopping as u32, Ordering::Release);
+        self.registry.shutdown();
+        self.mem.unlink();
+        tracing::info!(bus = %self.config.bus, frames = self.stats.frames, "bus removed");
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// How [`run`] paces and ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Frames per second; `None` or 0 = as fast as possible.
+    pub fps: Option<f64>,
+    /// Stop after this many frames.
+    pub frames: Option<u64>,
+}
+
+/// Publishes frames from `source` until `stop` is set, the source ends, or
+/// `opts.frames` were published. Pacing sleeps in short steps so
+/// housekeeping (reclaiming dead consumers) and `stop` stay responsive.
+pub fn run(producer: &mut Producer, source: &mut dyn FrameSource, opts: RunOptions, stop: &AtomicBool) -> Result<ProducerStats, ProducerError> {
+    let period_ns = match opts.fps {
+        Some(f) if f > 0.0 => Some((1e9 / f) as u64),
+        _ => None,
+    };
+    let mut next_ns = sys::monotonic_ns();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if opts.frames.is_some_and(|n| producer.stats.frames >= n) {
+            break;
+        }
+        if let Some(period) = period_ns {
+            loop {
+                let now = sys::monotonic_ns();
+                if now >= next_ns || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let step = (next_ns - now).min(HOUSEKEEPING_INTERVAL.as_nanos() as u64 / 2);
+                std::thread::sleep(Duration::from_nanos(step));
+                producer.housekeeping();
+            }
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let now = sys::monotonic_ns();
+            // Keep a steady schedule, but never burst to catch up.
+            next_ns = if now > next_ns + period { now + period } else { next_ns + period };
+        }
+        match producer.publish(|seq, slot| source.fill(seq, slot)) {
+            Ok(_) => {}
+            Err(ProducerError::Source(SourceError::Ended)) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(producer.stats())
+}
+
+/// Installs SIGINT and SIGTERM handlers that set the returned flag (for
+/// [`run`]'s `stop`), so the bus is removed cleanly on Ctrl-C or `kill`.
+pub fn stop_on_signals() -> Result<std::sync::Arc<AtomicBool>, ProducerError> {
+    sys::stop_flag().map_err(ProducerError::os("cannot install SIGINT/SIGTERM handlers"))
+}

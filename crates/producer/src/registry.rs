@@ -1,0 +1,199 @@
+//! The producer's side of the consumer table: connecting to consumers'
+//! trigger FIFOs as they appear, fanning triggers out, and reclaiming the
+//! entries (and pins) of consumers that died or misbehave. Every field a
+//! consumer writes is untrusted input here.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use shm_layout::naming::fifo_file_name;
+use shm_layout::pin::{self, consumer_bit, WRITER};
+use shm_layout::sync::Ordering;
+use shm_layout::{ConsumerState, ControlView, Owner};
+
+use crate::sys::{self, TriggerWrite};
+
+/// Size of one trigger message: `seq: u64, slot: u32, flags: u32`, LE.
+pub const TRIGGER_LEN: usize = 16;
+
+/// Builds a trigger message.
+pub fn trigger_message(seq: u64, slot: u32) -> [u8; TRIGGER_LEN] {
+    let mut msg = [0u8; TRIGGER_LEN];
+    msg[..8].copy_from_slice(&seq.to_le_bytes());
+    msg[8..12].copy_from_slice(&slot.to_le_bytes());
+    msg
+}
+
+struct Connection {
+    owner: Owner,
+    pipe: File,
+}
+
+pub(crate) struct Registry {
+    dir: PathBuf,
+    conns: Vec<Option<Connection>>,
+    reclaimed: u64,
+}
+
+impl Registry {
+    pub(crate) fn new(dir: PathBuf, max_consumers: u32) -> Self {
+        Self { dir, conns: (0..max_consumers).map(|_| None).collect(), reclaimed: 0 }
+    }
+
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Consumers reclaimed so far.
+    pub(crate) fn reclaimed(&self) -> u64 {
+        self.reclaimed
+    }
+
+    fn fifo_path(&self, index: usize) -> PathBuf {
+        self.dir.join(fifo_file_name(index))
+    }
+
+    /// Connected consumers.
+    pub(crate) fn connected(&self) -> u32 {
+        self.conns.iter().filter(|c| c.is_some()).count() as u32
+    }
+
+    /// One pass over the consumer table: connect to consumers that became
+    /// ready, forget those that left, evict entries in impossible states.
+    /// O(max_consumers) atomic loads; opens a FIFO only for a new consumer.
+    pub(crate) fn sync(&mut self, control: &ControlView) {
+        for i in 0..self.conns.len() {
+            let owner = control.consumers()[i].owner();
+            let ours = self.conns[i].as_ref().map(|c| c.owner);
+            match owner.state() {
+                Some(ConsumerState::Free | ConsumerState::Claimed) => {
+                    if ours.is_some() {
+                        // It left (cleanly) or the entry was claimed anew.
+                        self.conns[i] = None;
+                    }
+                }
+                Some(ConsumerState::Ready) => {
+                    self.conns[i] = None;
+                    self.connect(control, i, owner);
+                }
+                Some(ConsumerState::Connected) if ours == Some(owner) => {}
+                Some(ConsumerState::Connected | ConsumerState::Reclaiming) | None => {
+                    // Only this producer sets Connected and Reclaiming; the
+                    // entry was written by someone else.
+                    self.reclaim(control, i, owner, "its entry holds a state this producer never set");
+                }
+            }
+        }
+        control.dynamic().connected_consumers.store(self.connected(), Ordering::Relaxed);
+    }
+
+    fn connect(&mut self, control: &ControlView, i: usize, owner: Owner) {
+        let path = self.fifo_path(i);
+        match sys::open_fifo_writer(&path) {
+            Ok(Some(pipe)) => {
+                let connected = owner.with_state(ConsumerState::Connected);
+                // AcqRel: Acquire sees the consumer's setup (name, figures);
+                // the CAS fails if the consumer left meanwhile.
+                if control.consumers()[i]
+                    .owner
+                    .compare_exchange(owner.0, connected.0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    tracing::debug!(entry = i, pid = owner.pid(), "consumer connected");
+                    self.conns[i] = Some(Connection { owner: connected, pipe });
+                }
+            }
+            Ok(None) => {
+                // No reader: it is still opening, or it died (the liveness
+                // check will tell).
+            }
+            Err(e) => self.reclaim(control, i, owner, &format!("its trigger FIFO is unusable: {e}")),
+        }
+    }
+
+    /// Sends one trigger to every connected consumer: non-blocking, so a
+    /// slow, stopped or dead consumer costs one failed write.
+    pub(crate) fn trigger(&mut self, control: &ControlView, msg: &[u8; TRIGGER_LEN]) {
+        for i in 0..self.conns.len() {
+            let Some(conn) = self.conns[i].as_mut() else { continue };
+            match sys::write_trigger(&mut conn.pipe, msg) {
+                TriggerWrite::Sent => {}
+                TriggerWrite::Full => {
+                    control.consumers()[i].coalesced.fetch_add(1, Ordering::Relaxed);
+                }
+                TriggerWrite::Gone => {
+                    let owner = conn.owner;
+                    self.reclaim(control, i, owner, "its trigger FIFO has no reader");
+                }
+            }
+        }
+    }
+
+    /// Checks that every claimed entry's process is alive; reclaims the dead.
+    pub(crate) fn check_liveness(&mut self, control: &ControlView) {
+        for i in 0..self.conns.len() {
+            let owner = control.consumers()[i].owner();
+            if owner.state() != Some(ConsumerState::Free) && !sys::pid_alive(owner.pid()) {
+                self.reclaim(control, i, owner, "its process is gone");
+            }
+        }
+    }
+
+    /// Reclaims entry `i` if its owner word is still `observed`: clears its
+    /// pin bit from every slot, removes its FIFO, frees the entry.
+    pub(crate) fn reclaim(&mut self, control: &ControlView, i: usize, observed: Owner, why: &str) {
+        self.conns[i] = None;
+        let entry = &control.consumers()[i];
+        let reclaiming = observed.with_state(ConsumerState::Reclaiming);
+        // The CAS fails if the entry changed hands since `observed`: then the
+        // new owner's bit must not be touched. The generation makes it ABA-proof.
+        if entry
+            .owner
+            .compare_exchange(observed.0, reclaiming.0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let cleared = pin::reclaim(control.slots(), consumer_bit(i as u32));
+        sys::remove_fifo(&self.fifo_path(i));
+        // Release: the cleared bits are visible before the entry is free.
+        entry.owner.store(observed.freed().0, Ordering::Release);
+        self.reclaimed += 1;
+        tracing::info!(entry = i, pid = observed.pid(), pins = cleared, "reclaimed consumer: {why}");
+    }
+
+    /// Called when a pass found no free slot: evicts consumers holding more
+    /// pins than their budget, clears bits of free entries and writer bits
+    /// this producer does not hold (it holds none between publishes).
+    pub(crate) fn enforce_budgets(&mut self, control: &ControlView, budget: u32) {
+        let slots = control.slots();
+        for s in slots {
+            if pin::pins(s) & WRITER != 0 {
+                tracing::warn!("clearing a writer bit this producer does not hold");
+                s.pins.fetch_and(!WRITER, Ordering::Release);
+            }
+        }
+        for i in 0..self.conns.len() {
+            let bit = consumer_bit(i as u32);
+            let held = slots.iter().filter(|s| pin::pins(s) & bit != 0).count() as u32;
+            if held == 0 {
+                continue;
+            }
+            let owner = control.consumers()[i].owner();
+            if owner.state() == Some(ConsumerState::Free) {
+                pin::reclaim(slots, bit);
+            } else if held > budget {
+                let why = format!("it held {held} frames, more than its budget of {budget}");
+                self.reclaim(control, i, owner, &why);
+            }
+        }
+    }
+
+    /// Closes every write end (consumers see EOF) and removes the FIFOs.
+    pub(crate) fn shutdown(&mut self) {
+        for c in &mut self.conns {
+            *c = None;
+        }
+        sys::remove_trigger_dir(&self.dir);
+    }
+}
