@@ -24,13 +24,26 @@ pub(crate) struct BusMemory {
 impl BusMemory {
     /// Creates the bus object, taking over a stale one, and publishes
     /// `header` (its magic last).
-    pub(crate) fn create(bus: &BusName, header: HeaderFixed, mode: u32, trigger_dir: &Path) -> Result<Self, ProducerError> {
-        let layout = Layout::validate(&HeaderFixed { magic: MAGIC, ..header }, header.total_size)?;
+    pub(crate) fn create(
+        bus: &BusName,
+        header: HeaderFixed,
+        mode: u32,
+        trigger_dir: &Path,
+    ) -> Result<Self, ProducerError> {
+        let layout = Layout::validate(
+            &HeaderFixed {
+                magic: MAGIC,
+                ..header
+            },
+            header.total_size,
+        )?;
         let shm_name = bus.shm_name();
         let mut attempts = 0;
         let fd = loop {
             attempts += 1;
-            if let Some(fd) = sys::create_shm(&shm_name, mode).map_err(ProducerError::os(format!("cannot create /dev/shm{shm_name}")))? {
+            if let Some(fd) = sys::create_shm(&shm_name, mode).map_err(ProducerError::os(
+                format!("cannot create /dev/shm{shm_name}"),
+            ))? {
                 break fd;
             }
             if attempts > 3 {
@@ -43,13 +56,19 @@ impl BusMemory {
         };
         if let Err(source) = sys::size_shm(&fd, layout.total_size) {
             let _ = sys::unlink_shm(&shm_name);
-            return Err(ProducerError::NoSpace { bus: bus.to_string(), size: layout.total_size, source });
+            return Err(ProducerError::NoSpace {
+                bus: bus.to_string(),
+                size: layout.total_size,
+                source,
+            });
         }
         let map = match sys::map_rw(&fd, layout.total_size) {
             Ok(m) => m,
             Err(e) => {
                 let _ = sys::unlink_shm(&shm_name);
-                return Err(ProducerError::os(format!("cannot map /dev/shm{shm_name}"))(e));
+                return Err(ProducerError::os(format!("cannot map /dev/shm{shm_name}"))(
+                    e,
+                ));
             }
         };
         let base = map.as_mut_ptr();
@@ -65,7 +84,13 @@ impl BusMemory {
         // only ever accessed atomically. Release: a reader that sees MAGIC
         // with Acquire sees the whole fixed header written above.
         unsafe { &*(base as *const AtomicU64) }.store(MAGIC, Ordering::Release);
-        Ok(Self { map, _fd: fd, control, shm_name, unlinked: false })
+        Ok(Self {
+            map,
+            _fd: fd,
+            control,
+            shm_name,
+            unlinked: false,
+        })
     }
 
     pub(crate) fn control(&self) -> &ControlView {
@@ -89,7 +114,9 @@ impl BusMemory {
         // SAFETY: validation put slot `slot` (frame_len bytes) inside the
         // mapping; exclusivity is the caller's contract above; `&mut self`
         // prevents two such slices from this producer at once.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), layout.frame_len()) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), layout.frame_len())
+        }
     }
 
     /// Removes the object's name; the mapping stays valid until drop.
@@ -107,7 +134,9 @@ impl BusMemory {
 /// is foreign; remove it (and its FIFOs) if it is a dead producer's.
 fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<(), ProducerError> {
     let path = format!("/dev/shm{shm_name}");
-    let Some((fd, size)) = sys::open_shm_read(shm_name).map_err(ProducerError::os(format!("cannot open {path}")))? else {
+    let Some((fd, size)) =
+        sys::open_shm_read(shm_name).map_err(ProducerError::os(format!("cannot open {path}")))?
+    else {
         return Ok(()); // gone meanwhile: just retry
     };
     let file = std::fs::File::from(fd);
@@ -115,13 +144,24 @@ fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<
     let got = file.read_at(&mut head, 0).unwrap_or(0);
     let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
     let magic = if got >= 8 { word(0) } else { 0 };
-    let pid = if got >= 36 { u32::from_le_bytes(head[32..36].try_into().unwrap_or_default()) } else { 0 };
+    let pid = if got >= 36 {
+        u32::from_le_bytes(head[32..36].try_into().unwrap_or_default())
+    } else {
+        0
+    };
     if magic != 0 && magic != MAGIC {
-        let reason = LayoutError::BadMagic { found: magic, expected: MAGIC }.to_string();
+        let reason = LayoutError::BadMagic {
+            found: magic,
+            expected: MAGIC,
+        }
+        .to_string();
         return Err(ProducerError::Foreign { path, reason });
     }
     if pid != 0 && pid != sys::my_pid() && sys::pid_alive(pid) {
-        return Err(ProducerError::BusBusy { bus: bus.to_string(), pid });
+        return Err(ProducerError::BusBusy {
+            bus: bus.to_string(),
+            pid,
+        });
     }
     tracing::info!(
         "taking over stale bus {bus}: {path} ({size} bytes) was left by process {pid}, which is gone"

@@ -18,7 +18,11 @@ pub struct FakeSource {
 impl FakeSource {
     /// A fake camera of `width` x `height` pixels.
     pub fn new(width: u32, height: u32) -> Self {
-        Self { width, height, pattern: Pattern::new(width) }
+        Self {
+            width,
+            height,
+            pattern: Pattern::new(width),
+        }
     }
 }
 

@@ -25,6 +25,9 @@ mod sys;
 
 pub use error::ProducerError;
 pub use fake::FakeSource;
-pub use producer::{run, stop_on_signals, Producer, ProducerConfig, ProducerStats, RunOptions, HOUSEKEEPING_INTERVAL};
+pub use producer::{
+    run, stop_on_signals, Producer, ProducerConfig, ProducerStats, RunOptions,
+    HOUSEKEEPING_INTERVAL,
+};
 pub use registry::{trigger_message, TRIGGER_LEN};
 pub use source::{Captured, FrameSource, SlotWriter, SourceError};

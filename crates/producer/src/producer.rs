@@ -40,7 +40,14 @@ pub struct ProducerConfig {
 impl ProducerConfig {
     /// Defaults: 8 consumers, 1 pin each, unpaced, owner-only.
     pub fn new(bus: BusName) -> Self {
-        Self { bus, max_consumers: 8, pins_per_consumer: 1, nominal_fps: 0.0, mode: 0o600, debug_bgr: false }
+        Self {
+            bus,
+            max_consumers: 8,
+            pins_per_consumer: 1,
+            nominal_fps: 0.0,
+            mode: 0o600,
+            debug_bgr: false,
+        }
     }
 }
 
@@ -90,18 +97,28 @@ impl Producer {
             pins_per_consumer: config.pins_per_consumer,
         })?;
         let dir = config.bus.trigger_dir(&sys::runtime_root());
-        sys::ensure_private_dir(&dir, dir_mode_for(config.mode)).map_err(|source| ProducerError::TriggerDir { path: dir.clone(), source })?;
+        sys::ensure_private_dir(&dir, dir_mode_for(config.mode)).map_err(|source| {
+            ProducerError::TriggerDir {
+                path: dir.clone(),
+                source,
+            }
+        })?;
         let pid = sys::my_pid();
         let created = sys::realtime_ns();
-        let instance_id = shm_layout::pattern::splitmix64(created ^ (u64::from(pid) << 32) ^ sys::monotonic_ns());
-        let fps_milli = (config.nominal_fps.max(0.0) * 1000.0).round().min(f64::from(u32::MAX)) as u32;
+        let instance_id =
+            shm_layout::pattern::splitmix64(created ^ (u64::from(pid) << 32) ^ sys::monotonic_ns());
+        let fps_milli = (config.nominal_fps.max(0.0) * 1000.0)
+            .round()
+            .min(f64::from(u32::MAX)) as u32;
         let flags = if config.debug_bgr { FLAG_DEBUG_BGR } else { 0 };
         let header = layout.header(instance_id, pid, fps_milli, flags, created);
         let mem = BusMemory::create(&config.bus, header, config.mode, &dir)?;
         let now = sys::monotonic_ns();
         let dynamic = mem.control().dynamic();
         dynamic.heartbeat_ns.store(now, Ordering::Relaxed);
-        dynamic.producer_state.store(ProducerState::Running as u32, Ordering::Release);
+        dynamic
+            .producer_state
+            .store(ProducerState::Running as u32, Ordering::Release);
         tracing::info!(bus = %config.bus, width, height, slots = layout.slot_count, bytes = layout.total_size, "bus created");
         let registry = Registry::new(dir, config.max_consumers);
         Ok(Self {
@@ -134,7 +151,10 @@ impl Producer {
 
     /// Figures so far.
     pub fn stats(&self) -> ProducerStats {
-        ProducerStats { reclaimed: self.registry.reclaimed(), ..self.stats }
+        ProducerStats {
+            reclaimed: self.registry.reclaimed(),
+            ..self.stats
+        }
     }
 
     /// Connects new consumers, checks liveness and refreshes the heartbeat
@@ -143,10 +163,15 @@ impl Producer {
     pub fn housekeeping(&mut self) {
         let now = sys::monotonic_ns();
         self.registry.sync(self.mem.control());
-        if now.saturating_sub(self.last_housekeeping_ns) >= HOUSEKEEPING_INTERVAL.as_nanos() as u64 {
+        if now.saturating_sub(self.last_housekeeping_ns) >= HOUSEKEEPING_INTERVAL.as_nanos() as u64
+        {
             self.last_housekeeping_ns = now;
             self.registry.check_liveness(self.mem.control());
-            self.mem.control().dynamic().heartbeat_ns.store(now, Ordering::Relaxed);
+            self.mem
+                .control()
+                .dynamic()
+                .heartbeat_ns
+                .store(now, Ordering::Relaxed);
         }
     }
 
@@ -172,7 +197,12 @@ impl Producer {
         // SAFETY: acquire_slot took the slot's writer bit and end_write below
         // has not run yet.
         let data = unsafe { self.mem.gray_slot_mut(slot) };
-        let mut writer = SlotWriter { data, width: layout.width, height: layout.height, stride: layout.stride };
+        let mut writer = SlotWriter {
+            data,
+            width: layout.width,
+            height: layout.height,
+            stride: layout.stride,
+        };
         let filled = fill(seq, &mut writer);
         let fill_end = sys::monotonic_ns();
         let control = self.mem.control();
@@ -186,18 +216,24 @@ impl Producer {
         };
         self.seq = seq;
         entry.seq.store(seq, Ordering::Relaxed);
-        entry.capture_ns.store(captured.capture_ns, Ordering::Relaxed);
+        entry
+            .capture_ns
+            .store(captured.capture_ns, Ordering::Relaxed);
         entry.publish_ns.store(fill_end, Ordering::Relaxed);
         // Release (inside end_write): pixels and metadata before any pin.
         pin::end_write(entry);
         let dynamic = control.dynamic();
         // Release: a consumer that sees this `latest` sees the slot's seq.
-        dynamic.latest.store(pack_latest(seq, slot), Ordering::Release);
+        dynamic
+            .latest
+            .store(pack_latest(seq, slot), Ordering::Release);
         dynamic.frames_published.fetch_add(1, Ordering::Relaxed);
         dynamic.heartbeat_ns.store(fill_end, Ordering::Relaxed);
         self.registry.trigger(control, &trigger_message(seq, slot));
         let end = sys::monotonic_ns();
-        dynamic.last_publish_ns.store(end - start, Ordering::Relaxed);
+        dynamic
+            .last_publish_ns
+            .store(end - start, Ordering::Relaxed);
         self.stats.frames += 1;
         self.stats.publish_ns_total += end - start;
         self.stats.fill_ns_total += fill_end - fill_start;
@@ -222,7 +258,8 @@ impl Producer {
             passes += 1;
             if passes % 16 == 0 {
                 tracing::debug!(passes, "no free slot in a full pass; enforcing pin budgets");
-                self.registry.enforce_budgets(self.mem.control(), self.config.pins_per_consumer);
+                self.registry
+                    .enforce_budgets(self.mem.control(), self.config.pins_per_consumer);
             }
             std::hint::spin_loop();
         }
@@ -235,7 +272,11 @@ impl Producer {
             return;
         }
         self.closed = true;
-        self.mem.control().dynamic().producer_state.store(ProducerState::Stopping as u32, Ordering::Release);
+        self.mem
+            .control()
+            .dynamic()
+            .producer_state
+            .store(ProducerState::Stopping as u32, Ordering::Release);
         self.registry.shutdown();
         self.mem.unlink();
         tracing::info!(bus = %self.config.bus, frames = self.stats.frames, "bus removed");
@@ -260,7 +301,12 @@ pub struct RunOptions {
 /// Publishes frames from `source` until `stop` is set, the source ends, or
 /// `opts.frames` were published. Pacing sleeps in short steps so
 /// housekeeping (reclaiming dead consumers) and `stop` stay responsive.
-pub fn run(producer: &mut Producer, source: &mut dyn FrameSource, opts: RunOptions, stop: &AtomicBool) -> Result<ProducerStats, ProducerError> {
+pub fn run(
+    producer: &mut Producer,
+    source: &mut dyn FrameSource,
+    opts: RunOptions,
+    stop: &AtomicBool,
+) -> Result<ProducerStats, ProducerError> {
     let period_ns = match opts.fps {
         Some(f) if f > 0.0 => Some((1e9 / f) as u64),
         _ => None,
@@ -285,7 +331,11 @@ pub fn run(producer: &mut Producer, source: &mut dyn FrameSource, opts: RunOptio
             }
             let now = sys::monotonic_ns();
             // Keep a steady schedule, but never burst to catch up.
-            next_ns = if now > next_ns + period { now + period } else { next_ns + period };
+            next_ns = if now > next_ns + period {
+                now + period
+            } else {
+                next_ns + period
+            };
         }
         match producer.publish(|seq, slot| source.fill(seq, slot)) {
             Ok(_) => {}

@@ -37,7 +37,11 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn new(dir: PathBuf, max_consumers: u32) -> Self {
-        Self { dir, conns: (0..max_consumers).map(|_| None).collect(), reclaimed: 0 }
+        Self {
+            dir,
+            conns: (0..max_consumers).map(|_| None).collect(),
+            reclaimed: 0,
+        }
     }
 
     pub(crate) fn dir(&self) -> &std::path::Path {
@@ -80,11 +84,19 @@ impl Registry {
                 Some(ConsumerState::Connected | ConsumerState::Reclaiming) | None => {
                     // Only this producer sets Connected and Reclaiming; the
                     // entry was written by someone else.
-                    self.reclaim(control, i, owner, "its entry holds a state this producer never set");
+                    self.reclaim(
+                        control,
+                        i,
+                        owner,
+                        "its entry holds a state this producer never set",
+                    );
                 }
             }
         }
-        control.dynamic().connected_consumers.store(self.connected(), Ordering::Relaxed);
+        control
+            .dynamic()
+            .connected_consumers
+            .store(self.connected(), Ordering::Relaxed);
     }
 
     fn connect(&mut self, control: &ControlView, i: usize, owner: Owner) {
@@ -100,14 +112,22 @@ impl Registry {
                     .is_ok()
                 {
                     tracing::debug!(entry = i, pid = owner.pid(), "consumer connected");
-                    self.conns[i] = Some(Connection { owner: connected, pipe });
+                    self.conns[i] = Some(Connection {
+                        owner: connected,
+                        pipe,
+                    });
                 }
             }
             Ok(None) => {
                 // No reader: it is still opening, or it died (the liveness
                 // check will tell).
             }
-            Err(e) => self.reclaim(control, i, owner, &format!("its trigger FIFO is unusable: {e}")),
+            Err(e) => self.reclaim(
+                control,
+                i,
+                owner,
+                &format!("its trigger FIFO is unusable: {e}"),
+            ),
         }
     }
 
@@ -115,11 +135,15 @@ impl Registry {
     /// slow, stopped or dead consumer costs one failed write.
     pub(crate) fn trigger(&mut self, control: &ControlView, msg: &[u8; TRIGGER_LEN]) {
         for i in 0..self.conns.len() {
-            let Some(conn) = self.conns[i].as_mut() else { continue };
+            let Some(conn) = self.conns[i].as_mut() else {
+                continue;
+            };
             match sys::write_trigger(&mut conn.pipe, msg) {
                 TriggerWrite::Sent => {}
                 TriggerWrite::Full => {
-                    control.consumers()[i].coalesced.fetch_add(1, Ordering::Relaxed);
+                    control.consumers()[i]
+                        .coalesced
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 TriggerWrite::Gone => {
                     let owner = conn.owner;
@@ -149,7 +173,12 @@ impl Registry {
         // new owner's bit must not be touched. The generation makes it ABA-proof.
         if entry
             .owner
-            .compare_exchange(observed.0, reclaiming.0, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                observed.0,
+                reclaiming.0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return;
@@ -159,7 +188,12 @@ impl Registry {
         // Release: the cleared bits are visible before the entry is free.
         entry.owner.store(observed.freed().0, Ordering::Release);
         self.reclaimed += 1;
-        tracing::info!(entry = i, pid = observed.pid(), pins = cleared, "reclaimed consumer: {why}");
+        tracing::info!(
+            entry = i,
+            pid = observed.pid(),
+            pins = cleared,
+            "reclaimed consumer: {why}"
+        );
     }
 
     /// Called when a pass found no free slot: evicts consumers holding more

@@ -63,7 +63,8 @@ pub(crate) fn size_shm(fd: &OwnedFd, size: u64) -> io::Result<()> {
 /// Maps the whole object read-write with its page tables populated (a first
 /// copy into never-touched pages is several times slower).
 pub(crate) fn map_rw(fd: &OwnedFd, len: u64) -> io::Result<memmap2::MmapRaw> {
-    let len = usize::try_from(len).map_err(|_| io::Error::other("bus larger than the address space"))?;
+    let len =
+        usize::try_from(len).map_err(|_| io::Error::other("bus larger than the address space"))?;
     memmap2::MmapOptions::new().len(len).populate().map_raw(fd)
 }
 
@@ -82,7 +83,10 @@ pub(crate) fn realtime_ns() -> u64 {
 
 /// Whether process `pid` exists (a process of another user counts).
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
@@ -118,7 +122,10 @@ fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     }
     let meta = std::fs::symlink_metadata(path)?;
     if !meta.is_dir() {
-        return Err(io::Error::other(format!("{} exists and is not a directory", path.display())));
+        return Err(io::Error::other(format!(
+            "{} exists and is not a directory",
+            path.display()
+        )));
     }
     if meta.uid() != rustix::process::geteuid().as_raw() {
         return Err(io::Error::other(format!(
@@ -146,10 +153,17 @@ pub(crate) fn open_fifo_writer(path: &Path) -> io::Result<Option<File>> {
     };
     let meta = file.metadata()?;
     if !meta.file_type().is_fifo() {
-        return Err(io::Error::other(format!("{} is not a FIFO", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a FIFO",
+            path.display()
+        )));
     }
     if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err(io::Error::other(format!("{} belongs to uid {}", path.display(), meta.uid())));
+        return Err(io::Error::other(format!(
+            "{} belongs to uid {}",
+            path.display(),
+            meta.uid()
+        )));
     }
     Ok(Some(file))
 }

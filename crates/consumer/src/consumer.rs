@@ -1,0 +1,315 @@
+//! [`Consumer`]: attaches to a bus, waits on its trigger pipe, and hands out
+//! the newest frame, pinned, never the same one twice. When the producer
+//! goes away it waits for the next one and attaches again by itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shm_layout::pin::{self, PinOutcome};
+use shm_layout::sync::Ordering;
+use shm_layout::{BusName, ConsumerState, Layout};
+
+use crate::attach::{Attachment, Registration};
+use crate::error::ConsumerError;
+use crate::frame::Frame;
+use crate::sys::{self, Drained, Readiness};
+
+/// How often a waiting consumer checks that its producer still runs, and
+/// how often a detached one looks for a new producer.
+pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How to attach.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// The bus name.
+    pub bus: BusName,
+    /// A short name shown by `inspect` (16 bytes kept).
+    pub name: String,
+    /// Frame rate limit; `None` = every frame the consumer can keep up with.
+    pub max_fps: Option<f64>,
+}
+
+impl ConsumerConfig {
+    /// Attach to `bus` with no rate limit, named after the process.
+    pub fn new(bus: BusName) -> Self {
+        Self {
+            bus,
+            name: String::from("consumer"),
+            max_fps: None,
+        }
+    }
+}
+
+/// Geometry and identity of the bus instance a consumer is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusInfo {
+    /// The validated layout (width, height, stride, slots...).
+    pub layout: Layout,
+    /// The producer's instance id.
+    pub instance_id: u64,
+    /// The producer's pid.
+    pub producer_pid: u32,
+    /// This consumer's entry index (its pin bit).
+    pub entry: u32,
+}
+
+/// A consumer of one bus.
+pub struct Consumer {
+    config: ConsumerConfig,
+    att: Option<Arc<Attachment>>,
+    /// Whether the producer has connected to the current attachment's FIFO
+    /// (before that, a read of 0 bytes just means "no writer yet").
+    connected: bool,
+    last_seq: u64,
+    last_instance: u64,
+    last_frame_ns: u64,
+    reattached: u64,
+    frames: u64,
+}
+
+impl Consumer {
+    /// Attaches to a running bus: validates its header, claims a consumer
+    /// entry and creates the trigger FIFO. Fails at once if the bus does not
+    /// exist or is unusable ([`Consumer::attach_wait`] waits instead).
+    pub fn attach(config: ConsumerConfig) -> Result<Self, ConsumerError> {
+        let mut c = Self::detached(config);
+        c.try_register()?;
+        Ok(c)
+    }
+
+    /// Like [`Consumer::attach`], but waits up to `timeout` for a producer
+    /// to appear while the error is transient (no bus yet, bus full).
+    pub fn attach_wait(config: ConsumerConfig, timeout: Duration) -> Result<Self, ConsumerError> {
+        let mut c = Self::detached(config);
+        let deadline = sys::monotonic_ns() + timeout.as_nanos() as u64;
+        loop {
+            match c.try_register() {
+                Ok(()) => return Ok(c),
+                Err(e) if e.is_transient() && sys::monotonic_ns() < deadline => {
+                    std::thread::sleep(LIVENESS_INTERVAL);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn detached(config: ConsumerConfig) -> Self {
+        Self {
+            config,
+            att: None,
+            connected: false,
+            last_seq: 0,
+            last_instance: 0,
+            last_frame_ns: 0,
+            reattached: 0,
+            frames: 0,
+        }
+    }
+
+    fn try_register(&mut self) -> Result<(), ConsumerError> {
+        let max_fps_milli = self.config.max_fps.map_or(0, |f| {
+            (f * 1000.0).round().clamp(0.0, u32::MAX as f64) as u32
+        });
+        let att = Attachment::register(&Registration {
+            bus: &self.config.bus,
+            name: &self.config.name,
+            max_fps_milli,
+        })?;
+        let instance = att.header.instance_id;
+        if self.last_instance != 0 {
+            self.reattached += 1;
+            tracing::info!(bus = %self.config.bus, entry = att.index, "re-attached");
+        }
+        if instance != self.last_instance {
+            // A new producer numbers frames from 1 again.
+            self.last_seq = 0;
+        }
+        self.last_instance = instance;
+        self.connected = false;
+        self.att = Some(Arc::new(att));
+        Ok(())
+    }
+
+    /// Geometry and identity of the current attachment, `None` while
+    /// waiting for a producer.
+    pub fn info(&self) -> Option<BusInfo> {
+        self.att.as_ref().map(|a| BusInfo {
+            layout: *a.layout(),
+            instance_id: a.header.instance_id,
+            producer_pid: a.header.producer_pid,
+            entry: a.index,
+        })
+    }
+
+    /// How many times this consumer attached again after losing its
+    /// producer.
+    pub fn reattached(&self) -> u64 {
+        self.reattached
+    }
+
+    /// Frames handed out so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Waits for a frame newer than the last one handed out and pins it.
+    /// `Ok(None)` if `timeout` passes first (`None` = wait forever). The
+    /// frame borrows the consumer, so only one exists at a time.
+    pub fn next_frame(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Frame<'_>>, ConsumerError> {
+        self.next(timeout)
+    }
+
+    /// Like [`Consumer::next_frame`], but the frame may be kept while more
+    /// are taken, up to the bus's pins-per-consumer budget; past it, this
+    /// returns [`ConsumerError::PinBudgetExhausted`] instead of pinning.
+    pub fn next_frame_owned(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Frame<'static>>, ConsumerError> {
+        self.next(timeout)
+    }
+
+    fn next<'a>(&mut self, timeout: Option<Duration>) -> Result<Option<Frame<'a>>, ConsumerError> {
+        let deadline = timeout.map(|t| sys::monotonic_ns().saturating_add(t.as_nanos() as u64));
+        let remaining = |now: u64| deadline.map(|d| d.saturating_sub(now));
+        loop {
+            let now = sys::monotonic_ns();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(None);
+            }
+            let Some(att) = self.att.clone() else {
+                match self.try_register() {
+                    Ok(()) => continue,
+                    Err(e) if e.is_transient() => {
+                        let nap = remaining(now).map_or(LIVENESS_INTERVAL, |r| {
+                            Duration::from_nanos(r).min(LIVENESS_INTERVAL)
+                        });
+                        std::thread::sleep(nap);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            // Rate limit: wait out 1/max_fps since the previous frame, then
+            // take the newest (triggers that arrive meanwhile are drained).
+            if let Some(fps) = self.config.max_fps.filter(|f| *f > 0.0) {
+                let earliest = self.last_frame_ns + (1e9 / fps) as u64;
+                if now < earliest {
+                    let mut nap = (earliest - now).min(LIVENESS_INTERVAL.as_nanos() as u64);
+                    if let Some(r) = remaining(now) {
+                        nap = nap.min(r);
+                    }
+                    std::thread::sleep(Duration::from_nanos(nap));
+                    if !att.alive() {
+                        self.detach("the producer is gone");
+                    }
+                    continue;
+                }
+            }
+            if !self.connected && att.entry_owner().state() == Some(ConsumerState::Connected) {
+                self.connected = true;
+            }
+            let drained = att
+                .pipe_drain()
+                .map_err(ConsumerError::os("cannot read the trigger FIFO"))?;
+            if drained == Drained::NoWriter && self.connected {
+                self.detach("the producer closed the trigger pipe");
+                continue;
+            }
+            if let Some(frame) = self.take_newest(&att)? {
+                return Ok(Some(frame));
+            }
+            let mut wait = LIVENESS_INTERVAL;
+            if let Some(r) = remaining(now) {
+                wait = wait.min(Duration::from_nanos(r));
+            }
+            match att
+                .pipe_wait(wait)
+                .map_err(ConsumerError::os("cannot poll the trigger FIFO"))?
+            {
+                Readiness::Readable => {}
+                Readiness::HungUp if self.connected => {
+                    self.detach("the producer closed the trigger pipe")
+                }
+                Readiness::HungUp | Readiness::Timeout => {
+                    if !att.alive() {
+                        self.detach("the producer is gone");
+                    } else if !self.connected {
+                        // Not yet connected: poll returns HUP at once on a
+                        // FIFO without writers on some kernels; don't spin.
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+    }
+
+    fn detach(&mut self, why: &str) {
+        if self.att.take().is_some() {
+            tracing::info!(bus = %self.config.bus, "{why}; waiting for the next producer");
+        }
+        self.connected = false;
+    }
+
+    /// Pins the newest frame if it is newer than the last one handed out.
+    fn take_newest<'a>(
+        &mut self,
+        att: &Arc<Attachment>,
+    ) -> Result<Option<Frame<'a>>, ConsumerError> {
+        let slots = att.control.slots();
+        // A few rounds: each failed one means the producer just moved on.
+        for _ in 0..64 {
+            let Some((seq, slot)) = att.control.dynamic().latest() else {
+                return Ok(None);
+            };
+            if seq <= self.last_seq {
+                return Ok(None);
+            }
+            let Some(entry) = slots.get(slot as usize) else {
+                tracing::debug!(slot, "header names a slot out of range; ignoring");
+                return Ok(None);
+            };
+            let held = att.held.load(Ordering::Relaxed);
+            if held >= att.layout().pins_per_consumer {
+                return Err(ConsumerError::PinBudgetExhausted { held });
+            }
+            match pin::try_pin(entry, att.bit) {
+                PinOutcome::WriterBusy => continue,
+                PinOutcome::AlreadyHeld => return Ok(None),
+                PinOutcome::Pinned => {}
+            }
+            // The slot's own seq names the frame it holds (it may be newer
+            // than `latest` said). 0 = being replaced; <= last = not new.
+            let got = entry.seq.load(Ordering::Relaxed);
+            if got == 0 || got <= self.last_seq {
+                pin::release(entry, att.bit);
+                continue;
+            }
+            let pinned_ns = sys::monotonic_ns();
+            let frame = Frame::new(Arc::clone(att), slot, got, pinned_ns);
+            self.last_seq = got;
+            self.last_frame_ns = pinned_ns;
+            self.frames += 1;
+            let me = &att.control.consumers()[att.index as usize];
+            me.frames.fetch_add(1, Ordering::Relaxed);
+            me.last_seq.store(got, Ordering::Relaxed);
+            me.last_latency_ns
+                .store(frame.latency_ns(), Ordering::Relaxed);
+            return Ok(Some(frame));
+        }
+        Ok(None)
+    }
+}
+
+impl Attachment {
+    fn pipe_drain(&self) -> std::io::Result<Drained> {
+        self.pipe.drain()
+    }
+
+    fn pipe_wait(&self, timeout: Duration) -> std::io::Result<Readiness> {
+        self.pipe.wait(timeout)
+    }
+}
