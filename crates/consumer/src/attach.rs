@@ -199,6 +199,15 @@ impl Attachment {
         })
     }
 
+    pub(crate) fn bus_info(&self) -> crate::consumer::BusInfo {
+        crate::consumer::BusInfo {
+            layout: *self.layout(),
+            instance_id: self.header.instance_id,
+            producer_pid: self.header.producer_pid,
+            entry: self.index,
+        }
+    }
+
     pub(crate) fn layout(&self) -> &Layout {
         self.control.layout()
     }
@@ -256,12 +265,20 @@ fn claim_entry(control: &ControlView, pid: u32) -> Option<(u32, Owner)> {
 impl Drop for Attachment {
     fn drop(&mut self) {
         // Every frame of this attachment is gone (they hold the Arc), so no
-        // pin of ours remains. The FIFO is removed by TriggerPipe's Drop
-        // after this; free the entry if it is still ours, keeping its
-        // generation. Release: our releases happen-before a new claimant.
+        // pin of ours remains. Leave in order: remove our FIFO (if it is still
+        // the one we created), then free the entry if it is still ours and the
+        // producer is not reclaiming it (then the producer frees it). The
+        // generation is kept. Release: our releases happen-before a new
+        // claimant's use of the entry.
+        self.pipe.unlink();
         let entry = &self.control.consumers()[self.index as usize];
         let cur = entry.owner();
-        if cur.pid() == self.owner.pid() && cur.generation() == self.owner.generation() {
+        let ours = cur.pid() == self.owner.pid() && cur.generation() == self.owner.generation();
+        let leavable = matches!(
+            cur.state(),
+            Some(ConsumerState::Claimed | ConsumerState::Ready | ConsumerState::Connected)
+        );
+        if ours && leavable {
             let _ = entry.owner.compare_exchange(
                 cur.0,
                 cur.freed().0,

@@ -62,7 +62,8 @@ pub struct Consumer {
     connected: bool,
     last_seq: u64,
     last_instance: u64,
-    last_frame_ns: u64,
+    /// When the next frame is due under `max_fps` (0 = now).
+    next_due_ns: u64,
     reattached: u64,
     frames: u64,
 }
@@ -100,7 +101,7 @@ impl Consumer {
             connected: false,
             last_seq: 0,
             last_instance: 0,
-            last_frame_ns: 0,
+            next_due_ns: 0,
             reattached: 0,
             frames: 0,
         }
@@ -133,18 +134,23 @@ impl Consumer {
     /// Geometry and identity of the current attachment, `None` while
     /// waiting for a producer.
     pub fn info(&self) -> Option<BusInfo> {
-        self.att.as_ref().map(|a| BusInfo {
-            layout: *a.layout(),
-            instance_id: a.header.instance_id,
-            producer_pid: a.header.producer_pid,
-            entry: a.index,
-        })
+        self.att.as_ref().map(|a| a.bus_info())
     }
 
     /// How many times this consumer attached again after losing its
     /// producer.
     pub fn reattached(&self) -> u64 {
         self.reattached
+    }
+
+    /// Triggers the producer coalesced for the current attachment (its
+    /// pipe was full because this consumer was busy or rate-limited).
+    pub fn coalesced(&self) -> u64 {
+        self.att.as_ref().map_or(0, |a| {
+            a.control.consumers()[a.index as usize]
+                .coalesced
+                .load(Ordering::Relaxed)
+        })
     }
 
     /// Frames handed out so far.
@@ -193,10 +199,14 @@ impl Consumer {
                     Err(e) => return Err(e),
                 }
             };
-            // Rate limit: wait out 1/max_fps since the previous frame, then
-            // take the newest (triggers that arrive meanwhile are drained).
-            if let Some(fps) = self.config.max_fps.filter(|f| *f > 0.0) {
-                let earliest = self.last_frame_ns + (1e9 / fps) as u64;
+            // Rate limit: frames are due on a fixed schedule of 1/max_fps
+            // (`next_due`); the window opens a quarter period early so a
+            // consumer whose limit equals the camera's rate takes each frame
+            // as it arrives instead of sleeping past it. The schedule, not
+            // the take time, advances, so the average never exceeds max_fps.
+            // Triggers that arrive meanwhile are drained; the newest wins.
+            if let Some(period) = self.period_ns() {
+                let earliest = self.next_due_ns.saturating_sub(period / 4);
                 if now < earliest {
                     let mut nap = (earliest - now).min(LIVENESS_INTERVAL.as_nanos() as u64);
                     if let Some(r) = remaining(now) {
@@ -247,6 +257,13 @@ impl Consumer {
         }
     }
 
+    fn period_ns(&self) -> Option<u64> {
+        self.config
+            .max_fps
+            .filter(|f| *f > 0.0)
+            .map(|f| (1e9 / f) as u64)
+    }
+
     fn detach(&mut self, why: &str) {
         if self.att.take().is_some() {
             tracing::info!(bus = %self.config.bus, "{why}; waiting for the next producer");
@@ -291,7 +308,11 @@ impl Consumer {
             let pinned_ns = sys::monotonic_ns();
             let frame = Frame::new(Arc::clone(att), slot, got, pinned_ns);
             self.last_seq = got;
-            self.last_frame_ns = pinned_ns;
+            if let Some(period) = self.period_ns() {
+                let behind = self.next_due_ns == 0 || pinned_ns > self.next_due_ns + period;
+                let base = if behind { pinned_ns } else { self.next_due_ns };
+                self.next_due_ns = base + period;
+            }
             self.frames += 1;
             let me = &att.control.consumers()[att.index as usize];
             me.frames.fetch_add(1, Ordering::Relaxed);

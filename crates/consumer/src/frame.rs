@@ -8,6 +8,7 @@ use shm_layout::pin;
 use shm_layout::sync::Ordering;
 
 use crate::attach::Attachment;
+use crate::consumer::BusInfo;
 
 /// A pinned frame. Its pixels are the slot itself: stable, byte for byte,
 /// until the frame is dropped (the producer never writes a pinned slot).
@@ -100,6 +101,11 @@ impl<'c> Frame<'c> {
     /// The instance id of the bus the frame came from.
     pub fn instance_id(&self) -> u64 {
         self.att.header.instance_id
+    }
+
+    /// The bus instance this frame came from (geometry, producer, entry).
+    pub fn bus(&self) -> BusInfo {
+        self.att.bus_info()
     }
 
     /// All pixel bytes, `stride * height`, rows `stride` apart (bytes past

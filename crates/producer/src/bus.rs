@@ -157,7 +157,7 @@ fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<
         .to_string();
         return Err(ProducerError::Foreign { path, reason });
     }
-    if pid != 0 && pid != sys::my_pid() && sys::pid_alive(pid) {
+    if pid != 0 && sys::pid_alive(pid) {
         return Err(ProducerError::BusBusy {
             bus: bus.to_string(),
             pid,

@@ -97,12 +97,6 @@ impl Producer {
             pins_per_consumer: config.pins_per_consumer,
         })?;
         let dir = config.bus.trigger_dir(&sys::runtime_root());
-        sys::ensure_private_dir(&dir, dir_mode_for(config.mode)).map_err(|source| {
-            ProducerError::TriggerDir {
-                path: dir.clone(),
-                source,
-            }
-        })?;
         let pid = sys::my_pid();
         let created = sys::realtime_ns();
         let instance_id =
@@ -113,6 +107,13 @@ impl Producer {
         let flags = if config.debug_bgr { FLAG_DEBUG_BGR } else { 0 };
         let header = layout.header(instance_id, pid, fps_milli, flags, created);
         let mem = BusMemory::create(&config.bus, header, config.mode, &dir)?;
+        // After the takeover (which removes a stale trigger directory).
+        sys::ensure_private_dir(&dir, dir_mode_for(config.mode)).map_err(|source| {
+            ProducerError::TriggerDir {
+                path: dir.clone(),
+                source,
+            }
+        })?;
         let now = sys::monotonic_ns();
         let dynamic = mem.control().dynamic();
         dynamic.heartbeat_ns.store(now, Ordering::Relaxed);

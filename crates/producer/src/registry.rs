@@ -185,8 +185,15 @@ impl Registry {
         }
         let cleared = pin::reclaim(control.slots(), consumer_bit(i as u32));
         sys::remove_fifo(&self.fifo_path(i));
-        // Release: the cleared bits are visible before the entry is free.
-        entry.owner.store(observed.freed().0, Ordering::Release);
+        // Release: the cleared bits are visible before the entry is free. A
+        // CAS, not a store: only this producer moves an entry out of
+        // Reclaiming, but a hostile writer must not be overwritten blindly.
+        let _ = entry.owner.compare_exchange(
+            reclaiming.0,
+            observed.freed().0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
         self.reclaimed += 1;
         tracing::info!(
             entry = i,

@@ -16,8 +16,8 @@ pub struct SlotEntry {
     pub seq: AtomicU64,
     /// Capture time, `CLOCK_MONOTONIC` nanoseconds.
     pub capture_ns: AtomicU64,
-    /// Time the frame was published (writer bit dropped), `CLOCK_MONOTONIC`
-    /// nanoseconds.
+    /// Time the frame was complete in the slot (taken just before the writer
+    /// bit is dropped), `CLOCK_MONOTONIC` nanoseconds.
     pub publish_ns: AtomicU64,
     /// Zero.
     pub _reserved: [AtomicU64; 4],

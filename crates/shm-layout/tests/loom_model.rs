@@ -112,6 +112,20 @@ impl Bus {
             .unwrap_or_else(|| panic!("acquire_free_slot found no free slot for frame {seq}"))
     }
 
+    /// Producer: [`Bus::try_publish`] retried, as `acquire_free_slot`
+    /// documents for consumers that move their pins during a pass (see
+    /// `one_pass_can_miss_the_free_slot_while_a_consumer_moves`). Records the
+    /// passes it took; more than [`MAX_PASSES`] fails the model.
+    fn publish_retrying(&self, seq: u64, passes: &Passes) -> u32 {
+        for pass in 1..=MAX_PASSES {
+            if let Some(slot) = self.try_publish(seq) {
+                passes.record(pass);
+                return slot;
+            }
+        }
+        panic!("no free slot for frame {seq} in {MAX_PASSES} passes");
+    }
+
     /// Writes frame `seq` into `slot` (held with the writer bit): pixels row
     /// by row, then the slot's `seq` (Relaxed: `end_write` publishes it).
     fn write_frame(&self, slot: u32, seq: u64) {
@@ -226,6 +240,23 @@ impl Coverage {
 
 // ===== (a) no torn frame ==================================================
 
+/// Most passes of `acquire_free_slot` one publish may take in the models of
+/// (a) before the model fails.
+const MAX_PASSES: usize = 3;
+
+/// The most passes any publish took, across all executions of a model.
+#[derive(Default)]
+struct Passes(Counter);
+
+impl Passes {
+    fn record(&self, passes: usize) {
+        self.0.fetch_max(passes, CounterOrdering::Relaxed);
+    }
+    fn max(&self) -> usize {
+        self.0.load(CounterOrdering::Relaxed)
+    }
+}
+
 /// What the executions of a no-torn-frame model ran into.
 #[derive(Default)]
 struct Seen {
@@ -233,12 +264,18 @@ struct Seen {
     rewritten: Coverage,
     /// Pins refused because the producer held the slot (the back-out path).
     busy: Coverage,
+    /// Passes of `acquire_free_slot` per publish.
+    passes: Passes,
 }
 
 impl Seen {
     fn assert_explored(&self) {
         let (rewritten, busy) = (self.rewritten.get(), self.busy.get());
-        eprintln!("pins of a rewritten slot: {rewritten}; pins refused (writer busy): {busy}");
+        eprintln!(
+            "pins of a rewritten slot: {rewritten}; pins refused (writer busy): {busy}; \
+             most passes for one publish: {}",
+            self.passes.max()
+        );
         assert!(
             rewritten > 0,
             "the model never pinned a slot rewritten after latest was read"
@@ -285,35 +322,38 @@ fn torn_frame_model(
         })
         .collect();
     for seq in 1..=frames {
-        bus.publish(seq);
+        bus.publish_retrying(seq, &seen.passes);
     }
     for h in handles {
         h.join().unwrap();
     }
 }
 
-/// Invariant 1 (no torn frames), one consumer: whatever the interleaving, a
-/// consumer that pinned a slot reads one whole frame, the one the slot's
-/// `seq` names, and no producer write of that slot is concurrent with the
-/// read (loom's causality check). Includes consumers whose `latest` is stale
-/// by the time they pin, so the slot was rewritten in between (asserted to be
-/// explored).
+/// Invariant 1 (no torn frames), one consumer (3 slots, 6 frames, 3 takes,
+/// preemption bound 5): whatever the interleaving, a consumer that pinned a
+/// slot reads one whole frame, the one the slot's `seq` names, and no
+/// producer write of that slot is concurrent with the read (loom's causality
+/// check). Explored (and asserted to be): takes whose `latest` went stale
+/// before the pin, so the slot was rewritten in between, and pins refused
+/// because the producer was writing the slot. The producer retries
+/// `acquire_free_slot` (this consumer moves its pin; 2 passes suffice here).
 #[test]
 fn no_torn_frame_one_consumer() {
     let seen = std::sync::Arc::new(Seen::default());
     let s = seen.clone();
-    check(3, move || torn_frame_model(REAL, 3, 4, 1, 2, &s));
+    check(5, move || torn_frame_model(REAL, 3, 6, 1, 3, &s));
     seen.assert_explored();
 }
 
 /// Invariant 1 with two consumers contending for the same slots (4 slots =
-/// 2 consumers x 1 pin + 2): pins by two consumers on one word never let the
-/// producer in while either still reads, and neither ever sees a torn frame.
+/// 2 consumers x 1 pin + 2, 5 frames, 2 takes each, preemption bound 3):
+/// pins by two consumers on one word never let the producer in while either
+/// still reads, and neither ever sees a torn frame or races a write.
 #[test]
 fn no_torn_frame_two_consumers() {
     let seen = std::sync::Arc::new(Seen::default());
     let s = seen.clone();
-    check(3, move || torn_frame_model(REAL, 4, 4, 2, 2, &s));
+    check(3, move || torn_frame_model(REAL, 4, 5, 2, 2, &s));
     seen.assert_explored();
 }
 
@@ -489,7 +529,7 @@ fn full_budget_model(consumers: u32, budget: usize, frames: u64, full: &std::syn
 fn free_slot_under_full_budget_two_consumers_one_pin() {
     let full = std::sync::Arc::new(Coverage::default());
     let f = full.clone();
-    check(3, move || full_budget_model(2, 1, 3, &f));
+    check(3, move || full_budget_model(2, 1, 4, &f));
     eprintln!("publishes under the full budget: {}", full.get());
     assert!(full.get() > 0, "never published under the full budget");
 }
@@ -500,7 +540,7 @@ fn free_slot_under_full_budget_two_consumers_one_pin() {
 fn free_slot_under_full_budget_one_consumer_two_pins() {
     let full = std::sync::Arc::new(Coverage::default());
     let f = full.clone();
-    check(3, move || full_budget_model(1, 2, 3, &f));
+    check(4, move || full_budget_model(1, 2, 4, &f));
     eprintln!("publishes under the full budget: {}", full.get());
     assert!(full.get() > 0, "never published under the full budget");
 }
@@ -564,7 +604,7 @@ fn one_pass_can_miss_the_free_slot_while_a_consumer_moves() {
 /// that the producer can then write.
 #[test]
 fn reclaim_is_idempotent_and_spares_live_pins() {
-    check(3, || {
+    check(4, || {
         const LIVE: u32 = 0;
         const DEAD: u32 = 1;
         let live = pin::consumer_bit(LIVE);

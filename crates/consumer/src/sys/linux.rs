@@ -68,7 +68,7 @@ pub(crate) fn my_pid() -> u32 {
 /// The root of trigger directories for this user.
 pub(crate) fn runtime_root() -> PathBuf {
     let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-    shm_layout::naming::runtime_root(xdg.as_deref(), rustix::process::getuid().as_raw())
+    shm_layout::naming::runtime_root(xdg.as_deref(), rustix::process::geteuid().as_raw())
 }
 
 /// Makes sure `dir` (and its parent) are directories of ours; creates them
@@ -225,10 +225,10 @@ impl TriggerPipe {
     }
 }
 
-impl Drop for TriggerPipe {
-    fn drop(&mut self) {
-        // Remove the FIFO only if it is still the one we created: after a
-        // producer restart another consumer may own a FIFO at this path.
+impl TriggerPipe {
+    /// Removes the FIFO if it is still the one we created: after a producer
+    /// restart another consumer may own a FIFO at this path. Idempotent.
+    pub(crate) fn unlink(&self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if (meta.dev(), meta.ino()) == self.ino {
                 if let Err(e) = std::fs::remove_file(&self.path) {
@@ -236,5 +236,11 @@ impl Drop for TriggerPipe {
                 }
             }
         }
+    }
+}
+
+impl Drop for TriggerPipe {
+    fn drop(&mut self) {
+        self.unlink();
     }
 }

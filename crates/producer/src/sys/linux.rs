@@ -100,7 +100,7 @@ pub(crate) fn my_pid() -> u32 {
 /// The root of trigger directories for this user.
 pub(crate) fn runtime_root() -> PathBuf {
     let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-    shm_layout::naming::runtime_root(xdg.as_deref(), rustix::process::getuid().as_raw())
+    shm_layout::naming::runtime_root(xdg.as_deref(), rustix::process::geteuid().as_raw())
 }
 
 /// Creates (or checks) a trigger directory: a real directory, ours, mode

@@ -1,0 +1,378 @@
+#![cfg(not(loom))]
+//! Property tests of header validation (invariant 6: every failure is named,
+//! never a panic, never an out-of-bounds layout).
+//!
+//! Whatever bytes and object size a consumer is handed, `header_from_bytes`
+//! (and `read_header` over the same bytes) returns either a typed
+//! `LayoutError` or a layout whose every section lies page-aligned, in
+//! order, inside both the header's `total_size` and the real object size.
+
+use proptest::prelude::*;
+use shm_layout::header::{HeaderFixed, ENTRY_SIZE, HEADER_SIZE, MAGIC, PAGE};
+use shm_layout::layout::{Layout, LayoutRequest, MAX_CONSUMERS, MAX_PINS_PER_CONSUMER};
+use shm_layout::view::{header_from_bytes, read_header};
+use shm_layout::LayoutError;
+
+/// Checks everything a consumer relies on before it touches the mapping.
+/// All arithmetic is in `u128`, so the check itself cannot overflow.
+fn check_layout(fixed: &HeaderFixed, l: &Layout, object_size: u64) -> Result<(), TestCaseError> {
+    let page = u128::from(PAGE);
+    let w = |v: u64| u128::from(v);
+    // The layout is the header's copy, field for field.
+    prop_assert_eq!(fixed.magic, MAGIC);
+    prop_assert_eq!(
+        (fixed.width, fixed.height, fixed.stride, fixed.bgr_stride),
+        (l.width, l.height, l.stride, l.bgr_stride)
+    );
+    prop_assert_eq!(
+        (
+            fixed.slot_count,
+            fixed.max_consumers,
+            fixed.pins_per_consumer
+        ),
+        (l.slot_count, l.max_consumers, l.pins_per_consumer)
+    );
+    prop_assert_eq!(
+        (
+            fixed.slot_table_offset,
+            fixed.consumer_table_offset,
+            fixed.bgr_offset,
+            fixed.gray_offset,
+            fixed.slot_pitch,
+            fixed.total_size
+        ),
+        (
+            l.slot_table_offset,
+            l.consumer_table_offset,
+            l.bgr_offset,
+            l.gray_offset,
+            l.slot_pitch,
+            l.total_size
+        )
+    );
+    // Geometry in range.
+    prop_assert!((1..=16_384).contains(&l.width) && (1..=16_384).contains(&l.height));
+    prop_assert!((1..=MAX_CONSUMERS).contains(&l.max_consumers));
+    prop_assert!((1..=MAX_PINS_PER_CONSUMER).contains(&l.pins_per_consumer));
+    prop_assert_eq!(l.slot_count, l.max_consumers * l.pins_per_consumer + 2);
+    prop_assert!(l.stride >= l.width);
+    prop_assert!(u64::from(l.bgr_stride) >= 3 * u64::from(l.width));
+    // Page alignment.
+    for (name, off) in [
+        ("slot_table_offset", l.slot_table_offset),
+        ("consumer_table_offset", l.consumer_table_offset),
+        ("bgr_offset", l.bgr_offset),
+        ("gray_offset", l.gray_offset),
+        ("slot_pitch", l.slot_pitch),
+    ] {
+        prop_assert_eq!(w(off) % page, 0, "{} = {} is not page aligned", name, off);
+    }
+    // Sections in order, without overlap, after the header page.
+    let slot_table_end = w(l.slot_table_offset) + u128::from(l.slot_count) * w(ENTRY_SIZE);
+    let consumer_table_end =
+        w(l.consumer_table_offset) + u128::from(l.max_consumers) * w(ENTRY_SIZE);
+    let bgr_end = w(l.bgr_offset) + l.bgr_len() as u128;
+    prop_assert!(w(l.slot_table_offset) >= page);
+    prop_assert!(slot_table_end <= w(l.consumer_table_offset));
+    prop_assert!(consumer_table_end <= w(l.bgr_offset));
+    prop_assert!(bgr_end <= w(l.gray_offset));
+    prop_assert_eq!(l.control_len(), l.bgr_offset);
+    // Every gray slot holds a frame and the last one ends inside the object.
+    prop_assert!(l.frame_len() as u128 <= w(l.slot_pitch));
+    let last = l.gray_slot_offset(l.slot_count - 1);
+    prop_assert_eq!(
+        w(last),
+        w(l.gray_offset) + u128::from(l.slot_count - 1) * w(l.slot_pitch)
+    );
+    prop_assert!(w(last) + w(l.slot_pitch) <= w(l.total_size));
+    prop_assert!(l.total_size <= object_size);
+    Ok(())
+}
+
+/// Feeds `bytes` and `object_size` to `header_from_bytes` and, over an
+/// 8-aligned copy of the same bytes, to `read_header`: both must return (not
+/// panic), agree, and on success satisfy [`check_layout`]. Returns the result.
+fn parse(
+    bytes: &[u8],
+    object_size: u64,
+) -> Result<Result<(HeaderFixed, Layout), LayoutError>, TestCaseError> {
+    let got = header_from_bytes(bytes, object_size);
+    if let Ok((fixed, layout)) = &got {
+        check_layout(fixed, layout, object_size)?;
+    }
+    // Every error names itself.
+    if let Err(e) = &got {
+        prop_assert!(!e.to_string().is_empty());
+    }
+
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: `words` is 8-aligned and holds at least `bytes.len()` bytes,
+    // all initialised, for the whole call.
+    let via_ptr = unsafe { read_header(words.as_ptr().cast(), bytes.len(), object_size) };
+    match (&got, &via_ptr) {
+        (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+        (Err(_), Err(_)) => {}
+        _ => prop_assert!(
+            false,
+            "header_from_bytes gave {:?} but read_header gave {:?}",
+            got,
+            via_ptr
+        ),
+    }
+    Ok(got)
+}
+
+/// A valid request: geometry in range (the bus may still be too big, which
+/// `Layout::compute` reports).
+fn request() -> impl Strategy<Value = LayoutRequest> {
+    (
+        prop_oneof![1u32..=64, 1u32..=4096, 1u32..=16_384, Just(16_384)],
+        prop_oneof![1u32..=64, 1u32..=4096, 1u32..=16_384, Just(16_384)],
+        1u32..=MAX_CONSUMERS,
+        1u32..=MAX_PINS_PER_CONSUMER,
+    )
+        .prop_map(
+            |(width, height, max_consumers, pins_per_consumer)| LayoutRequest {
+                width,
+                height,
+                max_consumers,
+                pins_per_consumer,
+            },
+        )
+}
+
+/// The published header of a computed layout, magic set.
+fn valid_header(l: &Layout) -> HeaderFixed {
+    HeaderFixed {
+        magic: MAGIC,
+        ..l.header(0x1234_5678, 4242, 30_000, 0, 1)
+    }
+}
+
+/// The header as a consumer reads it: 256 bytes, the fixed part first.
+fn header_bytes(h: &HeaderFixed, tail: u8) -> Vec<u8> {
+    let mut bytes = vec![tail; HEADER_SIZE as usize];
+    bytes[..std::mem::size_of::<HeaderFixed>()].copy_from_slice(bytemuck::bytes_of(h));
+    bytes
+}
+
+/// Number of `u32`/`u64` fields of `HeaderFixed`, in declaration order.
+const FIELDS: usize = 23;
+
+/// Reads field `i` of `h` (widened to `u64`).
+fn field(h: &HeaderFixed, i: usize) -> u64 {
+    match i {
+        0 => h.magic,
+        1 => h.version.into(),
+        2 => h.header_size.into(),
+        3 => h.total_size,
+        4 => h.instance_id,
+        5 => h.producer_pid.into(),
+        6 => h.pixel_format.into(),
+        7 => h.width.into(),
+        8 => h.height.into(),
+        9 => h.stride.into(),
+        10 => h.slot_count.into(),
+        11 => h.max_consumers.into(),
+        12 => h.pins_per_consumer.into(),
+        13 => h.fps_milli.into(),
+        14 => h.bgr_stride.into(),
+        15 => h.flags.into(),
+        16 => h._reserved.into(),
+        17 => h.slot_table_offset,
+        18 => h.consumer_table_offset,
+        19 => h.bgr_offset,
+        20 => h.gray_offset,
+        21 => h.slot_pitch,
+        22 => h.created_unix_ns,
+        _ => unreachable!(),
+    }
+}
+
+/// Sets field `i` of `h` to `v` (truncated for `u32` fields).
+fn set_field(h: &mut HeaderFixed, i: usize, v: u64) {
+    let v32 = v as u32;
+    match i {
+        0 => h.magic = v,
+        1 => h.version = v32,
+        2 => h.header_size = v32,
+        3 => h.total_size = v,
+        4 => h.instance_id = v,
+        5 => h.producer_pid = v32,
+        6 => h.pixel_format = v32,
+        7 => h.width = v32,
+        8 => h.height = v32,
+        9 => h.stride = v32,
+        10 => h.slot_count = v32,
+        11 => h.max_consumers = v32,
+        12 => h.pins_per_consumer = v32,
+        13 => h.fps_milli = v32,
+        14 => h.bgr_stride = v32,
+        15 => h.flags = v32,
+        16 => h._reserved = v32,
+        17 => h.slot_table_offset = v,
+        18 => h.consumer_table_offset = v,
+        19 => h.bgr_offset = v,
+        20 => h.gray_offset = v,
+        21 => h.slot_pitch = v,
+        22 => h.created_unix_ns = v,
+        _ => unreachable!(),
+    }
+}
+
+/// One change to a valid header.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Field `i` := value.
+    Set(usize, u64),
+    /// Field `i` += delta (wrapping; small deltas probe the boundaries).
+    Add(usize, i64),
+    /// Field `i` += k pages (wrapping): moves sections while keeping
+    /// alignment, so some mutated headers are still valid.
+    AddPages(usize, i64),
+    /// Field `i` *= k (wrapping).
+    Mul(usize, u64),
+    /// Flip one bit of the 256 header bytes.
+    FlipBit(usize, u8),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let idx = 0..FIELDS;
+    let interesting = prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(u64::from(u32::MAX)),
+        Just(u64::MAX),
+        Just(u64::MAX / 2),
+        Just(64 << 30),
+        (0u64..1 << 20).prop_map(|k| k * PAGE),
+        any::<u64>(),
+    ];
+    prop_oneof![
+        (idx.clone(), interesting).prop_map(|(i, v)| Mutation::Set(i, v)),
+        (idx.clone(), -4097i64..=4097).prop_map(|(i, d)| Mutation::Add(i, d)),
+        (idx.clone(), -4i64..=4).prop_map(|(i, k)| Mutation::AddPages(i, k)),
+        (idx, 0u64..=4).prop_map(|(i, k)| Mutation::Mul(i, k)),
+        (0..HEADER_SIZE as usize, 0u8..8).prop_map(|(b, bit)| Mutation::FlipBit(b, bit)),
+    ]
+}
+
+fn apply(h: &HeaderFixed, tail: u8, mutations: &[Mutation]) -> Vec<u8> {
+    let mut h = *h;
+    let mut flips = Vec::new();
+    for m in mutations {
+        let (i, v) = match *m {
+            Mutation::Set(i, v) => (i, v),
+            Mutation::Add(i, d) => (i, field(&h, i).wrapping_add_signed(d)),
+            Mutation::AddPages(i, k) => (
+                i,
+                field(&h, i).wrapping_add_signed(k.wrapping_mul(PAGE as i64)),
+            ),
+            Mutation::Mul(i, k) => (i, field(&h, i).wrapping_mul(k)),
+            Mutation::FlipBit(b, bit) => {
+                flips.push((b, bit));
+                continue;
+            }
+        };
+        set_field(&mut h, i, v);
+    }
+    let mut bytes = header_bytes(&h, tail);
+    for (b, bit) in flips {
+        bytes[b] ^= 1 << bit;
+    }
+    bytes
+}
+
+/// How the object size relates to the header's `total_size`.
+fn object_size(total: u64) -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(total),
+        (0u64..=2 * PAGE).prop_map(move |d| total.saturating_add(d)),
+        (0u64..=2 * PAGE).prop_map(move |d| total.saturating_sub(d)),
+        Just(u64::MAX),
+        any::<u64>(),
+    ]
+}
+
+proptest! {
+    /// Arbitrary bytes (any length, including shorter than a header) and
+    /// an arbitrary object size: a typed error or a sound layout.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..=2 * HEADER_SIZE as usize),
+        object_size in any::<u64>(),
+    ) {
+        let got = parse(&bytes, object_size)?;
+        if bytes.len() < HEADER_SIZE as usize {
+            let is_too_small = matches!(got, Err(LayoutError::TooSmall { .. }));
+            prop_assert!(is_too_small);
+        }
+    }
+
+    /// Arbitrary bytes behind a correct magic, version, header size and
+    /// pixel format, so validation gets past its first checks and reaches
+    /// the geometry and offsets with random values.
+    #[test]
+    fn random_header_fields_behind_a_good_magic(
+        fields in prop::collection::vec(any::<u8>(), HEADER_SIZE as usize),
+        object_size in any::<u64>(),
+    ) {
+        let mut h: HeaderFixed =
+            bytemuck::pod_read_unaligned(&fields[..std::mem::size_of::<HeaderFixed>()]);
+        h.magic = MAGIC;
+        h.version = shm_layout::header::LAYOUT_VERSION;
+        h.header_size = HEADER_SIZE;
+        h.pixel_format = shm_layout::header::PIXEL_FORMAT_GRAY8;
+        let mut bytes = fields;
+        bytes[..std::mem::size_of::<HeaderFixed>()].copy_from_slice(bytemuck::bytes_of(&h));
+        let _ = parse(&bytes, object_size)?;
+    }
+
+    /// A header exactly as a producer publishes it validates to the computed
+    /// layout when the object is big enough, and is `Truncated` otherwise.
+    #[test]
+    fn computed_headers_validate(
+        req in request(),
+        tail in any::<u8>(),
+        slack in prop_oneof![Just(0i64), -8192i64..=8192],
+    ) {
+        let l = match Layout::compute(req) {
+            Ok(l) => l,
+            Err(e) => {
+                // A request in range is refused only for a bus over 64 GiB.
+                let too_big = matches!(e, LayoutError::Field { field: "total_size", .. });
+                prop_assert!(too_big, "{:?} refused: {}", req, e);
+                return Ok(());
+            }
+        };
+        let object_size = l.total_size.saturating_add_signed(slack);
+        let got = parse(&header_bytes(&valid_header(&l), tail), object_size)?;
+        if object_size >= l.total_size {
+            prop_assert_eq!(got.map(|(_, layout)| layout), Ok(l));
+        } else {
+            let truncated = matches!(got, Err(LayoutError::Truncated { .. }));
+            prop_assert!(truncated);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// One to four mutations of a valid header (field set to an interesting
+    /// value, nudged by a few bytes or pages, scaled, or a bit flipped) and
+    /// an object size near the header's `total_size`: a typed error or a
+    /// sound layout, never a panic.
+    #[test]
+    fn mutated_headers_never_panic(
+        (l, object_size) in request()
+            .prop_filter_map("bus over 64 GiB", |r| Layout::compute(r).ok())
+            .prop_flat_map(|l| (Just(l), object_size(l.total_size))),
+        tail in any::<u8>(),
+        mutations in prop::collection::vec(mutation(), 1..=4),
+    ) {
+        let bytes = apply(&valid_header(&l), tail, &mutations);
+        let _ = parse(&bytes, object_size)?;
+    }
+}

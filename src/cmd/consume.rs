@@ -1,0 +1,121 @@
+//! `framebus consume`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use framebus_consumer::{builtin, Consumer, ConsumerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ConsumeArgs;
+use crate::report::{Latencies, LatencyUs};
+
+/// The JSON summary `consume --json` prints last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsumeSummary {
+    pub bus: String,
+    pub algo: String,
+    pub frames: u64,
+    pub seconds: f64,
+    pub fps: f64,
+    pub bad_frames: u64,
+    pub reattached: u64,
+    pub coalesced: u64,
+    pub latency_us: LatencyUs,
+    pub last_value: Option<f64>,
+}
+
+pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let bus = super::bus_name(&args.bus)?;
+    let mut algo = builtin(&args.algo).context("bad --algo")?;
+    let config = ConsumerConfig {
+        name: args.name.clone().unwrap_or_else(|| args.algo.clone()),
+        max_fps: args.max_fps,
+        ..ConsumerConfig::new(bus.clone())
+    };
+    let stop = super::stop_flag()?;
+    let mut consumer = match args.wait {
+        Some(s) => Consumer::attach_wait(config, Duration::from_secs_f64(s)),
+        None => Consumer::attach(config),
+    }
+    .with_context(|| format!("cannot attach to bus {bus}"))?;
+    if let Some(info) = consumer.info() {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "attached bus={bus} entry={} pid={}",
+            info.entry,
+            std::process::id()
+        )?;
+        out.flush()?;
+    }
+    let started = Instant::now();
+    let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
+    let mut latencies = Latencies::new();
+    let mut instance = 0u64;
+    let mut coalesced_before = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) || args.frames.is_some_and(|n| consumer.frames() >= n) {
+            break;
+        }
+        let mut wait = Duration::from_millis(100);
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                break;
+            }
+            wait = wait.min(d - now);
+        }
+        let coalesced_now = consumer.coalesced();
+        let Some(frame) = consumer.next_frame(Some(wait))? else {
+            continue;
+        };
+        if frame.instance_id() != instance {
+            // A new producer: its coalesced counter starts again from 0.
+            coalesced_before += coalesced_now;
+            instance = frame.instance_id();
+            algo.setup(&frame.bus())
+                .map_err(|m| anyhow::anyhow!("algorithm {} setup failed: {m}", args.algo))?;
+        }
+        latencies.record(frame.latency_ns());
+        algo.process(&frame).map_err(|m| {
+            anyhow::anyhow!(
+                "algorithm {} failed on frame {}: {m}",
+                args.algo,
+                frame.seq()
+            )
+        })?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    algo.teardown()
+        .map_err(|m| anyhow::anyhow!("algorithm {} teardown failed: {m}", args.algo))?;
+    let summary = algo.summary();
+    let report = ConsumeSummary {
+        bus: bus.to_string(),
+        algo: args.algo.clone(),
+        frames: consumer.frames(),
+        seconds,
+        fps: consumer.frames() as f64 / seconds.max(1e-9),
+        bad_frames: summary.bad_frames,
+        reattached: consumer.reattached(),
+        coalesced: coalesced_before + consumer.coalesced(),
+        latency_us: latencies.summary(),
+        last_value: summary.last_value,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let l = report.latency_us;
+        println!(
+            "bus {}: {} frames in {:.1} s ({:.1} fps), {} bad, re-attached {}x, {} triggers coalesced, latency p50 {:.0} us p99 {:.0} us max {:.0} us",
+            report.bus, report.frames, report.seconds, report.fps, report.bad_frames, report.reattached, report.coalesced, l.p50, l.p99, l.max
+        );
+    }
+    Ok(if report.bad_frames > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

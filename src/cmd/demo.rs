@@ -1,0 +1,211 @@
+//! `framebus demo`: the README's first command. A fake 640x480 camera at
+//! 60 fps and three consumer processes at 60, 15 and 2 fps, each a real
+//! process of this binary, as a user would start them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::consume::ConsumeSummary;
+use crate::cli::DemoArgs;
+use crate::report::table;
+
+const RATES: [f64; 3] = [60.0, 15.0, 2.0];
+
+#[derive(Debug, Deserialize)]
+struct ProducerSummary {
+    frames: u64,
+    fps: f64,
+    publish_us_mean: f64,
+}
+
+/// Kills a child on drop, so an early error leaves no process behind.
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Lines of a child's stdout, read on a thread so waits can time out.
+fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The last line that parses as JSON before the child's stdout closes.
+fn last_json<T: for<'de> Deserialize<'de>>(
+    rx: &mpsc::Receiver<String>,
+    timeout: Duration,
+) -> anyhow::Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    last = Some(v);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!("a demo process did not finish in time"),
+        }
+    }
+    last.context("a demo process exited without its JSON summary (see its error above)")
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let exe = match args.exe {
+        Some(p) => p,
+        None => std::env::current_exe().context("cannot find the framebus binary to start")?,
+    };
+    let bus = format!("demo-{}", std::process::id());
+    let quiet = |c: &mut Command| {
+        if std::env::var_os("RUST_LOG").is_none() {
+            c.env("RUST_LOG", "warn");
+        }
+    };
+    let mut cmd = Command::new(&exe);
+    cmd.args([
+        "produce",
+        "--bus",
+        &bus,
+        "--size",
+        "640x480",
+        "--fps",
+        "60",
+        "--max-consumers",
+        "4",
+        "--json",
+    ])
+    .stdout(Stdio::piped());
+    quiet(&mut cmd);
+    let mut producer = Reaper(Some(cmd.spawn().context("cannot start the producer")?));
+    let prod_out = lines(
+        producer
+            .0
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .context("producer stdout")?,
+    );
+    match prod_out.recv_timeout(Duration::from_secs(10)) {
+        Ok(l) if l.starts_with("ready ") => {}
+        _ => bail!("the producer did not become ready within 10 s"),
+    }
+    eprintln!("demo: bus {bus}, 640x480 fake camera at 60 fps; consumers at 60, 15 and 2 fps for {} s ...", args.seconds);
+    let mut consumers = Vec::new();
+    for rate in RATES {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["consume", "--bus", &bus, "--algo", "verify", "--json"])
+            .args([
+                "--max-fps",
+                &rate.to_string(),
+                "--duration",
+                &args.seconds.to_string(),
+            ])
+            .args(["--name", &format!("demo-{rate}fps")])
+            .stdout(Stdio::piped());
+        quiet(&mut cmd);
+        let mut child = Reaper(Some(cmd.spawn().context("cannot start a consumer")?));
+        let rx = lines(
+            child
+                .0
+                .as_mut()
+                .and_then(|c| c.stdout.take())
+                .context("consumer stdout")?,
+        );
+        consumers.push((rate, child, rx));
+    }
+    let timeout = Duration::from_secs_f64(args.seconds + 20.0);
+    let mut results = Vec::new();
+    for (rate, mut child, rx) in consumers {
+        let summary: ConsumeSummary = last_json(&rx, timeout)?;
+        if let Some(mut c) = child.0.take() {
+            c.wait()?;
+        }
+        results.push((rate, summary));
+    }
+    // SIGTERM: the producer removes the bus and prints its summary.
+    if let Some(c) = producer.0.as_ref() {
+        let pid = rustix::process::Pid::from_child(c);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .context("cannot stop the producer")?;
+    }
+    let prod: ProducerSummary = last_json(&prod_out, Duration::from_secs(10))?;
+    if let Some(mut c) = producer.0.take() {
+        c.wait()?;
+    }
+    let bad: u64 = results.iter().map(|(_, s)| s.bad_frames).sum();
+    if args.json {
+        let v = json!({
+            "producer": {"fps": prod.fps, "frames": prod.frames, "publish_us_mean": prod.publish_us_mean},
+            "consumers": results.iter().map(|(rate, s)| json!({"max_fps": rate, "summary": s})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        let mut rows = vec![vec![
+            "producer".to_owned(),
+            "60".into(),
+            format!("{:.1}", prod.fps),
+            prod.frames.to_string(),
+            format!("publish {:.0} us", prod.publish_us_mean),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+        ]];
+        for (rate, s) in &results {
+            rows.push(vec![
+                format!("consumer {rate} fps"),
+                rate.to_string(),
+                format!("{:.1}", s.fps),
+                s.frames.to_string(),
+                format!("{:.0}", s.latency_us.p50),
+                format!("{:.0}", s.latency_us.p99),
+                format!("{:.0}", s.latency_us.max),
+                s.bad_frames.to_string(),
+                s.coalesced.to_string(),
+            ]);
+        }
+        print!(
+            "{}",
+            table(
+                &[
+                    "process",
+                    "target fps",
+                    "fps",
+                    "frames",
+                    "latency p50 us",
+                    "p99 us",
+                    "max us",
+                    "bad",
+                    "coalesced"
+                ],
+                &rows
+            )
+        );
+        println!("latency: publish -> frame pinned by the consumer; bad: frames that failed the byte-for-byte pattern check");
+    }
+    Ok(if bad > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

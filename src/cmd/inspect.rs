@@ -1,0 +1,138 @@
+//! `framebus inspect`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use framebus_consumer::inspect;
+use serde_json::json;
+
+use crate::cli::InspectArgs;
+use crate::report::table;
+
+pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let bus = super::bus_name(&args.bus)?;
+    let s = inspect(&bus).with_context(|| format!("cannot inspect bus {bus}"))?;
+    if args.json {
+        let v = json!({
+            "bus": s.bus,
+            "instance_id": format!("{:016x}", s.instance_id),
+            "producer": {
+                "pid": s.producer_pid,
+                "alive": s.producer_alive,
+                "state": s.producer_state,
+                "frames_published": s.frames_published,
+                "heartbeat_age_ms": s.heartbeat_age_ms,
+                "last_publish_us": s.last_publish_us,
+            },
+            "geometry": {
+                "width": s.width, "height": s.height, "stride": s.stride, "pixel_format": "gray8",
+                "slot_count": s.slot_count, "max_consumers": s.max_consumers,
+                "pins_per_consumer": s.pins_per_consumer, "nominal_fps": s.nominal_fps,
+                "total_size": s.total_size,
+            },
+            "latest": s.latest.map(|(seq, slot)| json!({"seq": seq, "slot": slot})),
+            "slots": s.slots.iter().map(|x| json!({
+                "index": x.index, "seq": x.seq, "pins": x.pins, "writing": x.writing, "latest": x.latest,
+            })).collect::<Vec<_>>(),
+            "consumers": s.consumers.iter().map(|c| json!({
+                "index": c.index, "state": c.state, "pid": c.pid, "name": c.name, "frames": c.frames,
+                "coalesced": c.coalesced, "last_latency_us": c.last_latency_ns as f64 / 1e3,
+                "last_seq": c.last_seq, "max_fps": c.max_fps, "pinned_slots": c.pinned_slots,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "bus {}  instance {:016x}  producer pid {} ({}, {})",
+        s.bus,
+        s.instance_id,
+        s.producer_pid,
+        s.producer_state,
+        if s.producer_alive { "alive" } else { "gone" }
+    );
+    println!(
+        "geometry {}x{} gray8, stride {}, {} slots, {} consumers x {} pins, {:.1} MiB, nominal {} fps",
+        s.width,
+        s.height,
+        s.stride,
+        s.slot_count,
+        s.max_consumers,
+        s.pins_per_consumer,
+        s.total_size as f64 / (1 << 20) as f64,
+        s.nominal_fps
+    );
+    println!(
+        "published {} frames, latest {}, heartbeat {:.0} ms ago, last publish {:.1} us\n",
+        s.frames_published,
+        s.latest.map_or("none".to_owned(), |(seq, slot)| format!(
+            "seq {seq} in slot {slot}"
+        )),
+        s.heartbeat_age_ms,
+        s.last_publish_us
+    );
+    let slot_rows: Vec<Vec<String>> = s
+        .slots
+        .iter()
+        .map(|x| {
+            let mut flags = Vec::new();
+            if x.latest {
+                flags.push("latest");
+            }
+            if x.writing {
+                flags.push("writing");
+            }
+            vec![
+                x.index.to_string(),
+                x.seq.to_string(),
+                format!("{:#x}", x.pins),
+                flags.join(","),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["slot", "seq", "pins", "flags"], &slot_rows));
+    println!();
+    if s.consumers.is_empty() {
+        println!("no consumers attached");
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .consumers
+            .iter()
+            .map(|c| {
+                vec![
+                    c.index.to_string(),
+                    c.name.clone(),
+                    c.state.clone(),
+                    c.pid.to_string(),
+                    c.frames.to_string(),
+                    c.coalesced.to_string(),
+                    format!("{:.0}", c.last_latency_ns as f64 / 1e3),
+                    if c.max_fps > 0.0 {
+                        format!("{}", c.max_fps)
+                    } else {
+                        "-".into()
+                    },
+                    format!("{:?}", c.pinned_slots),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &[
+                    "entry",
+                    "name",
+                    "state",
+                    "pid",
+                    "frames",
+                    "coalesced",
+                    "latency_us",
+                    "max_fps",
+                    "pinned"
+                ],
+                &rows
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! Latency figures and the tables printed at the end of runs.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyUs {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// A histogram of nanosecond latencies (1 ns .. 1 h, 3 significant digits).
+pub struct Latencies(Histogram<u64>);
+
+impl Latencies {
+    pub fn new() -> Self {
+        // Bounds are constants that hdrhistogram accepts; failure is a bug.
+        Self(Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds"))
+    }
+
+    pub fn record(&mut self, ns: u64) {
+        self.0.saturating_record(ns.max(1));
+    }
+
+    pub fn summary(&self) -> LatencyUs {
+        if self.0.is_empty() {
+            return LatencyUs::default();
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        LatencyUs {
+            p50: us(self.0.value_at_quantile(0.50)),
+            p90: us(self.0.value_at_quantile(0.90)),
+            p99: us(self.0.value_at_quantile(0.99)),
+            p999: us(self.0.value_at_quantile(0.999)),
+            max: us(self.0.max()),
+            mean: self.0.mean() / 1000.0,
+        }
+    }
+}
+
+/// A plain text table with right-aligned columns after the first.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut l = Latencies::new();
+        for i in 1..=1000u64 {
+            l.record(i * 1000);
+        }
+        let s = l.summary();
+        assert!((s.p50 - 500.0).abs() < 1.0, "{s:?}");
+        assert!((s.max - 1000.0).abs() < 1.0, "{s:?}");
+        assert_eq!(Latencies::new().summary(), LatencyUs::default());
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "a     bb\nxyz    1\n");
+    }
+}
