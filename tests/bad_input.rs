@@ -1,0 +1,181 @@
+//! Test 5: bad input gives one clear line on stderr and a non-zero exit,
+//! never a panic or a hang.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use common::Bus;
+use shm_layout::header::MAGIC;
+use shm_layout::{Layout, LayoutRequest};
+
+/// Runs `args`, expects failure, returns stderr.
+fn fails(bus: &Bus, args: &[&str], expect: &str) -> String {
+    let (status, _out, err) = bus.run(args);
+    assert!(!status.success(), "{args:?} should fail; stderr: {err}");
+    assert_ne!(status.code(), Some(101), "{args:?} panicked: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(
+        err.contains(expect),
+        "{args:?}: expected {expect:?} in stderr: {err}"
+    );
+    err
+}
+
+/// Writes a fake shm object for `bus` with `bytes`, sized `size`.
+fn plant(bus: &Bus, bytes: &[u8], size: u64) {
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(bus.shm_path())
+        .expect("create fake shm object");
+    f.write_all(bytes).expect("write");
+    f.set_len(size).expect("size");
+}
+
+fn valid_header(width: u32, height: u32) -> (Vec<u8>, Layout) {
+    let l = Layout::compute(LayoutRequest {
+        width,
+        height,
+        max_consumers: 2,
+        pins_per_consumer: 1,
+    })
+    .expect("layout");
+    let mut h = l.header(1, std::process::id(), 0, 0, 0);
+    h.magic = MAGIC;
+    (bytemuck::bytes_of(&h).to_vec(), l)
+}
+
+#[test]
+fn unknown_bus() {
+    let bus = Bus::new("unknown");
+    fails(&bus, &["consume", "--bus", &bus.name], "no bus named");
+    fails(&bus, &["inspect", "--bus", &bus.name], "no bus named");
+}
+
+#[test]
+fn bad_bus_names() {
+    let bus = Bus::new("names");
+    for name in ["a/b", "", "..", "-x", &"x".repeat(65), "sp ace"] {
+        let arg = format!("--bus={name}");
+        fails(&bus, &["consume", &arg], "invalid bus name");
+        fails(&bus, &["produce", &arg], "invalid bus name");
+    }
+}
+
+#[test]
+fn foreign_object() {
+    let bus = Bus::new("foreign");
+    plant(&bus, &[0xAB; 4096], 4096);
+    fails(&bus, &["consume", "--bus", &bus.name], "not a framebus bus");
+    fails(&bus, &["inspect", "--bus", &bus.name], "not a framebus bus");
+    // A producer refuses to take over something that is not a bus.
+    fails(&bus, &["produce", "--bus", &bus.name], "not a framebus bus");
+    assert!(
+        bus.shm_path().exists(),
+        "a foreign object must not be removed"
+    );
+}
+
+#[test]
+fn wrong_version() {
+    let bus = Bus::new("version");
+    let (mut bytes, l) = valid_header(64, 48);
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    plant(&bus, &bytes, l.total_size);
+    fails(&bus, &["consume", "--bus", &bus.name], "layout version 2");
+}
+
+#[test]
+fn truncated_object() {
+    let bus = Bus::new("trunc");
+    let (bytes, l) = valid_header(64, 48);
+    plant(&bus, &bytes, l.total_size - 4096);
+    fails(&bus, &["consume", "--bus", &bus.name], "truncated");
+    let bus2 = Bus::new("tiny");
+    plant(&bus2, &bytes[..100], 100);
+    fails(
+        &bus2,
+        &["consume", "--bus", &bus2.name],
+        "smaller than a framebus header",
+    );
+}
+
+#[test]
+fn corrupt_geometry_in_header() {
+    let bus = Bus::new("geom");
+    let (mut bytes, l) = valid_header(64, 48);
+    bytes[40..44].copy_from_slice(&0u32.to_le_bytes()); // width 0
+    plant(&bus, &bytes, l.total_size);
+    fails(&bus, &["consume", "--bus", &bus.name], "width");
+    let bus2 = Bus::new("geom2");
+    let (mut bytes, l) = valid_header(64, 48);
+    bytes[104..112].copy_from_slice(&(u64::MAX - 4095).to_le_bytes()); // gray_offset
+    plant(&bus2, &bytes, l.total_size);
+    fails(&bus2, &["consume", "--bus", &bus2.name], "gray_offset");
+}
+
+#[test]
+fn absurd_sizes() {
+    let bus = Bus::new("size");
+    fails(
+        &bus,
+        &["produce", "--bus", &bus.name, "--size", "0x0"],
+        "not a size",
+    );
+    fails(
+        &bus,
+        &["produce", "--bus", &bus.name, "--size", "100000x100000"],
+        "not a size",
+    );
+    fails(
+        &bus,
+        &[
+            "produce",
+            "--bus",
+            &bus.name,
+            "--size",
+            "16384x16384",
+            "--max-consumers",
+            "63",
+            "--pins-per-consumer",
+            "8",
+        ],
+        "64 GiB",
+    );
+    fails(
+        &bus,
+        &["produce", "--bus", &bus.name, "--max-consumers", "0"],
+        "max-consumers",
+    );
+    fails(
+        &bus,
+        &["consume", "--bus", &bus.name, "--algo", "median"],
+        "unknown algorithm",
+    );
+    assert!(!bus.shm_path().exists());
+}
+
+#[test]
+fn fifo_path_is_a_regular_file() {
+    let mut bus = Bus::new("fifo");
+    bus.producer(&["--fps", "50"]);
+    let fifo = bus.trigger_dir().join("consumer-0.fifo");
+    std::fs::write(&fifo, b"not a fifo").expect("plant a regular file");
+    fails(&bus, &["consume", "--bus", &bus.name], "regular file");
+    assert_eq!(
+        std::fs::read(&fifo).expect("still there"),
+        b"not a fifo",
+        "the file must be left untouched"
+    );
+    // The entry it claimed was given back: a consumer can still attach to
+    // another entry once the file is removed.
+    std::fs::remove_file(&fifo).expect("remove");
+    let v = bus.inspect();
+    assert!(
+        v["consumers"].as_array().expect("consumers").is_empty(),
+        "{v}"
+    );
+}

@@ -1,0 +1,222 @@
+//! The core guarantees, with real producer and consumer processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{f, u, Bus};
+use rustix::process::Signal;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+fn consumer_entry<'a>(v: &'a Value, pid: u32) -> Option<&'a Value> {
+    v["consumers"].as_array()?.iter().find(|c| c["pid"] == pid)
+}
+
+fn frames_of(v: &Value, pid: u32) -> u64 {
+    consumer_entry(v, pid).map_or(0, |c| u(&c["frames"]))
+}
+
+/// Test 1: three consumers at different --max-fps each get frames near
+/// their own rate, and `verify` finds no bad frame.
+#[test]
+fn consumers_run_at_their_own_rates() {
+    let mut bus = Bus::new("rates");
+    bus.producer(&["--size", "320x240", "--fps", "100", "--max-consumers", "4"]);
+    let mut procs: Vec<_> = [50.0, 20.0, 5.0]
+        .into_iter()
+        .map(|rate| {
+            let r = rate.to_string();
+            (
+                rate,
+                bus.consumer(&[
+                    "--algo",
+                    "verify",
+                    "--max-fps",
+                    &r,
+                    "--duration",
+                    "3",
+                    "--json",
+                ]),
+            )
+        })
+        .collect();
+    for (rate, p) in &mut procs {
+        let s = p.last_json(T);
+        assert_eq!(u(&s["bad_frames"]), 0, "{s}");
+        let fps = f(&s["fps"]);
+        // Loose bounds: the machines are shared and noisy; the point is that
+        // each consumer follows its own limit, not the camera's or another's.
+        assert!(
+            fps > 0.5 * *rate && fps < 1.25 * *rate,
+            "consumer at {rate} fps ran at {fps}: {s}"
+        );
+        for key in ["frames", "reattached", "coalesced"] {
+            assert!(s[key].is_u64(), "missing {key}: {s}");
+        }
+        for key in ["p50", "p99", "max"] {
+            assert!(
+                s["latency_us"][key].is_number(),
+                "missing latency {key}: {s}"
+            );
+        }
+    }
+}
+
+/// Test 2: a consumer SIGKILLed while holding a pin loses its pin bit on
+/// every slot and its FIFO within 1 s, and the producer keeps publishing.
+#[test]
+fn killed_consumer_pin_is_reclaimed() {
+    let mut bus = Bus::new("kill");
+    bus.producer(&["--size", "320x240", "--fps", "200", "--max-consumers", "4"]);
+    // busy:1000 holds each frame pinned for a second.
+    let victim = bus.consumer(&["--algo", "busy:1000"]);
+    let other = bus.consumer(&["--algo", "verify", "--json", "--duration", "30"]);
+    let entry = bus.wait_for("the victim to hold a pin", T, |v| {
+        consumer_entry(v, victim.pid)
+            .is_some_and(|c| !c["pinned_slots"].as_array().is_some_and(Vec::is_empty))
+    });
+    let index = u(&consumer_entry(&entry, victim.pid).expect("victim entry")["index"]);
+    let bit = 1u64 << index;
+    let fifo = bus.trigger_dir().join(format!("consumer-{index}.fifo"));
+    assert!(
+        fifo.exists(),
+        "FIFO {fifo:?} should exist while the consumer runs"
+    );
+    let published_before = u(&entry["producer"]["frames_published"]);
+    victim.signal(Signal::KILL);
+    let killed = std::time::Instant::now();
+    let after = bus.wait_for(
+        "the dead consumer's pin to be reclaimed",
+        Duration::from_secs(5),
+        |v| {
+            v["slots"]
+                .as_array()
+                .expect("slots")
+                .iter()
+                .all(|s| u(&s["pins"]) & bit == 0)
+                && consumer_entry(v, victim.pid).is_none()
+                && !fifo.exists()
+        },
+    );
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "reclaim took {took:?} (inspect included)"
+    );
+    let later = bus.wait_for("the producer to keep publishing", T, |v| {
+        u(&v["producer"]["frames_published"]) > u(&after["producer"]["frames_published"]) + 20
+    });
+    assert!(u(&later["producer"]["frames_published"]) > published_before);
+    // The other consumer was never disturbed.
+    other.signal(Signal::TERM);
+    let mut other = other;
+    let s = other.last_json(T);
+    assert_eq!(u(&s["bad_frames"]), 0, "{s}");
+    assert!(u(&s["frames"]) > 0, "{s}");
+}
+
+/// Test 3: a SIGSTOPped consumer slows neither the producer nor the other
+/// consumers: its pipe fills, the producer coalesces its triggers instead
+/// of waiting, and the others keep receiving frames.
+#[test]
+fn stopped_consumer_does_not_block_anyone() {
+    let mut bus = Bus::new("stop");
+    // Unpaced small frames: thousands per second fill a stopped consumer's
+    // pipe (64 KiB = 4096 triggers) within a second or two.
+    bus.producer(&["--size", "64x48", "--fps", "0", "--max-consumers", "4"]);
+    let stopped = bus.consumer(&["--algo", "mean"]);
+    let mut runner = bus.consumer(&["--algo", "verify", "--json", "--duration", "60"]);
+    bus.wait_for("both consumers connected", T, |v| {
+        [stopped.pid, runner.pid].iter().all(|&p| {
+            consumer_entry(v, p).is_some_and(|c| c["state"] == "connected" && u(&c["frames"]) > 0)
+        })
+    });
+    stopped.signal(Signal::STOP);
+    let first = bus.wait_for("the stopped consumer's triggers to be coalesced", T, |v| {
+        consumer_entry(v, stopped.pid).is_some_and(|c| u(&c["coalesced"]) > 0)
+    });
+    // While it stays stopped, the producer and the running consumer go on.
+    let (p0, r0) = (
+        u(&first["producer"]["frames_published"]),
+        frames_of(&first, runner.pid),
+    );
+    let (s0, c0) = (
+        frames_of(&first, stopped.pid),
+        u(&consumer_entry(&first, stopped.pid).expect("entry")["coalesced"]),
+    );
+    let later = bus.wait_for("progress while a consumer is stopped", T, |v| {
+        u(&v["producer"]["frames_published"]) > p0 + 1000
+            && frames_of(v, runner.pid) > r0 + 100
+            && consumer_entry(v, stopped.pid).is_some_and(|c| u(&c["coalesced"]) > c0 + 100)
+    });
+    assert_eq!(
+        frames_of(&later, stopped.pid),
+        s0,
+        "a stopped consumer cannot have processed frames"
+    );
+    stopped.signal(Signal::CONT);
+    bus.wait_for("the resumed consumer to catch up", T, |v| {
+        frames_of(v, stopped.pid) > s0
+    });
+    runner.signal(Signal::TERM);
+    let s = runner.last_json(T);
+    assert_eq!(u(&s["bad_frames"]), 0, "{s}");
+}
+
+/// Test 4: the producer SIGKILLed and a new one started on the same bus: a
+/// running consumer attaches to it by itself and keeps receiving.
+#[test]
+fn consumer_reattaches_to_a_new_producer() {
+    let mut bus = Bus::new("restart");
+    let first = bus.producer(&["--size", "160x120", "--fps", "200"]);
+    let mut consumer = bus.consumer(&["--algo", "verify", "--json", "--duration", "60"]);
+    let before = bus.wait_for("frames from the first producer", T, |v| {
+        frames_of(v, consumer.pid) > 10
+    });
+    let first_instance = before["instance_id"].clone();
+    first.signal(Signal::KILL);
+    bus.wait(&first, T);
+    // The stale bus is taken over by the new producer.
+    bus.producer(&["--size", "160x120", "--fps", "200"]);
+    let after = bus.wait_for("frames from the second producer", T, |v| {
+        frames_of(v, consumer.pid) > 10
+    });
+    assert_ne!(
+        after["instance_id"], first_instance,
+        "a new producer has a new instance id"
+    );
+    consumer.signal(Signal::TERM);
+    let s = consumer.last_json(T);
+    assert!(u(&s["reattached"]) >= 1, "{s}");
+    assert_eq!(u(&s["bad_frames"]), 0, "{s}");
+}
+
+/// A second producer on a live bus is refused with the first one's pid, and
+/// a clean producer stop removes the shm object and every FIFO.
+#[test]
+fn live_bus_is_refused_and_clean_stop_leaves_nothing() {
+    let mut bus = Bus::new("busy");
+    let first = bus.producer(&["--fps", "50"]);
+    let consumer = bus.consumer(&["--algo", "mean"]);
+    let name = bus.name.clone();
+    let (status, _, err) = bus.run(&["produce", "--bus", &name]);
+    assert!(!status.success());
+    assert!(
+        err.contains(&format!("process {}", first.pid)),
+        "error should name the live producer: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    first.signal(Signal::TERM);
+    let status = bus.wait(&first, T);
+    assert!(status.success(), "producer exit {status:?}");
+    assert!(!bus.shm_path().exists(), "shm object left behind");
+    let leftovers: Vec<_> = std::fs::read_dir(bus.trigger_dir())
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    // The consumer may already have re-created nothing: it waits for a new
+    // producer without creating FIFOs until one exists.
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    consumer.signal(Signal::KILL);
+}
