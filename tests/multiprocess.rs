@@ -10,7 +10,7 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
-fn consumer_entry<'a>(v: &'a Value, pid: u32) -> Option<&'a Value> {
+fn consumer_entry(v: &Value, pid: u32) -> Option<&Value> {
     v["consumers"].as_array()?.iter().find(|c| c["pid"] == pid)
 }
 
