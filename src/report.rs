@@ -100,6 +100,6 @@ mod tests {
     #[test]
     fn tables_align() {
         let t = table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
-        assert_eq!(t, "a     bb\nxyz    1\n");
+        assert_eq!(t, "a    bb\nxyz   1\n");
     }
 }
