@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use framebus_consumer::{Algorithm, BusInfo, Consumer, ConsumerConfig, Frame};
+use framebus_consumer::{Algorithm, BusInfo, Consumer, ConsumerConfig, FrameView};
 use shm_layout::BusName;
 
 /// Counts pixels whose difference to their left neighbour exceeds a threshold.
@@ -30,9 +30,9 @@ impl Algorithm for EdgeCount {
         Ok(())
     }
 
-    fn process(&mut self, frame: &Frame<'_>) -> Result<(), String> {
+    fn process(&mut self, frame: &FrameView<'_>) -> Result<(), String> {
         let mut edges = 0u64;
-        for y in 0..frame.height() {
+        for y in 0..frame.height {
             let row = frame.row(y); // a slice of the shared slot: no copy
             edges += row
                 .windows(2)
@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             instance = frame.instance_id();
             algo.setup(&frame.bus())?;
         }
-        algo.process(&frame)?;
+        algo.process(&frame.view())?;
         println!(
             "frame {:>6}: {:>8} edges, {:>6.0} us after publish",
             frame.seq(),

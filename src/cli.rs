@@ -41,7 +41,30 @@ pub enum Command {
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),
+    /// Measure throughput, latency, CPU and isolation against the memcpy
+    /// ceiling and a plain pipe.
+    #[command(after_help = BENCH_HELP)]
+    Bench(crate::cmd::BenchArgs),
+    /// (internal) the pipe transport's producer, for `bench --transport pipe`.
+    #[command(hide = true)]
+    PipeProduce(crate::cmd::PipeProduceArgs),
+    /// (internal) the pipe transport's consumer, for `bench --transport pipe`.
+    #[command(hide = true)]
+    PipeConsume(crate::cmd::PipeConsumeArgs),
 }
+
+const BENCH_HELP: &str = "Scenarios:
+  throughput  one producer and --consumers processes (default)
+  compare     throughput over shared memory, then over pipes, and their ratios
+  isolation   a full-speed consumer alone, beside a 1 fps one, beside a stopped one,
+              beside one killed mid-run: its rate in each phase as a ratio to the first
+  sweep       640x480, 1920x1080, 3840x2160 x 1, 2, 4, 8 consumers in one table
+
+Examples:
+  framebus bench --size 1920x1080 --consumers 4 --algo mean
+  framebus bench --scenario compare --consumers 4
+  framebus bench --size 1920x1080 --consumers 4 --fps 1000 --json
+  framebus bench --scenario isolation";
 
 /// `framebus produce`.
 #[derive(Debug, Args)]
@@ -68,6 +91,12 @@ pub struct ProduceArgs {
     /// Stop after this many frames.
     #[arg(long)]
     pub frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+    /// Leave the first SECONDS out of the summary's figures (steady state only).
+    #[arg(long, value_parser = parse_seconds)]
+    pub warmup: Option<f64>,
     /// Print a JSON summary as the last stdout line at exit.
     #[arg(long)]
     pub json: bool,
@@ -91,6 +120,9 @@ pub struct ConsumeArgs {
     /// Stop after this many seconds.
     #[arg(long, value_parser = parse_seconds)]
     pub duration: Option<f64>,
+    /// Leave the first SECONDS out of the summary's figures (steady state only).
+    #[arg(long, value_parser = parse_seconds)]
+    pub warmup: Option<f64>,
     /// Wait up to this many seconds for the bus to appear instead of failing.
     #[arg(long, value_parser = parse_seconds)]
     pub wait: Option<f64>,
@@ -141,7 +173,7 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
-fn parse_fps(s: &str) -> Result<f64, String> {
+pub fn parse_fps(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && (0.0..=100_000.0).contains(&f) => Ok(f),
         _ => Err(format!(
@@ -150,14 +182,19 @@ fn parse_fps(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_positive_fps(s: &str) -> Result<f64, String> {
+/// Parses a comma-separated list of frame rates above 0.
+pub fn parse_fps_list(s: &str) -> Result<Vec<f64>, String> {
+    s.split(',').map(|x| parse_positive_fps(x.trim())).collect()
+}
+
+pub fn parse_positive_fps(s: &str) -> Result<f64, String> {
     match parse_fps(s)? {
         f if f > 0.0 => Ok(f),
         _ => Err("--max-fps must be above 0 (leave it out for no limit)".into()),
     }
 }
 
-fn parse_seconds(s: &str) -> Result<f64, String> {
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 1e7 => Ok(f),
         _ => Err(format!(

@@ -51,12 +51,25 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         )?;
         out.flush()?;
     }
-    let started = Instant::now();
+    let mut started = Instant::now();
     let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
+    let mut warmup_end = args.warmup.map(|s| started + Duration::from_secs_f64(s));
     let mut latencies = Latencies::new();
     let mut instance = 0u64;
-    let mut coalesced_before = 0u64;
+    // Coalesced triggers of producers that are gone (each new producer's
+    // counter starts from 0 again).
+    let mut coalesced_past = 0u64;
+    // Figures count from `started`, `frames_before` and `coalesced_before`
+    // (moved to the end of the warm-up, if any).
+    let (mut frames_before, mut coalesced_before) = (0u64, 0u64);
     loop {
+        if warmup_end.is_some_and(|w| Instant::now() >= w) {
+            warmup_end = None;
+            started = Instant::now();
+            frames_before = consumer.frames();
+            coalesced_before = coalesced_past + consumer.coalesced();
+            latencies = Latencies::new();
+        }
         if stop.load(Ordering::Relaxed) || args.frames.is_some_and(|n| consumer.frames() >= n) {
             break;
         }
@@ -73,14 +86,16 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         if frame.instance_id() != instance {
-            // A new producer: its coalesced counter starts again from 0.
-            coalesced_before += coalesced_now;
+            if instance != 0 {
+                // A new producer: its counter starts again from 0.
+                coalesced_past += coalesced_now;
+            }
             instance = frame.instance_id();
             algo.setup(&frame.bus())
                 .map_err(|m| anyhow::anyhow!("algorithm {} setup failed: {m}", args.algo))?;
         }
         latencies.record(frame.latency_ns());
-        algo.process(&frame).map_err(|m| {
+        algo.process(&frame.view()).map_err(|m| {
             anyhow::anyhow!(
                 "algorithm {} failed on frame {}: {m}",
                 args.algo,
@@ -92,15 +107,16 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     algo.teardown()
         .map_err(|m| anyhow::anyhow!("algorithm {} teardown failed: {m}", args.algo))?;
     let summary = algo.summary();
+    let frames = consumer.frames() - frames_before;
     let report = ConsumeSummary {
         bus: bus.to_string(),
         algo: args.algo.clone(),
-        frames: consumer.frames(),
+        frames,
         seconds,
-        fps: consumer.frames() as f64 / seconds.max(1e-9),
+        fps: frames as f64 / seconds.max(1e-9),
         bad_frames: summary.bad_frames,
         reattached: consumer.reattached(),
-        coalesced: coalesced_before + consumer.coalesced(),
+        coalesced: (coalesced_past + consumer.coalesced()).saturating_sub(coalesced_before),
         latency_us: latencies.summary(),
         last_value: summary.last_value,
     };

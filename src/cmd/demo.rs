@@ -2,15 +2,14 @@
 //! 60 fps and three consumer processes at 60, 15 and 2 fps, each a real
 //! process of this binary, as a user would start them.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::child::{last_json, lines, Reaper};
 use super::consume::ConsumeSummary;
 use crate::cli::DemoArgs;
 use crate::report::table;
@@ -22,53 +21,6 @@ struct ProducerSummary {
     frames: u64,
     fps: f64,
     publish_us_mean: f64,
-}
-
-/// Kills a child on drop, so an early error leaves no process behind.
-struct Reaper(Option<Child>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Lines of a child's stdout, read on a thread so waits can time out.
-fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// The last line that parses as JSON before the child's stdout closes.
-fn last_json<T: for<'de> Deserialize<'de>>(
-    rx: &mpsc::Receiver<String>,
-    timeout: Duration,
-) -> anyhow::Result<T> {
-    let deadline = std::time::Instant::now() + timeout;
-    let mut last = None;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    last = Some(v);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => bail!("a demo process did not finish in time"),
-        }
-    }
-    last.context("a demo process exited without its JSON summary (see its error above)")
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -137,9 +89,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for (rate, mut child, rx) in consumers {
         let summary: ConsumeSummary = last_json(&rx, timeout)?;
-        if let Some(mut c) = child.0.take() {
-            c.wait()?;
-        }
+        child.wait(Duration::from_secs(10))?;
         results.push((rate, summary));
     }
     // SIGTERM: the producer removes the bus and prints its summary.
@@ -149,9 +99,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .context("cannot stop the producer")?;
     }
     let prod: ProducerSummary = last_json(&prod_out, Duration::from_secs(10))?;
-    if let Some(mut c) = producer.0.take() {
-        c.wait()?;
-    }
+    producer.wait(Duration::from_secs(10))?;
     let bad: u64 = results.iter().map(|(_, s)| s.bad_frames).sum();
     if args.json {
         let v = json!({

@@ -7,9 +7,15 @@ use shm_layout::BusName;
 
 use crate::cli::{Cli, Command};
 
+pub use bench::BenchArgs;
+pub use pipe::{PipeConsumeArgs, PipeProduceArgs};
+
+mod bench;
+mod child;
 mod consume;
 mod demo;
 mod inspect;
+mod pipe;
 mod produce;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -18,6 +24,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consume(a) => consume::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::PipeProduce(a) => pipe::produce(a),
+        Command::PipeConsume(a) => pipe::consume(a),
     }
 }
 
@@ -29,4 +38,10 @@ fn bus_name(name: &str) -> anyhow::Result<BusName> {
 /// A stop flag set by SIGINT/SIGTERM.
 fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Ok(framebus_producer::stop_on_signals()?)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock every framebus timestamp uses.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }

@@ -44,14 +44,22 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
     drop(out);
     let started = std::time::Instant::now();
+    let secs = std::time::Duration::from_secs_f64;
     let opts = RunOptions {
         fps: Some(args.fps),
         frames: args.frames,
+        duration: args.duration.map(secs),
+        warmup: args.warmup.map(secs),
     };
     let result = run_producer(&mut producer, source.as_mut(), opts, &stop);
     producer.shutdown();
     let stats = result.with_context(|| format!("producer of bus {bus} stopped"))?;
-    let seconds = started.elapsed().as_secs_f64();
+    // The figures cover the time after the warm-up.
+    let elapsed = started.elapsed().as_secs_f64();
+    let seconds = match args.warmup {
+        Some(w) if elapsed > w => elapsed - w,
+        _ => elapsed,
+    };
     let per_frame = |ns: u64| {
         if stats.frames == 0 {
             0.0

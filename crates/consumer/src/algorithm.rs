@@ -6,7 +6,7 @@ use std::time::Duration;
 use shm_layout::pattern::Pattern;
 
 use crate::consumer::BusInfo;
-use crate::frame::Frame;
+use crate::view::FrameView;
 
 /// What an algorithm reports at the end of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -18,8 +18,9 @@ pub struct AlgorithmSummary {
 }
 
 /// Algorithm code with lifecycle hooks. `setup` runs on every (re)attach
-/// with the bus's geometry, `process` on every frame (zero-copy: the frame
-/// is the shared slot, pinned for the call), `teardown` once at the end.
+/// with the bus's geometry, `process` on every frame (zero-copy: the view's
+/// pixels are the shared slot, pinned for the call — see
+/// [`crate::Frame::view`]), `teardown` once at the end.
 pub trait Algorithm {
     /// A short name, shown in reports and `inspect`.
     fn name(&self) -> &str;
@@ -30,7 +31,7 @@ pub trait Algorithm {
     }
 
     /// Processes one frame.
-    fn process(&mut self, frame: &Frame<'_>) -> Result<(), String>;
+    fn process(&mut self, frame: &FrameView<'_>) -> Result<(), String>;
 
     /// Finishes; the last chance to flush results.
     fn teardown(&mut self) -> Result<(), String> {
@@ -54,14 +55,14 @@ impl Algorithm for Mean {
         "mean"
     }
 
-    fn process(&mut self, frame: &Frame<'_>) -> Result<(), String> {
+    fn process(&mut self, frame: &FrameView<'_>) -> Result<(), String> {
         let mut total: u64 = 0;
-        for y in 0..frame.height() {
+        for y in 0..frame.height {
             // Sum in u32 lanes per row: the compiler vectorises this loop,
             // and a row of 16384 bytes cannot overflow a u32.
             total += frame.row(y).iter().map(|&b| u32::from(b)).sum::<u32>() as u64;
         }
-        self.last = Some(total as f64 / (f64::from(frame.width()) * f64::from(frame.height())));
+        self.last = Some(total as f64 / (f64::from(frame.width) * f64::from(frame.height)));
         Ok(())
     }
 
@@ -91,19 +92,15 @@ impl Algorithm for Verify {
         Ok(())
     }
 
-    fn process(&mut self, frame: &Frame<'_>) -> Result<(), String> {
+    fn process(&mut self, frame: &FrameView<'_>) -> Result<(), String> {
         let pattern = self
             .pattern
-            .get_or_insert_with(|| Pattern::new(frame.width()));
-        if let Err(m) = pattern.verify(
-            frame.seq(),
-            frame.pixels(),
-            frame.stride() as usize,
-            frame.height(),
-        ) {
+            .get_or_insert_with(|| Pattern::new(frame.width));
+        if let Err(m) = pattern.verify(frame.seq, frame.pixels, frame.stride as usize, frame.height)
+        {
             self.bad += 1;
             tracing::warn!(
-                seq = frame.seq(),
+                seq = frame.seq,
                 "bad frame: row {} col {} is {} but the pattern says {}",
                 m.row,
                 m.col,
@@ -143,7 +140,7 @@ impl Algorithm for Busy {
         "busy"
     }
 
-    fn process(&mut self, _frame: &Frame<'_>) -> Result<(), String> {
+    fn process(&mut self, _frame: &FrameView<'_>) -> Result<(), String> {
         std::thread::sleep(self.work);
         Ok(())
     }

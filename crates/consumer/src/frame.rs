@@ -9,6 +9,7 @@ use shm_layout::sync::Ordering;
 
 use crate::attach::Attachment;
 use crate::consumer::BusInfo;
+use crate::view::FrameView;
 
 /// A pinned frame. Its pixels are the slot itself: stable, byte for byte,
 /// until the frame is dropped (the producer never writes a pinned slot).
@@ -126,6 +127,19 @@ impl<'c> Frame<'c> {
         assert!(y < self.height(), "row {y} out of {} rows", self.height());
         let start = y as usize * self.stride() as usize;
         &self.pixels()[start..start + self.width() as usize]
+    }
+
+    /// The frame as algorithm code sees it (zero-copy: the pixels are the
+    /// pinned slot, borrowed from this frame).
+    pub fn view(&self) -> FrameView<'_> {
+        FrameView {
+            width: self.width(),
+            height: self.height(),
+            stride: self.stride(),
+            seq: self.seq,
+            capture_ns: self.capture_ns,
+            pixels: self.pixels(),
+        }
     }
 
     /// Keeps the pin beyond the consumer's borrow, counting against the

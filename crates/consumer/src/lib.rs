@@ -21,9 +21,11 @@ mod error;
 mod frame;
 mod inspect;
 mod sys;
+mod view;
 
 pub use algorithm::{builtin, Algorithm, AlgorithmSummary};
 pub use consumer::{BusInfo, Consumer, ConsumerConfig, LIVENESS_INTERVAL};
 pub use error::ConsumerError;
 pub use frame::Frame;
 pub use inspect::{inspect, BusSnapshot, ConsumerSnapshot, SlotSnapshot};
+pub use view::FrameView;

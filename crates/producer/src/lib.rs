@@ -10,7 +10,7 @@
 //! let (w, h) = source.size();
 //! let mut producer = Producer::create(ProducerConfig::new(BusName::new("cam0")?), w, h)?;
 //! let stop = framebus_producer::stop_on_signals()?;
-//! run(&mut producer, &mut source, RunOptions { fps: Some(30.0), frames: None }, &stop)?;
+//! run(&mut producer, &mut source, RunOptions { fps: Some(30.0), ..Default::default() }, &stop)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]

@@ -297,10 +297,15 @@ pub struct RunOptions {
     pub fps: Option<f64>,
     /// Stop after this many frames.
     pub frames: Option<u64>,
+    /// Stop after this long (warm-up included).
+    pub duration: Option<Duration>,
+    /// Reset the figures [`run`] returns after this long, so they describe
+    /// the steady state only.
+    pub warmup: Option<Duration>,
 }
 
-/// Publishes frames from `source` until `stop` is set, the source ends, or
-/// `opts.frames` were published. Pacing sleeps in short steps so
+/// Publishes frames from `source` until `stop` is set, the source ends,
+/// `opts.frames` were published or `opts.duration` passed. Pacing sleeps in short steps so
 /// housekeeping (reclaiming dead consumers) and `stop` stay responsive.
 pub fn run(
     producer: &mut Producer,
@@ -312,25 +317,38 @@ pub fn run(
         Some(f) if f > 0.0 => Some((1e9 / f) as u64),
         _ => None,
     };
-    let mut next_ns = sys::monotonic_ns();
+    let start = sys::monotonic_ns();
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let end_ns = opts.duration.map(|d| start.saturating_add(nanos(d)));
+    let mut warmup_end_ns = opts.warmup.map(|d| start.saturating_add(nanos(d)));
+    let mut next_ns = start;
+    let mut frames = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        if opts.frames.is_some_and(|n| producer.stats.frames >= n) {
+        let now = sys::monotonic_ns();
+        if opts.frames.is_some_and(|n| frames >= n) || end_ns.is_some_and(|e| now >= e) {
             break;
+        }
+        if warmup_end_ns.is_some_and(|w| now >= w) {
+            warmup_end_ns = None;
+            producer.stats = ProducerStats::default();
         }
         if let Some(period) = period_ns {
             loop {
                 let now = sys::monotonic_ns();
-                if now >= next_ns || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if now >= next_ns
+                    || stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || end_ns.is_some_and(|e| now >= e)
+                {
                     break;
                 }
                 let step = (next_ns - now).min(HOUSEKEEPING_INTERVAL.as_nanos() as u64 / 2);
                 std::thread::sleep(Duration::from_nanos(step));
                 producer.housekeeping();
             }
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = sys::monotonic_ns();
+            if stop.load(std::sync::atomic::Ordering::Relaxed) || end_ns.is_some_and(|e| now >= e) {
                 break;
             }
-            let now = sys::monotonic_ns();
             // Keep a steady schedule, but never burst to catch up.
             next_ns = if now > next_ns + period {
                 now + period
@@ -339,7 +357,7 @@ pub fn run(
             };
         }
         match producer.publish(|seq, slot| source.fill(seq, slot)) {
-            Ok(_) => {}
+            Ok(_) => frames += 1,
             Err(ProducerError::Source(SourceError::Ended)) => break,
             Err(e) => return Err(e),
         }
