@@ -220,3 +220,79 @@ fn live_bus_is_refused_and_clean_stop_leaves_nothing() {
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     consumer.signal(Signal::KILL);
 }
+
+/// Two producers started at the same moment on one bus: exactly one runs,
+/// the other is refused (the bus lock, not a pid check, decides).
+#[test]
+fn simultaneous_producers_one_wins() {
+    for round in 0..3 {
+        let bus = Bus::new(&format!("race{round}"));
+        let name = bus.name.clone();
+        let spawn = || {
+            bus.command(&[
+                "produce",
+                "--bus",
+                &name,
+                "--size",
+                "1920x1080",
+                "--frames",
+                "200",
+                "--fps",
+                "100",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn producer")
+        };
+        let (a, b) = (spawn(), spawn());
+        let outs = [
+            a.wait_with_output().expect("producer a"),
+            b.wait_with_output().expect("producer b"),
+        ];
+        let ready = outs
+            .iter()
+            .filter(|o| String::from_utf8_lossy(&o.stdout).contains("ready bus="))
+            .count();
+        let refused: Vec<String> = outs
+            .iter()
+            .filter(|o| !o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect();
+        assert_eq!(
+            ready, 1,
+            "round {round}: exactly one producer may run; stderr: {refused:?}"
+        );
+        assert_eq!(refused.len(), 1, "round {round}: {refused:?}");
+        assert!(refused[0].contains("already produced"), "{}", refused[0]);
+    }
+}
+
+/// A process that writes pin bits of consumer entries that do not exist
+/// into every slot cannot stall the producer: it clears them and goes on.
+#[test]
+fn stray_pin_bits_do_not_stall_the_producer() {
+    use std::os::unix::fs::FileExt;
+    let mut bus = Bus::new("stray");
+    bus.producer(&["--size", "64x48", "--fps", "500", "--max-consumers", "1"]);
+    let v = bus.wait_for("frames", T, |v| u(&v["producer"]["frames_published"]) > 10);
+    let slots = u(&v["geometry"]["slot_count"]);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(bus.shm_path())
+        .expect("open shm");
+    // The slot table starts at 4096 (doc/LAYOUT.md); bit 62 belongs to no
+    // consumer of a 1-consumer bus.
+    for s in 0..slots {
+        file.write_all_at(&(1u64 << 62).to_le_bytes(), 4096 + 64 * s)
+            .expect("write pins");
+    }
+    let before = u(&bus.inspect()["producer"]["frames_published"]);
+    let after = bus.wait_for("the producer to go on", T, |v| {
+        u(&v["producer"]["frames_published"]) > before + 100
+    });
+    for s in after["slots"].as_array().expect("slots") {
+        assert_eq!(u(&s["pins"]) & (1 << 62), 0, "stray bit left: {s}");
+    }
+}

@@ -141,7 +141,16 @@ impl Attachment {
                 max: mapped.header.max_consumers,
             })?;
         let entry = &mapped.control.consumers()[index as usize];
-        let free_entry = || entry.owner.store(owner.freed().0, Ordering::Release);
+        // A CAS from our claim: if the producer reclaimed the entry
+        // meanwhile, it is the producer's to free.
+        let free_entry = || {
+            let _ = entry.owner.compare_exchange(
+                owner.0,
+                owner.freed().0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        };
         entry.reset_figures();
         entry.set_name(reg.name);
         entry
@@ -223,7 +232,10 @@ impl Attachment {
     }
 
     /// Whether the registration still stands and the producer runs.
-    pub(crate) fn alive(&self) -> bool {
+    /// Whether the entry is still ours: same pid and generation, in a
+    /// state the producer leaves to its owner. After an eviction the
+    /// producer keeps the entry Reclaiming until this process exits.
+    pub(crate) fn registered(&self) -> bool {
         let own = self.entry_owner();
         own.pid() == self.owner.pid()
             && own.generation() == self.owner.generation()
@@ -231,6 +243,11 @@ impl Attachment {
                 own.state(),
                 Some(ConsumerState::Ready | ConsumerState::Connected)
             )
+    }
+
+    /// Whether the registration still stands and the producer runs.
+    pub(crate) fn alive(&self) -> bool {
+        self.registered()
             && self.control.dynamic().state() == Some(ProducerState::Running)
             && sys::pid_alive(self.header.producer_pid)
     }

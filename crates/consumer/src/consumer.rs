@@ -289,6 +289,11 @@ impl Consumer {
                 tracing::debug!(slot, "header names a slot out of range; ignoring");
                 return Ok(None);
             };
+            if !att.registered() {
+                // Evicted by the producer: pin nothing more with this bit.
+                self.detach("the producer dropped this consumer's registration");
+                return Ok(None);
+            }
             let held = att.held.load(Ordering::Relaxed);
             if held >= att.layout().pins_per_consumer {
                 return Err(ConsumerError::PinBudgetExhausted { held });

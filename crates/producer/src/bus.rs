@@ -130,8 +130,10 @@ impl BusMemory {
     }
 }
 
-/// An object already has the bus's name. Refuse if its producer lives or it
-/// is foreign; remove it (and its FIFOs) if it is a dead producer's.
+/// An object already has the bus's name, and this process holds the bus's
+/// producer lock, so no live producer of this user owns it: it is stale
+/// (its producer died) unless it belongs to another user or is not a
+/// framebus bus at all, which is refused and left alone.
 fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<(), ProducerError> {
     let path = format!("/dev/shm{shm_name}");
     let Some((fd, size)) =
@@ -139,11 +141,18 @@ fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<
     else {
         return Ok(()); // gone meanwhile: just retry
     };
-    let file = std::fs::File::from(fd);
-    let mut head = [0u8; 256];
-    let got = file.read_at(&mut head, 0).unwrap_or(0);
-    let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or_default());
-    let magic = if got >= 8 { word(0) } else { 0 };
+    let mut head = [0u8; 36];
+    let got = std::fs::File::from(
+        fd.try_clone()
+            .map_err(ProducerError::os(format!("cannot read {path}")))?,
+    )
+    .read_at(&mut head, 0)
+    .unwrap_or(0);
+    let magic = if got >= 8 {
+        u64::from_le_bytes(head[0..8].try_into().unwrap_or_default())
+    } else {
+        0
+    };
     let pid = if got >= 36 {
         u32::from_le_bytes(head[32..36].try_into().unwrap_or_default())
     } else {
@@ -157,15 +166,14 @@ fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<
         .to_string();
         return Err(ProducerError::Foreign { path, reason });
     }
-    if pid != 0 && sys::pid_alive(pid) {
-        return Err(ProducerError::BusBusy {
-            bus: bus.to_string(),
-            pid,
+    let uid = sys::owner_uid(&fd).map_err(ProducerError::os(format!("cannot stat {path}")))?;
+    if uid != sys::my_uid() {
+        return Err(ProducerError::Foreign {
+            path,
+            reason: format!("it belongs to uid {uid}, not to this user"),
         });
     }
-    tracing::info!(
-        "taking over stale bus {bus}: {path} ({size} bytes) was left by process {pid}, which is gone"
-    );
+    tracing::info!("taking over stale bus {bus}: {path} ({size} bytes) was left by process {pid}, which is gone");
     sys::unlink_shm(shm_name).map_err(ProducerError::os(format!("cannot remove stale {path}")))?;
     sys::remove_trigger_dir(trigger_dir);
     Ok(())

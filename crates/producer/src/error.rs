@@ -10,7 +10,7 @@ use crate::source::SourceError;
 /// Why a producer could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
-    /// Another live producer owns the bus.
+    /// Another live producer owns the bus (it holds the bus's lock).
     #[error("bus {bus:?} is already produced by process {pid}: stop that producer first or pick another --bus")]
     BusBusy {
         /// The bus name.
@@ -46,6 +46,14 @@ pub enum ProducerError {
         path: PathBuf,
         /// The OS error.
         source: io::Error,
+    },
+    /// No slot could be taken for a whole second although every consumer
+    /// was held to its budget: something outside framebus keeps writing
+    /// the slot table.
+    #[error("no free slot for 1 s although every consumer was held to its pin budget: another process is writing bus {bus:?}'s slot table; stop it and restart the producer")]
+    SlotTableCorrupt {
+        /// The bus name.
+        bus: String,
     },
     /// The frame source failed.
     #[error(transparent)]

@@ -74,6 +74,8 @@ pub struct ProducerStats {
 
 /// The producer of one bus. Dropping it shuts the bus down cleanly.
 pub struct Producer {
+    /// The bus's producer lock (see `sys::lock_bus`); released on drop.
+    _lock: std::fs::File,
     config: ProducerConfig,
     mem: BusMemory,
     registry: Registry,
@@ -96,7 +98,19 @@ impl Producer {
             max_consumers: config.max_consumers,
             pins_per_consumer: config.pins_per_consumer,
         })?;
-        let dir = config.bus.trigger_dir(&sys::runtime_root());
+        let root = sys::runtime_root();
+        let dir = config.bus.trigger_dir(&root);
+        // One producer per bus: the lock is held until this process exits,
+        // so a bus object found without a lock holder is stale.
+        let lock = sys::lock_bus(&root, config.bus.as_str())
+            .map_err(|source| ProducerError::TriggerDir {
+                path: root.join(".locks"),
+                source,
+            })?
+            .ok_or_else(|| ProducerError::BusBusy {
+                bus: config.bus.to_string(),
+                pid: live_producer_pid(&config.bus),
+            })?;
         let pid = sys::my_pid();
         let created = sys::realtime_ns();
         let instance_id =
@@ -123,6 +137,7 @@ impl Producer {
         tracing::info!(bus = %config.bus, width, height, slots = layout.slot_count, bytes = layout.total_size, "bus created");
         let registry = Registry::new(dir, config.max_consumers);
         Ok(Self {
+            _lock: lock,
             config,
             mem,
             registry,
@@ -186,7 +201,7 @@ impl Producer {
     {
         let start = sys::monotonic_ns();
         self.housekeeping();
-        let slot = self.acquire_slot();
+        let slot = self.acquire_slot()?;
         let seq = self.seq + 1;
         let layout = *self.mem.layout();
         let entry = &self.mem.control().slots()[slot as usize];
@@ -244,23 +259,31 @@ impl Producer {
     /// Takes a slot that is neither the newest frame nor pinned. One pass
     /// suffices while consumers respect their budget; if a pass fails
     /// (consumers moved pins during it) it rescans, and every 16 failed
-    /// passes it evicts consumers that exceed their budget, so a hostile
-    /// consumer cannot starve the producer.
-    fn acquire_slot(&mut self) -> u32 {
+    /// passes it clears bits no consumer can own and evicts consumers over
+    /// their budget, so a hostile writer cannot starve the producer; if even
+    /// that yields no slot for a second, it gives up with a named error.
+    fn acquire_slot(&mut self) -> Result<u32, ProducerError> {
         let slot_count = self.mem.layout().slot_count as usize;
         let mut passes = 0u32;
+        let mut since = None;
         loop {
             let control = self.mem.control();
             let latest = control.dynamic().latest().map(|(_, slot)| slot);
             if let Some(slot) = pin::acquire_free_slot(control.slots(), latest, self.next_slot) {
                 self.next_slot = (slot as usize + 1) % slot_count;
-                return slot;
+                return Ok(slot);
             }
             passes += 1;
             if passes % 16 == 0 {
-                tracing::debug!(passes, "no free slot in a full pass; enforcing pin budgets");
+                tracing::debug!(passes, "no free slot in 16 passes; enforcing pin budgets");
                 self.registry
                     .enforce_budgets(self.mem.control(), self.config.pins_per_consumer);
+                let started = *since.get_or_insert_with(sys::monotonic_ns);
+                if sys::monotonic_ns() - started > 1_000_000_000 {
+                    return Err(ProducerError::SlotTableCorrupt {
+                        bus: self.config.bus.to_string(),
+                    });
+                }
             }
             std::hint::spin_loop();
         }
@@ -287,6 +310,20 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The pid in the header of the bus's current object (0 if unreadable), to
+/// name the producer that holds the bus.
+fn live_producer_pid(bus: &BusName) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let Ok(Some((fd, _))) = sys::open_shm_read(&bus.shm_name()) else {
+        return 0;
+    };
+    let mut pid = [0u8; 4];
+    match std::fs::File::from(fd).read_at(&mut pid, 32) {
+        Ok(4) => u32::from_le_bytes(pid),
+        _ => 0,
     }
 }
 

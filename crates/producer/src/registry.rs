@@ -2,6 +2,11 @@
 //! trigger FIFOs as they appear, fanning triggers out, and reclaiming the
 //! entries (and pins) of consumers that died or misbehave. Every field a
 //! consumer writes is untrusted input here.
+//!
+//! A reclaimed entry's pin bits are cleared at once, but the entry itself is
+//! freed (its bit made reusable) only once its process is gone: a live
+//! process that was evicted may still release "its" bit later, and that must
+//! never touch a new owner's pins.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -11,7 +16,7 @@ use shm_layout::pin::{self, consumer_bit, WRITER};
 use shm_layout::sync::Ordering;
 use shm_layout::{ConsumerState, ControlView, Owner};
 
-use crate::sys::{self, TriggerWrite};
+use crate::sys::{self, FifoOpen, TriggerWrite};
 
 /// Size of one trigger message: `seq: u64, slot: u32, flags: u32`, LE.
 pub const TRIGGER_LEN: usize = 16;
@@ -33,6 +38,11 @@ pub(crate) struct Registry {
     dir: PathBuf,
     conns: Vec<Option<Connection>>,
     reclaimed: u64,
+    /// Where the next fan-out starts: rotated every frame so no consumer is
+    /// always the last one woken.
+    fan_start: usize,
+    /// Entries found over budget by the previous `enforce_budgets` count.
+    over_budget: u64,
 }
 
 impl Registry {
@@ -41,6 +51,8 @@ impl Registry {
             dir,
             conns: (0..max_consumers).map(|_| None).collect(),
             reclaimed: 0,
+            fan_start: 0,
+            over_budget: 0,
         }
     }
 
@@ -81,9 +93,11 @@ impl Registry {
                     self.connect(control, i, owner);
                 }
                 Some(ConsumerState::Connected) if ours == Some(owner) => {}
-                Some(ConsumerState::Connected | ConsumerState::Reclaiming) | None => {
-                    // Only this producer sets Connected and Reclaiming; the
-                    // entry was written by someone else.
+                // Waiting for its process to exit (see check_liveness).
+                Some(ConsumerState::Reclaiming) => self.conns[i] = None,
+                Some(ConsumerState::Connected) | None => {
+                    // Only this producer sets Connected; the entry was
+                    // written by someone else.
                     self.reclaim(
                         control,
                         i,
@@ -102,7 +116,7 @@ impl Registry {
     fn connect(&mut self, control: &ControlView, i: usize, owner: Owner) {
         let path = self.fifo_path(i);
         match sys::open_fifo_writer(&path) {
-            Ok(Some(pipe)) => {
+            FifoOpen::Open(pipe) => {
                 let connected = owner.with_state(ConsumerState::Connected);
                 // AcqRel: Acquire sees the consumer's setup (name, figures);
                 // the CAS fails if the consumer left meanwhile.
@@ -118,15 +132,18 @@ impl Registry {
                     });
                 }
             }
-            Ok(None) => {
-                // No reader: it is still opening, or it died (the liveness
-                // check will tell).
-            }
-            Err(e) => self.reclaim(
+            // A Ready consumer opened its FIFO before it said so: no reader
+            // now means it closed it (it left or died).
+            FifoOpen::NoReader => self.reclaim(control, i, owner, "its trigger FIFO has no reader"),
+            FifoOpen::Foreign(what) => self.reclaim(
                 control,
                 i,
                 owner,
-                &format!("its trigger FIFO is unusable: {e}"),
+                &format!("its trigger FIFO is unusable: {what}"),
+            ),
+            FifoOpen::Failed(e) => tracing::debug!(
+                entry = i,
+                "cannot open a consumer's FIFO yet ({e}); will retry"
             ),
         }
     }
@@ -134,7 +151,10 @@ impl Registry {
     /// Sends one trigger to every connected consumer: non-blocking, so a
     /// slow, stopped or dead consumer costs one failed write.
     pub(crate) fn trigger(&mut self, control: &ControlView, msg: &[u8; TRIGGER_LEN]) {
-        for i in 0..self.conns.len() {
+        let n = self.conns.len();
+        self.fan_start = (self.fan_start + 1) % n;
+        for k in 0..n {
+            let i = (self.fan_start + k) % n;
             let Some(conn) = self.conns[i].as_mut() else {
                 continue;
             };
@@ -153,18 +173,39 @@ impl Registry {
         }
     }
 
-    /// Checks that every claimed entry's process is alive; reclaims the dead.
+    /// Reclaims the entries of dead processes, and frees reclaimed entries
+    /// whose process has exited since.
     pub(crate) fn check_liveness(&mut self, control: &ControlView) {
         for i in 0..self.conns.len() {
-            let owner = control.consumers()[i].owner();
-            if owner.state() != Some(ConsumerState::Free) && !sys::pid_alive(owner.pid()) {
-                self.reclaim(control, i, owner, "its process is gone");
+            let entry = &control.consumers()[i];
+            let owner = entry.owner();
+            match owner.state() {
+                Some(ConsumerState::Free) => {}
+                Some(ConsumerState::Reclaiming) => {
+                    if !sys::pid_alive(owner.pid()) {
+                        // Its bits were cleared when it was reclaimed; any it
+                        // set again since die with it now.
+                        pin::reclaim(control.slots(), consumer_bit(i as u32));
+                        let _ = entry.owner.compare_exchange(
+                            owner.0,
+                            owner.freed().0,
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
+                _ if !sys::pid_alive(owner.pid()) => {
+                    self.reclaim(control, i, owner, "its process is gone")
+                }
+                _ => {}
             }
         }
     }
 
-    /// Reclaims entry `i` if its owner word is still `observed`: clears its
-    /// pin bit from every slot, removes its FIFO, frees the entry.
+    /// Reclaims entry `i` if its owner word is still `observed`: marks it
+    /// Reclaiming (so no consumer claims it), clears its pin bit from every
+    /// slot, removes its FIFO, and frees the entry if its process is gone
+    /// (else `check_liveness` frees it once the process exits).
     pub(crate) fn reclaim(&mut self, control: &ControlView, i: usize, observed: Owner, why: &str) {
         self.conns[i] = None;
         let entry = &control.consumers()[i];
@@ -185,15 +226,16 @@ impl Registry {
         }
         let cleared = pin::reclaim(control.slots(), consumer_bit(i as u32));
         sys::remove_fifo(&self.fifo_path(i));
-        // Release: the cleared bits are visible before the entry is free. A
-        // CAS, not a store: only this producer moves an entry out of
-        // Reclaiming, but a hostile writer must not be overwritten blindly.
-        let _ = entry.owner.compare_exchange(
-            reclaiming.0,
-            observed.freed().0,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        if !sys::pid_alive(observed.pid()) {
+            // Release (in the CAS): the cleared bits are visible before the
+            // entry is free.
+            let _ = entry.owner.compare_exchange(
+                reclaiming.0,
+                observed.freed().0,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
         self.reclaimed += 1;
         tracing::info!(
             entry = i,
@@ -203,31 +245,59 @@ impl Registry {
         );
     }
 
-    /// Called when a pass found no free slot: evicts consumers holding more
-    /// pins than their budget, clears bits of free entries and writer bits
-    /// this producer does not hold (it holds none between publishes).
+    /// Called when passes found no free slot: clears writer bits this
+    /// producer does not hold (it holds none between publishes) and bits of
+    /// entries that do not exist or are free, and evicts consumers found
+    /// over their pin budget by two counts in a row (one count can see a
+    /// moving consumer twice).
     pub(crate) fn enforce_budgets(&mut self, control: &ControlView, budget: u32) {
         let slots = control.slots();
+        let n = self.conns.len() as u32;
+        let stray = !WRITER & !((1u64 << n) - 1);
         for s in slots {
-            if pin::pins(s) & WRITER != 0 {
-                tracing::warn!("clearing a writer bit this producer does not hold");
-                s.pins.fetch_and(!WRITER, Ordering::Release);
+            let p = pin::pins(s);
+            if p & (WRITER | stray) != 0 {
+                tracing::warn!(
+                    pins = p,
+                    "clearing pin bits no consumer of this bus can own"
+                );
+                s.pins.fetch_and(!(WRITER | stray), Ordering::Release);
             }
         }
+        let mut over = 0u64;
         for i in 0..self.conns.len() {
             let bit = consumer_bit(i as u32);
             let held = slots.iter().filter(|s| pin::pins(s) & bit != 0).count() as u32;
             if held == 0 {
                 continue;
             }
-            let owner = control.consumers()[i].owner();
+            let entry = &control.consumers()[i];
+            let owner = entry.owner();
             if owner.state() == Some(ConsumerState::Free) {
-                pin::reclaim(slots, bit);
+                // Lock the free entry against claims while its stray bits go.
+                let locked = owner.with_state(ConsumerState::Reclaiming);
+                if entry
+                    .owner
+                    .compare_exchange(owner.0, locked.0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    pin::reclaim(slots, bit);
+                    let _ = entry.owner.compare_exchange(
+                        locked.0,
+                        owner.0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
             } else if held > budget {
-                let why = format!("it held {held} frames, more than its budget of {budget}");
-                self.reclaim(control, i, owner, &why);
+                over |= bit;
+                if self.over_budget & bit != 0 {
+                    let why = format!("it held {held} frames, more than its budget of {budget}");
+                    self.reclaim(control, i, owner, &why);
+                }
             }
         }
+        self.over_budget = over;
     }
 
     /// Closes every write end (consumers see EOF) and removes the FIFOs.

@@ -49,15 +49,29 @@ pub(crate) fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// Whether process `pid` exists.
+/// Whether process `pid` is running (a process of another user counts). A
+/// zombie — exited, not yet reaped by its parent — holds no memory and no
+/// descriptors, so for a bus it is gone.
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
+    let Some(p) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     else {
         return false;
     };
-    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+    if matches!(rustix::process::test_kill_process(p), Err(Errno::SRCH)) {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the command name in "(...)".
+        Ok(stat) => !matches!(
+            stat.iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| stat.get(i + 2)),
+            Some(b'Z' | b'X')
+        ),
+        Err(_) => true, // no /proc to ask: trust kill()
+    }
 }
 
 /// This process's id.

@@ -81,15 +81,29 @@ pub(crate) fn realtime_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// Whether process `pid` exists (a process of another user counts).
+/// Whether process `pid` is running (a process of another user counts). A
+/// zombie — exited, not yet reaped by its parent — holds no memory and no
+/// descriptors, so for a bus it is gone.
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
+    let Some(p) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     else {
         return false;
     };
-    !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH))
+    if matches!(rustix::process::test_kill_process(p), Err(Errno::SRCH)) {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the command name in "(...)".
+        Ok(stat) => !matches!(
+            stat.iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| stat.get(i + 2)),
+            Some(b'Z' | b'X')
+        ),
+        Err(_) => true, // no /proc to ask: trust kill()
+    }
 }
 
 /// This process's id.
@@ -137,35 +151,82 @@ fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens a consumer's FIFO for writing without blocking. `Ok(None)` when it
-/// has no reader (ENXIO) or does not exist. Anything but a FIFO owned by
-/// this user is refused.
-pub(crate) fn open_fifo_writer(path: &Path) -> io::Result<Option<File>> {
+/// Takes the bus's producer lock: an exclusive `flock` on
+/// `<root>/.locks/<bus>` (a file that is never removed), held for the
+/// producer's whole life and released by the kernel when it dies. `Ok(None)`
+/// if another process holds it. Bus names never start with `.`, so the lock
+/// directory cannot collide with a trigger directory.
+pub(crate) fn lock_bus(root: &Path, bus: &str) -> io::Result<Option<File>> {
+    let dir = root.join(".locks");
+    ensure_private_dir(&dir, 0o700)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(dir.join(bus))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The owner uid of an open file.
+pub(crate) fn owner_uid(fd: &OwnedFd) -> io::Result<u32> {
+    Ok(rustix::fs::fstat(fd)?.st_uid)
+}
+
+/// This process's effective uid.
+pub(crate) fn my_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// What opening a consumer's FIFO found.
+#[derive(Debug)]
+pub(crate) enum FifoOpen {
+    /// Open for writing.
+    Open(File),
+    /// No reader (ENXIO) or no FIFO (ENOENT): the consumer is gone.
+    NoReader,
+    /// Something that is not this user's FIFO is at the path.
+    Foreign(String),
+    /// Opening failed for a reason that says nothing about the consumer
+    /// (out of descriptors, memory...): try again later.
+    Failed(io::Error),
+}
+
+/// Opens a consumer's FIFO for writing without blocking.
+pub(crate) fn open_fifo_writer(path: &Path) -> FifoOpen {
     let file = match std::fs::OpenOptions::new()
         .write(true)
         .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(Errno::NXIO.raw_os_error()) => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) if e.raw_os_error() == Some(Errno::NXIO.raw_os_error()) => {
+            return FifoOpen::NoReader
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return FifoOpen::NoReader,
+        // O_NOFOLLOW on a symlink.
+        Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+            return FifoOpen::Foreign(format!("{} is a symbolic link", path.display()))
+        }
+        Err(e) => return FifoOpen::Failed(e),
     };
-    let meta = file.metadata()?;
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return FifoOpen::Failed(e),
+    };
     if !meta.file_type().is_fifo() {
-        return Err(io::Error::other(format!(
-            "{} is not a FIFO",
-            path.display()
-        )));
+        return FifoOpen::Foreign(format!("{} is not a FIFO", path.display()));
     }
     if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err(io::Error::other(format!(
-            "{} belongs to uid {}",
-            path.display(),
-            meta.uid()
-        )));
+        return FifoOpen::Foreign(format!("{} belongs to uid {}", path.display(), meta.uid()));
     }
-    Ok(Some(file))
+    FifoOpen::Open(file)
 }
 
 /// What became of one trigger write.
@@ -173,21 +234,25 @@ pub(crate) fn open_fifo_writer(path: &Path) -> io::Result<Option<File>> {
 pub(crate) enum TriggerWrite {
     /// Written whole.
     Sent,
-    /// The pipe is full: the consumer is behind.
+    /// The pipe is full (the consumer is behind), or the write failed in a
+    /// way that says nothing about the consumer.
     Full,
-    /// The reader is gone (EPIPE) or the descriptor failed.
+    /// The reader is gone (EPIPE).
     Gone,
 }
 
 /// One non-blocking write of a whole trigger message (< PIPE_BUF, so the
-/// kernel writes all of it or nothing).
+/// kernel writes all of it or nothing). Only EPIPE says the reader is gone;
+/// any other failure drops this one trigger, like a full pipe.
 pub(crate) fn write_trigger(file: &mut File, msg: &[u8]) -> TriggerWrite {
     match file.write(msg) {
-        Ok(n) if n == msg.len() => TriggerWrite::Sent,
-        Ok(_) => TriggerWrite::Gone,
+        Ok(_) => TriggerWrite::Sent,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => TriggerWrite::Gone,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => TriggerWrite::Full,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => TriggerWrite::Full,
-        Err(_) => TriggerWrite::Gone,
+        Err(e) => {
+            tracing::debug!("trigger write failed ({e}); dropped like a full pipe");
+            TriggerWrite::Full
+        }
     }
 }
 
