@@ -181,19 +181,18 @@ impl Registry {
             let owner = entry.owner();
             match owner.state() {
                 Some(ConsumerState::Free) => {}
-                Some(ConsumerState::Reclaiming) => {
-                    if !sys::pid_alive(owner.pid()) {
-                        // Its bits were cleared when it was reclaimed; any it
-                        // set again since die with it now.
-                        pin::reclaim(control.slots(), consumer_bit(i as u32));
-                        let _ = entry.owner.compare_exchange(
-                            owner.0,
-                            owner.freed().0,
-                            Ordering::AcqRel,
-                            Ordering::Relaxed,
-                        );
-                    }
+                Some(ConsumerState::Reclaiming) if !sys::pid_alive(owner.pid()) => {
+                    // Its bits were cleared when it was reclaimed; any it
+                    // set again since die with it now.
+                    pin::reclaim(control.slots(), consumer_bit(i as u32));
+                    let _ = entry.owner.compare_exchange(
+                        owner.0,
+                        owner.freed().0,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                 }
+                Some(ConsumerState::Reclaiming) => {}
                 _ if !sys::pid_alive(owner.pid()) => {
                     self.reclaim(control, i, owner, "its process is gone")
                 }
