@@ -128,6 +128,9 @@ pub struct RunResult {
     memcpy_fps: f64,
     producer_fps: f64,
     producer_vs_memcpy: f64,
+    /// CPU time the producer spent per published frame: compared with the
+    /// memcpy time it tells a slow publish path from a CPU-starved producer.
+    producer_cpu_us_per_frame: f64,
     consumer_fps_mean: f64,
     delivered_fps: f64,
     cpu_us_per_delivered_frame: f64,
@@ -228,6 +231,13 @@ fn consumer_result(
 
 fn finish(cfg: &RunConfig, memcpy: f64, seconds: f64, processes: Vec<ProcResult>) -> RunResult {
     let producer_fps = processes.first().map_or(0.0, |p| p.fps);
+    let producer_cpu_us_per_frame = processes.first().map_or(0.0, |p| {
+        if p.fps > 0.0 {
+            p.cpu_pct / 100.0 / p.fps * 1e6
+        } else {
+            0.0
+        }
+    });
     let consumers: Vec<&ProcResult> = processes.iter().filter(|p| p.role == "consumer").collect();
     let delivered_fps: f64 = consumers.iter().map(|c| c.fps).sum();
     let cpu_total_s: f64 = processes.iter().map(|p| p.cpu_pct / 100.0 * seconds).sum();
@@ -243,6 +253,7 @@ fn finish(cfg: &RunConfig, memcpy: f64, seconds: f64, processes: Vec<ProcResult>
         memcpy_fps: memcpy,
         producer_fps,
         producer_vs_memcpy: producer_fps / memcpy.max(1e-9),
+        producer_cpu_us_per_frame,
         consumer_fps_mean: delivered_fps / consumers.len().max(1) as f64,
         delivered_fps,
         cpu_us_per_delivered_frame: if delivered > 0.0 {
@@ -620,11 +631,14 @@ fn print_run(r: &RunResult) {
         r.seconds
     );
     println!(
-        "memcpy ceiling {:.0} frames/s ({:.1} us/frame); producer {:.0} frames/s = {:.2}x the ceiling",
+        "memcpy ceiling {:.0} frames/s ({:.1} us/frame); producer {:.0} frames/s = {:.2}x the ceiling, \
+         using {:.1} us of CPU per frame ({:.2}x the memcpy time)",
         r.memcpy_fps,
         1e6 / r.memcpy_fps,
         r.producer_fps,
-        r.producer_vs_memcpy
+        r.producer_vs_memcpy,
+        r.producer_cpu_us_per_frame,
+        r.producer_cpu_us_per_frame * r.memcpy_fps / 1e6
     );
     let rows: Vec<Vec<String>> = r
         .processes
