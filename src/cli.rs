@@ -45,6 +45,13 @@ pub enum Command {
     /// ceiling and a plain pipe.
     #[command(after_help = BENCH_HELP)]
     Bench(crate::cmd::BenchArgs),
+    /// Write the newest frame of a bus to a PNG file.
+    Snapshot(crate::cmd::SnapshotArgs),
+    /// Kill, stop and restart consumers and producers at random while
+    /// verifying every frame; report what was lost and left behind.
+    Chaos(crate::cmd::ChaosArgs),
+    /// Remove what a crashed producer left behind (only when it is gone).
+    Clean(crate::cmd::CleanArgs),
     /// (internal) the pipe transport's producer, for `bench --transport pipe`.
     #[command(hide = true)]
     PipeProduce(crate::cmd::PipeProduceArgs),

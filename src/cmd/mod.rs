@@ -8,15 +8,21 @@ use shm_layout::BusName;
 use crate::cli::{Cli, Command};
 
 pub use bench::BenchArgs;
+pub use chaos::ChaosArgs;
+pub use clean::CleanArgs;
 pub use pipe::{PipeConsumeArgs, PipeProduceArgs};
+pub use snapshot::SnapshotArgs;
 
 mod bench;
+mod chaos;
 mod child;
+mod clean;
 mod consume;
 mod demo;
 mod inspect;
 mod pipe;
 mod produce;
+mod snapshot;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -25,6 +31,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
+        Command::Chaos(a) => chaos::run(a),
+        Command::Clean(a) => clean::run(a),
         Command::PipeProduce(a) => pipe::produce(a),
         Command::PipeConsume(a) => pipe::consume(a),
     }
