@@ -1,17 +1,87 @@
-//! `framebus clean` (being written).
+//! `framebus clean`: removes what crashed producers left behind — shared
+//! memory objects and consumers' FIFOs — but never a live producer's bus.
 
 use std::process::ExitCode;
 
+use anyhow::{bail, Context};
 use clap::Args;
+use framebus_producer::{buses_on_machine, clean, CleanOutcome};
+use serde_json::json;
 
 /// `framebus clean`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "A bus is stale when no producer holds its lock (a producer holds it for its\nwhole life; the kernel drops it when the producer dies). Live buses, other\nusers' objects and objects that are not framebus buses are left alone.\n\nExamples:\n  framebus clean --bus cam0\n  framebus clean --all"
+)]
 pub struct CleanArgs {
-    /// Bus name.
-    #[arg(long)]
+    /// The bus to clean.
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     pub bus: Option<String>,
+    /// Every bus on this machine with leftovers of this user.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: CleanArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("framebus clean is not available in this build yet")
+pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
+    let buses = match &args.bus {
+        Some(b) => vec![super::bus_name(b)?],
+        None => buses_on_machine(),
+    };
+    if buses.is_empty() && args.bus.is_none() && !args.json {
+        println!("nothing to clean");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut report = Vec::new();
+    let mut failed = 0;
+    for bus in &buses {
+        match clean(bus) {
+            Ok(CleanOutcome::Live { pid }) => {
+                if !args.json {
+                    println!("{bus}: left alone, its producer (process {pid}) is running");
+                }
+                report.push(json!({"bus": bus.as_str(), "live": true, "pid": pid}));
+            }
+            Ok(CleanOutcome::Removed { shm, pid, fifos }) => {
+                if !args.json {
+                    match (&shm, fifos.len()) {
+                        (None, 0) => println!("{bus}: nothing left behind"),
+                        _ => {
+                            let what = shm
+                                .iter()
+                                .cloned()
+                                .chain(fifos.iter().map(|f| f.display().to_string()));
+                            println!(
+                                "{bus}: removed {} (left by process {pid})",
+                                what.collect::<Vec<_>>().join(", ")
+                            );
+                        }
+                    }
+                }
+                let fifos: Vec<String> = fifos.iter().map(|f| f.display().to_string()).collect();
+                report.push(json!({"bus": bus.as_str(), "live": false, "shm": shm, "fifos": fifos, "pid": pid}));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {bus}: {e}");
+                report.push(json!({"bus": bus.as_str(), "error": e.to_string()}));
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&json!({"buses": report})).context("JSON")?
+        );
+    }
+    if failed > 0 && args.bus.is_some() {
+        bail!("could not clean bus {}", buses[0]);
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -30,6 +30,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 "pins_per_consumer": s.pins_per_consumer, "nominal_fps": s.nominal_fps,
                 "total_size": s.total_size,
             },
+            "trigger_dir": s.trigger_dir,
             "latest": s.latest.map(|(seq, slot)| json!({"seq": seq, "slot": slot})),
             "slots": s.slots.iter().map(|x| json!({
                 "index": x.index, "seq": x.seq, "pins": x.pins, "writing": x.writing, "latest": x.latest,
@@ -62,6 +63,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         s.total_size as f64 / (1 << 20) as f64,
         s.nominal_fps
     );
+    println!("trigger FIFOs in {}", s.trigger_dir);
     println!(
         "published {} frames, latest {}, heartbeat {:.0} ms ago, last publish {:.1} us\n",
         s.frames_published,

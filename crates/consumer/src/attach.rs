@@ -49,6 +49,8 @@ unsafe impl Sync for Attachment {}
 /// the control part read-write and the pixels read-only.
 pub(crate) struct MappedBus {
     pub(crate) control: ControlView,
+    /// Where the producer wants consumers' FIFOs (from the header page).
+    pub(crate) trigger_dir: std::path::PathBuf,
     pub(crate) header: HeaderFixed,
     pub(crate) pixels: memmap2::MmapRaw,
     pub(crate) control_map: memmap2::MmapRaw,
@@ -79,6 +81,10 @@ impl MappedBus {
         // boundary and lives until the end of this function.
         let (header, layout) =
             unsafe { view::read_header(head.as_ptr(), head.len(), size) }.map_err(layout_err)?;
+        // SAFETY: as above; validation guaranteed size >= 4096 (the slot
+        // table starts at or after 4096), so `head` covers offset 256..512.
+        let trigger_dir =
+            unsafe { view::read_trigger_dir(head.as_ptr(), head.len()) }.map_err(layout_err)?;
         drop(head);
         let control_map = sys::map_rw(&fd, layout.control_len())
             .map_err(ConsumerError::os("cannot map the bus tables"))?;
@@ -95,6 +101,7 @@ impl MappedBus {
         let control = unsafe { ControlView::new(control_map.as_ptr(), layout) };
         Ok(Self {
             control,
+            trigger_dir: trigger_dir.into(),
             header,
             pixels,
             control_map,
@@ -156,7 +163,16 @@ impl Attachment {
         entry
             .max_fps_milli
             .store(reg.max_fps_milli, Ordering::Relaxed);
-        let dir = bus.trigger_dir(&sys::runtime_root());
+        let dir = mapped.trigger_dir.clone();
+        if !shm_layout::naming::is_trigger_dir_for(&dir, bus) {
+            free_entry();
+            return Err(ConsumerError::Layout {
+                bus: bus.to_string(),
+                source: shm_layout::LayoutError::TriggerDir {
+                    why: "it is not a framebus trigger directory for this bus",
+                },
+            });
+        }
         if let Err(e) = sys::ensure_dir(&dir) {
             free_entry();
             return Err(ConsumerError::Os {

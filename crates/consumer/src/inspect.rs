@@ -80,6 +80,8 @@ pub struct BusSnapshot {
     pub nominal_fps: f64,
     /// Size of the object.
     pub total_size: u64,
+    /// The directory of the consumers' trigger FIFOs.
+    pub trigger_dir: String,
     /// Frames published.
     pub frames_published: u64,
     /// Newest frame `(seq, slot)`.
@@ -163,6 +165,7 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
         pins_per_consumer: h.pins_per_consumer,
         nominal_fps: f64::from(h.fps_milli) / 1000.0,
         total_size: h.total_size,
+        trigger_dir: mapped.trigger_dir.display().to_string(),
         frames_published: d.frames_published.load(Ordering::Relaxed),
         latest,
         heartbeat_age_ms: now.saturating_sub(d.heartbeat_ns.load(Ordering::Relaxed)) as f64 / 1e6,

@@ -76,6 +76,29 @@ impl BusMemory {
         // aligned, and nobody else reads the fixed header before the magic is
         // published below (readers treat magic 0 as "not ready").
         unsafe { std::ptr::write_volatile(base as *mut HeaderFixed, header) };
+        let dir_bytes = trigger_dir
+            .to_str()
+            .ok_or(LayoutError::TriggerDir {
+                why: "it is not UTF-8",
+            })
+            .and_then(shm_layout::header::encode_trigger_dir);
+        let dir_bytes = match dir_bytes {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = sys::unlink_shm(&shm_name);
+                return Err(e.into());
+            }
+        };
+        // SAFETY: the header page (4096 bytes, inside the mapping) holds the
+        // trigger directory at offset 256..512, after the 256-byte header;
+        // nobody reads it before the magic is published below.
+        unsafe {
+            std::ptr::write_volatile(
+                base.add(shm_layout::header::TRIGGER_DIR_OFFSET as usize)
+                    as *mut [u8; shm_layout::header::TRIGGER_DIR_LEN],
+                dir_bytes,
+            )
+        };
         // SAFETY: `map` covers the whole object whose header validated to
         // `layout`, read-write, and lives as long as `self` (which owns it and
         // every reference handed out borrows `self`).
@@ -130,24 +153,52 @@ impl BusMemory {
     }
 }
 
+/// What [`remove_stale`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Removed {
+    /// The shared memory object's path and size, and the pid in its header.
+    pub(crate) shm: Option<(String, u64, u32)>,
+    /// FIFOs removed from the trigger directory.
+    pub(crate) fifos: Vec<std::path::PathBuf>,
+}
+
 /// An object already has the bus's name, and this process holds the bus's
 /// producer lock, so no live producer of this user owns it: it is stale
 /// (its producer died) unless it belongs to another user or is not a
 /// framebus bus at all, which is refused and left alone.
 fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<(), ProducerError> {
+    let removed = remove_stale(shm_name, trigger_dir)?;
+    if let Some((path, size, pid)) = removed.shm {
+        tracing::info!("taking over stale bus {bus}: {path} ({size} bytes) was left by process {pid}, which is gone");
+    }
+    Ok(())
+}
+
+/// Removes a stale bus's object and trigger directory. The caller holds the
+/// bus's producer lock. Foreign objects and other users' are refused.
+pub(crate) fn remove_stale(shm_name: &str, trigger_dir: &Path) -> Result<Removed, ProducerError> {
     let path = format!("/dev/shm{shm_name}");
     let Some((fd, size)) =
         sys::open_shm_read(shm_name).map_err(ProducerError::os(format!("cannot open {path}")))?
     else {
-        return Ok(()); // gone meanwhile: just retry
+        // No object: only FIFOs may be left.
+        return Ok(Removed {
+            shm: None,
+            fifos: sys::remove_trigger_dir(trigger_dir),
+        });
     };
-    let mut head = [0u8; 36];
-    let got = std::fs::File::from(
+    let mut head = [0u8; 512];
+    let file = std::fs::File::from(
         fd.try_clone()
             .map_err(ProducerError::os(format!("cannot read {path}")))?,
-    )
-    .read_at(&mut head, 0)
-    .unwrap_or(0);
+    );
+    let got = file.read_at(&mut head, 0).unwrap_or(0);
+    // The dead producer's consumers made their FIFOs where its header said.
+    let recorded = (got == head.len())
+        .then(|| shm_layout::header::decode_trigger_dir(&head[256..]).ok())
+        .flatten()
+        .map(std::path::PathBuf::from);
+    let trigger_dir = recorded.as_deref().unwrap_or(trigger_dir);
     let magic = if got >= 8 {
         u64::from_le_bytes(head[0..8].try_into().unwrap_or_default())
     } else {
@@ -173,10 +224,12 @@ fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<
             reason: format!("it belongs to uid {uid}, not to this user"),
         });
     }
-    tracing::info!("taking over stale bus {bus}: {path} ({size} bytes) was left by process {pid}, which is gone");
     sys::unlink_shm(shm_name).map_err(ProducerError::os(format!("cannot remove stale {path}")))?;
-    sys::remove_trigger_dir(trigger_dir);
-    Ok(())
+    let fifos = sys::remove_trigger_dir(trigger_dir);
+    Ok(Removed {
+        shm: Some((path, size, pid)),
+        fifos,
+    })
 }
 
 impl Drop for BusMemory {

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod bus;
+mod clean;
 mod error;
 mod fake;
 mod producer;
@@ -23,6 +24,7 @@ mod registry;
 mod source;
 mod sys;
 
+pub use clean::{buses_on_machine, clean, CleanOutcome};
 pub use error::ProducerError;
 pub use fake::FakeSource;
 pub use producer::{

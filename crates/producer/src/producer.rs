@@ -75,7 +75,7 @@ pub struct ProducerStats {
 /// The producer of one bus. Dropping it shuts the bus down cleanly.
 pub struct Producer {
     /// The bus's producer lock (see `sys::lock_bus`); released on drop.
-    _lock: std::fs::File,
+    _lock: std::os::fd::OwnedFd,
     config: ProducerConfig,
     mem: BusMemory,
     registry: Registry,
@@ -102,11 +102,8 @@ impl Producer {
         let dir = config.bus.trigger_dir(&root);
         // One producer per bus: the lock is held until this process exits,
         // so a bus object found without a lock holder is stale.
-        let lock = sys::lock_bus(&root, config.bus.as_str())
-            .map_err(|source| ProducerError::TriggerDir {
-                path: root.join(".locks"),
-                source,
-            })?
+        let lock = sys::lock_bus(config.bus.as_str())
+            .map_err(ProducerError::os(format!("cannot lock bus {}", config.bus)))?
             .ok_or_else(|| ProducerError::BusBusy {
                 bus: config.bus.to_string(),
                 pid: live_producer_pid(&config.bus),
@@ -315,7 +312,7 @@ impl Drop for Producer {
 
 /// The pid in the header of the bus's current object (0 if unreadable), to
 /// name the producer that holds the bus.
-fn live_producer_pid(bus: &BusName) -> u32 {
+pub(crate) fn live_producer_pid(bus: &BusName) -> u32 {
     use std::os::unix::fs::FileExt;
     let Ok(Some((fd, _))) = sys::open_shm_read(&bus.shm_name()) else {
         return 0;

@@ -54,6 +54,12 @@ pub enum LayoutError {
         /// The value the layout rules give.
         expected: u64,
     },
+    /// The trigger directory recorded in the header page is unusable.
+    #[error("the bus's trigger directory path (header offset 256) is invalid: {why}")]
+    TriggerDir {
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// The mapping is smaller than the header says the bus is.
     #[error("the header describes a bus of {expected} bytes but the shared memory object has only {actual}: it is truncated")]
     Truncated {

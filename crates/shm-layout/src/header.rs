@@ -208,6 +208,50 @@ const _: () = {
     assert!(offset_of!(BgrSeqlock, capture_ns) == 16);
 };
 
+/// Offset, in the header page, of the trigger directory's path: written once
+/// by the producer before the magic, NUL-padded UTF-8. Consumers create
+/// their FIFOs there, so producer and consumers agree on the directory
+/// whatever their environments (`XDG_RUNTIME_DIR`) say.
+pub const TRIGGER_DIR_OFFSET: u64 = 256;
+/// Bytes reserved for the trigger directory path (at most 255 of path and
+/// a NUL).
+pub const TRIGGER_DIR_LEN: usize = 256;
+
+/// Encodes a trigger directory path for [`TRIGGER_DIR_OFFSET`].
+pub fn encode_trigger_dir(path: &str) -> Result<[u8; TRIGGER_DIR_LEN], crate::LayoutError> {
+    check_trigger_dir(path)?;
+    let mut out = [0u8; TRIGGER_DIR_LEN];
+    out[..path.len()].copy_from_slice(path.as_bytes());
+    Ok(out)
+}
+
+/// Decodes and checks the trigger directory path read from a header page.
+pub fn decode_trigger_dir(bytes: &[u8]) -> Result<&str, crate::LayoutError> {
+    let bytes = &bytes[..bytes.len().min(TRIGGER_DIR_LEN)];
+    let end = bytes
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(crate::LayoutError::TriggerDir {
+            why: "it is not NUL-terminated within 256 bytes",
+        })?;
+    let path = std::str::from_utf8(&bytes[..end]).map_err(|_| crate::LayoutError::TriggerDir {
+        why: "it is not UTF-8",
+    })?;
+    check_trigger_dir(path)?;
+    Ok(path)
+}
+
+fn check_trigger_dir(path: &str) -> Result<(), crate::LayoutError> {
+    let why = match () {
+        _ if !path.starts_with('/') => "it is not an absolute path",
+        _ if path.len() >= TRIGGER_DIR_LEN => "it is longer than 255 bytes",
+        _ if path.contains('\0') => "it contains a NUL byte",
+        _ if path.split('/').any(|c| c == "..") => "it contains a `..` component",
+        _ => return Ok(()),
+    };
+    Err(crate::LayoutError::TriggerDir { why })
+}
+
 /// Offset of [`HeaderDynamic`] in the object.
 pub const DYNAMIC_OFFSET: u64 = 128;
 /// Offset of [`BgrSeqlock`] in the object.
@@ -223,6 +267,18 @@ mod tests {
         assert_eq!(unpack_latest(pack_latest(1, 0)), Some((1, 0)));
         let big = (1 << 48) - 1;
         assert_eq!(unpack_latest(pack_latest(big, 505)), Some((big, 505)));
+    }
+
+    #[test]
+    fn trigger_dir_round_trips_and_rejects_bad_paths() {
+        let enc = encode_trigger_dir("/run/user/1000/framebus/cam0").unwrap();
+        assert_eq!(decode_trigger_dir(&enc), Ok("/run/user/1000/framebus/cam0"));
+        for bad in ["relative/x", "/a/../b", &format!("/{}", "x".repeat(255))] {
+            assert!(encode_trigger_dir(bad).is_err(), "{bad}");
+        }
+        assert!(decode_trigger_dir(&[b'/'; 256]).is_err(), "no NUL");
+        assert!(decode_trigger_dir(&[0xFF, 0]).is_err(), "not UTF-8");
+        assert!(decode_trigger_dir(&[0u8; 256]).is_err(), "empty");
     }
 
     #[test]

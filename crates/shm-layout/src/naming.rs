@@ -84,6 +84,21 @@ pub fn runtime_root(xdg_runtime_dir: Option<&str>, uid: u32) -> PathBuf {
     }
 }
 
+/// Whether `dir` (a trigger directory read from a bus header) has the shape
+/// a producer gives it for `bus`: `.../framebus/<bus>` or
+/// `.../framebus-<anything>/<bus>`. A consumer creates its FIFO only in such
+/// a directory, so a corrupt or hostile header cannot make it write
+/// elsewhere.
+pub fn is_trigger_dir_for(dir: &Path, bus: &BusName) -> bool {
+    let parent = dir
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str());
+    dir.is_absolute()
+        && dir.file_name().and_then(|n| n.to_str()) == Some(bus.as_str())
+        && parent.is_some_and(|p| p == "framebus" || p.starts_with("framebus-"))
+}
+
 /// The file name of consumer entry `index`'s trigger FIFO inside the trigger
 /// directory: `consumer-<index>.fifo`.
 pub fn fifo_file_name(index: usize) -> String {
@@ -132,5 +147,13 @@ mod tests {
             PathBuf::from("/tmp/framebus-7")
         );
         assert_eq!(fifo_file_name(3), "consumer-3.fifo");
+        assert!(is_trigger_dir_for(
+            Path::new("/run/user/1/framebus/cam0"),
+            &b
+        ));
+        assert!(is_trigger_dir_for(Path::new("/tmp/framebus-0/cam0"), &b));
+        assert!(!is_trigger_dir_for(Path::new("/etc/cam0"), &b));
+        assert!(!is_trigger_dir_for(Path::new("/tmp/framebus-0/cam1"), &b));
+        assert!(!is_trigger_dir_for(Path::new("framebus/cam0"), &b));
     }
 }

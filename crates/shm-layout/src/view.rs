@@ -45,6 +45,33 @@ pub unsafe fn read_header(
     Ok((fixed, layout))
 }
 
+/// Reads the trigger directory path from a mapped header page (see
+/// [`crate::header::TRIGGER_DIR_OFFSET`]).
+///
+/// # Safety
+/// `base` must point to at least `mapped_len` readable bytes that stay
+/// mapped for the duration of the call.
+pub unsafe fn read_trigger_dir(base: *const u8, mapped_len: usize) -> Result<String, LayoutError> {
+    use crate::header::{decode_trigger_dir, TRIGGER_DIR_LEN, TRIGGER_DIR_OFFSET};
+    let end = TRIGGER_DIR_OFFSET as usize + TRIGGER_DIR_LEN;
+    if mapped_len < end {
+        return Err(LayoutError::TooSmall {
+            size: mapped_len as u64,
+            min: end as u64,
+        });
+    }
+    // SAFETY: the 256 bytes at offset 256 are in bounds (checked above); a
+    // volatile copy never forms a reference into shared memory, and the
+    // copy is validated before use. The producer writes them once, before
+    // it publishes the magic that the caller has already seen.
+    let bytes: [u8; TRIGGER_DIR_LEN] = unsafe {
+        std::ptr::read_volatile(
+            base.add(TRIGGER_DIR_OFFSET as usize) as *const [u8; TRIGGER_DIR_LEN]
+        )
+    };
+    decode_trigger_dir(&bytes).map(str::to_owned)
+}
+
 /// Parses a header from plain bytes (tests, fuzzing, tools reading a file).
 pub fn header_from_bytes(
     bytes: &[u8],

@@ -79,12 +79,6 @@ pub(crate) fn my_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// The root of trigger directories for this user.
-pub(crate) fn runtime_root() -> PathBuf {
-    let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-    shm_layout::naming::runtime_root(xdg.as_deref(), rustix::process::geteuid().as_raw())
-}
-
 /// Makes sure `dir` (and its parent) are directories of ours; creates them
 /// 0700 if missing.
 pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {

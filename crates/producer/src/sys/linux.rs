@@ -151,24 +151,28 @@ fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes the bus's producer lock: an exclusive `flock` on
-/// `<root>/.locks/<bus>` (a file that is never removed), held for the
-/// producer's whole life and released by the kernel when it dies. `Ok(None)`
-/// if another process holds it. Bus names never start with `.`, so the lock
-/// directory cannot collide with a trigger directory.
-pub(crate) fn lock_bus(root: &Path, bus: &str) -> io::Result<Option<File>> {
-    let dir = root.join(".locks");
-    ensure_private_dir(&dir, 0o700)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(dir.join(bus))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
+/// Takes the bus's producer lock: an exclusive `flock` on the shared
+/// memory object `/.framebus-lock.<bus>` (`/dev/shm/.framebus-lock.<bus>`,
+/// mode 0600, never removed), held for the producer's whole life and
+/// dropped by the kernel when it dies. It lives in the same namespace as
+/// the bus object itself, so every process that can see the bus sees the
+/// lock, whatever its environment. `Ok(None)` if another process holds it.
+/// (Bus names never start with `.`, so no bus can be called like a lock.)
+pub(crate) fn lock_bus(bus: &str) -> io::Result<Option<OwnedFd>> {
+    let name = format!("/.framebus-lock.{bus}");
+    let fd = shm::open(
+        &name,
+        shm::OFlags::CREATE | shm::OFlags::RDWR,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("cannot open the bus lock /dev/shm{name}: {e}"),
+        )
+    })?;
+    match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(fd)),
         Err(Errno::WOULDBLOCK) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -257,24 +261,61 @@ pub(crate) fn write_trigger(file: &mut File, msg: &[u8]) -> TriggerWrite {
 }
 
 /// Removes a FIFO if it is one; anything else at the path is left alone.
-pub(crate) fn remove_fifo(path: &Path) {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_fifo() {
-            if let Err(e) = std::fs::remove_file(path) {
+/// Returns whether it removed one.
+pub(crate) fn remove_fifo(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_fifo() => match std::fs::remove_file(path) {
+            Ok(()) => true,
+            Err(e) => {
                 tracing::debug!("could not remove {}: {e}", path.display());
+                false
             }
-        }
+        },
+        _ => false,
     }
 }
 
 /// Removes every FIFO in a trigger directory, then the directory if empty.
-pub(crate) fn remove_trigger_dir(dir: &Path) {
+/// Returns the FIFOs removed.
+pub(crate) fn remove_trigger_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
-            remove_fifo(&entry.path());
+            if remove_fifo(&entry.path()) {
+                removed.push(entry.path());
+            }
         }
     }
     let _ = std::fs::remove_dir(dir);
+    removed
+}
+
+/// Bus names that have a shared memory object in /dev/shm or a trigger
+/// directory under `root`.
+pub(crate) fn bus_names_on_machine(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix(shm_layout::naming::SHM_PREFIX)
+                .map(str::to_owned)
+        })
+        .collect();
+    names.extend(
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|n| !n.starts_with('.')),
+    );
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A flag set by SIGINT or SIGTERM.
