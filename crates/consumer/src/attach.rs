@@ -298,12 +298,13 @@ fn claim_entry(control: &ControlView, pid: u32) -> Option<(u32, Owner)> {
 impl Drop for Attachment {
     fn drop(&mut self) {
         // Every frame of this attachment is gone (they hold the Arc), so no
-        // pin of ours remains. Leave in order: remove our FIFO (if it is still
-        // the one we created), then free the entry if it is still ours and the
-        // producer is not reclaiming it (then the producer frees it). The
-        // generation is kept. Release: our releases happen-before a new
-        // claimant's use of the entry.
-        self.pipe.unlink();
+        // pin of ours remains. Leave in order: free the entry if it is still
+        // ours and the producer is not reclaiming it (then the producer
+        // frees it), keeping its generation; then remove our FIFO if it is
+        // still the one we created (a new owner of the entry has its own
+        // inode there). Freeing first means the producer never sees a Ready
+        // entry without its FIFO, which it would take for a dead consumer.
+        // Release: our releases happen-before a new claimant's use.
         let entry = &self.control.consumers()[self.index as usize];
         let cur = entry.owner();
         let ours = cur.pid() == self.owner.pid() && cur.generation() == self.owner.generation();
@@ -319,5 +320,6 @@ impl Drop for Attachment {
                 Ordering::Relaxed,
             );
         }
+        self.pipe.unlink();
     }
 }

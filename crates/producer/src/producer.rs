@@ -31,7 +31,8 @@ pub struct ProducerConfig {
     pub pins_per_consumer: u32,
     /// Nominal frame rate written into the header (0 = unpaced).
     pub nominal_fps: f64,
-    /// Mode of the shared memory object and FIFOs (default 0o600).
+    /// Mode of the shared memory object (default 0o600; consumers always
+    /// create their FIFOs 0600).
     pub mode: u32,
     /// Whether the debug BGR slot is written.
     pub debug_bgr: bool,

@@ -288,6 +288,9 @@ impl Registry {
                         Ordering::Relaxed,
                     );
                 }
+            } else if owner.state() == Some(ConsumerState::Reclaiming) {
+                // Evicted but alive: it has no right to any slot.
+                pin::reclaim(slots, bit);
             } else if held > budget {
                 over |= bit;
                 if self.over_budget & bit != 0 {
