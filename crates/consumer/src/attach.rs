@@ -78,13 +78,9 @@ impl MappedBus {
         let head = sys::map_rw(&fd, size.min(shm_layout::header::PAGE))
             .map_err(ConsumerError::os("cannot map the bus header"))?;
         // SAFETY: `head` maps min(size, 4096) >= 256 readable bytes at a page
-        // boundary and lives until the end of this function.
-        let (header, layout) =
-            unsafe { view::read_header(head.as_ptr(), head.len(), size) }.map_err(layout_err)?;
-        // SAFETY: as above; validation guaranteed size >= 4096 (the slot
-        // table starts at or after 4096), so `head` covers offset 256..512.
-        let trigger_dir =
-            unsafe { view::read_trigger_dir(head.as_ptr(), head.len()) }.map_err(layout_err)?;
+        // boundary and lives until `drop(head)` below.
+        let (header, layout, trigger_dir) =
+            unsafe { view::read_bus(head.as_ptr(), head.len(), size) }.map_err(layout_err)?;
         drop(head);
         let control_map = sys::map_rw(&fd, layout.control_len())
             .map_err(ConsumerError::os("cannot map the bus tables"))?;

@@ -72,6 +72,25 @@ pub unsafe fn read_trigger_dir(base: *const u8, mapped_len: usize) -> Result<Str
     decode_trigger_dir(&bytes).map(str::to_owned)
 }
 
+/// Everything a consumer reads from a bus's header page before it maps the
+/// rest: the validated fixed header, its layout, and the trigger directory.
+/// This is the whole untrusted-input path of attaching (fuzzed in `fuzz/`).
+///
+/// # Safety
+/// As [`read_header`]: `base` points to at least `mapped_len` readable,
+/// 8-aligned bytes that stay mapped for the duration of the call.
+pub unsafe fn read_bus(
+    base: *const u8,
+    mapped_len: usize,
+    object_size: u64,
+) -> Result<(HeaderFixed, Layout, String), LayoutError> {
+    // SAFETY: forwarded from this function's contract.
+    let (fixed, layout) = unsafe { read_header(base, mapped_len, object_size) }?;
+    // SAFETY: as above; read_trigger_dir checks its own bounds.
+    let dir = unsafe { read_trigger_dir(base, mapped_len) }?;
+    Ok((fixed, layout, dir))
+}
+
 /// Parses a header from plain bytes (tests, fuzzing, tools reading a file).
 pub fn header_from_bytes(
     bytes: &[u8],
@@ -113,6 +132,10 @@ impl ControlView {
     /// header gave `layout`, and it must stay mapped for as long as the view
     /// or any reference obtained from it lives.
     pub unsafe fn new(base: *const u8, layout: Layout) -> Self {
+        debug_assert!(
+            base as usize % 64 == 0,
+            "ControlView needs a page-aligned base"
+        );
         Self { base, layout }
     }
 

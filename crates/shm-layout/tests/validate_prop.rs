@@ -494,3 +494,68 @@ proptest! {
         let _ = parse(&bytes, object_size)?;
     }
 }
+
+/// The consumer's whole attach path (`view::read_bus`, then every access the
+/// control view allows) on a buffer as large as the object it describes:
+/// a valid header with a random trigger directory region and random table
+/// contents, or a mutated one. Same contract as the fuzz target in `fuzz/`.
+/// A page of memory, page-aligned like a mapping.
+#[repr(C, align(4096))]
+#[derive(Clone, Copy)]
+struct Page([u8; 4096]);
+
+fn attach_path(object: &[u8]) -> Result<(), TestCaseError> {
+    let mut pages = vec![Page([0; 4096]); object.len().div_ceil(4096)];
+    // SAFETY: `pages` holds at least object.len() bytes; any bits are bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(object.as_ptr(), pages.as_mut_ptr() as *mut u8, object.len())
+    };
+    let base = pages.as_mut_ptr() as *mut u8;
+    // SAFETY: object.len() readable, page-aligned bytes (as a mapping would
+    // be: ControlView's contract) that outlive the call.
+    let Ok((_, layout, dir)) =
+        (unsafe { shm_layout::view::read_bus(base, object.len(), object.len() as u64) })
+    else {
+        return Ok(());
+    };
+    prop_assert!(dir.starts_with('/'));
+    prop_assert!(layout.total_size <= object.len() as u64);
+    // SAFETY: validation put the control part inside the buffer.
+    let view = unsafe { shm_layout::ControlView::new(base, layout) };
+    let mut sum = 0u64;
+    for s in view.slots() {
+        sum = sum.wrapping_add(shm_layout::pin::pins(s));
+    }
+    for c in view.consumers() {
+        sum = sum.wrapping_add(c.owner().0);
+    }
+    std::hint::black_box(sum);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn attach_path_never_panics(
+        dir in prop::collection::vec(any::<u8>(), 0..256),
+        tables in prop::collection::vec(any::<u8>(), 0..512),
+        mutations in prop::collection::vec(mutation(), 0..3),
+        tail in any::<u8>(),
+    ) {
+        let l = Layout::compute(LayoutRequest { width: 64, height: 48, max_consumers: 2, pins_per_consumer: 1 })
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut object = vec![0u8; l.total_size as usize];
+        let head = apply(&valid_header(&l), tail, &mutations);
+        object[..head.len().min(256)].copy_from_slice(&head[..head.len().min(256)]);
+        object[256..256 + dir.len()].copy_from_slice(&dir);
+        let t = l.slot_table_offset as usize;
+        object[t..t + tables.len()].copy_from_slice(&tables);
+        attach_path(&object)?;
+        // And with a valid trigger directory, so the walk is reached.
+        let good = shm_layout::header::encode_trigger_dir("/tmp/framebus-0/fuzz")
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        object[256..512].copy_from_slice(&good);
+        attach_path(&object)?;
+    }
+}
