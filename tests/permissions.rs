@@ -1,0 +1,107 @@
+//! Invariant 7, owner-only by default: the shm object and FIFOs are 0600,
+//! the trigger directory 0700, and another user can neither read the bus,
+//! attach to it, inject a trigger into a consumer's FIFO, nor take the bus
+//! over. Switching users needs root (as in CI); elsewhere only the modes
+//! are checked.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{u, Bus, EXE};
+
+const NOBODY: u32 = 65534;
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Runs `cmd` as uid/gid 65534 with a bounded wait; returns (success, stderr).
+fn as_nobody(mut cmd: Command) -> (bool, String) {
+    cmd.uid(NOBODY)
+        .gid(NOBODY)
+        .env("XDG_RUNTIME_DIR", "/nonexistent")
+        .stdout(std::process::Stdio::null());
+    cmd.stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn as nobody");
+    let status = common::wait_timeout(&mut child, Duration::from_secs(20))
+        .expect("process as nobody did not finish");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status.success(), err)
+}
+
+#[test]
+fn owner_only_by_default() {
+    let mut bus = Bus::new("perm");
+    bus.producer(&["--fps", "50", "--size", "64x48"]);
+    bus.consumer(&["--algo", "mean"]);
+    let v = bus.wait_for("a connected consumer", Duration::from_secs(30), |v| {
+        v["consumers"]
+            .as_array()
+            .is_some_and(|c| c.len() == 1 && u(&c[0]["frames"]) > 0)
+    });
+    let fifo = bus
+        .trigger_dir()
+        .join(format!("consumer-{}.fifo", u(&v["consumers"][0]["index"])));
+    assert_eq!(mode(&bus.shm_path()), 0o600, "shm object");
+    assert_eq!(mode(&bus.trigger_dir()), 0o700, "trigger directory");
+    assert_eq!(mode(&fifo), 0o600, "FIFO");
+    assert_eq!(
+        mode(std::path::Path::new(&format!(
+            "/dev/shm/.framebus-lock.{}",
+            bus.name
+        ))),
+        0o600,
+        "lock"
+    );
+
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: the cross-user checks of this test need root to switch to uid {NOBODY}; modes were checked");
+        return;
+    }
+    let name = bus.name.clone();
+    let mut inspect = Command::new(EXE);
+    inspect.args(["inspect", "--bus", &name]);
+    let (ok, err) = as_nobody(inspect);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "another user could inspect the bus: {err}"
+    );
+
+    let mut consume = Command::new(EXE);
+    consume.args(["consume", "--bus", &name, "--frames", "1"]);
+    let (ok, err) = as_nobody(consume);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "another user could attach: {err}"
+    );
+
+    // Opening the consumer's FIFO for writing (the reader is there, so it
+    // would not block if it were allowed).
+    let mut inject = Command::new("/bin/sh");
+    inject.args(["-c", "exec 3>\"$1\"", "sh"]).arg(&fifo);
+    let (ok, err) = as_nobody(inject);
+    assert!(
+        !ok,
+        "another user could open the consumer's FIFO for writing: {err}"
+    );
+
+    let mut produce = Command::new(EXE);
+    produce.args(["produce", "--bus", &name, "--frames", "1"]);
+    let (ok, err) = as_nobody(produce);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "another user could take the bus over: {err}"
+    );
+    assert!(bus.shm_path().exists());
+}
