@@ -1,0 +1,55 @@
+"""framebus: a zero-copy numpy consumer of a framebus camera frame bus.
+
+A framebus producer (``framebus produce --bus cam0``) writes gray frames into
+POSIX shared memory slots; any number of consumers, each at its own rate, pin
+the newest frame and read it in place. This package is the consumer side for
+Python, built from the Rust consumer crate (the protocol is not re-implemented
+here)::
+
+    import framebus
+
+    with framebus.Consumer("cam0", max_fps=15) as bus:
+        for frame in bus:              # blocks until a new frame (Ctrl-C works)
+            img = frame.array          # (H, W) uint8, zero-copy, read-only
+            print(frame.seq, frame.timestamp_ns, img.mean())
+
+``frame.array`` is a view of the shared slot itself: the slot stays pinned
+(the producer leaves it alone) while the frame is not released or any view of
+it is alive, so a view never changes under you. The loop releases the previous
+frame when it advances; holding more frames than the producer's
+``--pins-per-consumer`` budget raises :class:`PinBudgetExceeded` rather than
+ever showing a rewritten slot. ``frame.copy()`` and ``frame.to_rgb()`` are the
+only calls that copy pixels.
+"""
+
+from ._errors import (
+    BusFull,
+    BusNotFound,
+    BusNotRunning,
+    ConsumerClosed,
+    FrameReleasedError,
+    FramebusError,
+    FramebusOSError,
+    InvalidBusName,
+    LayoutError,
+    PinBudgetExceeded,
+)
+from ._framebus import Consumer, Frame, FramePin, __version__, inspect
+
+__all__ = [
+    "Consumer",
+    "Frame",
+    "FramePin",
+    "inspect",
+    "__version__",
+    "FramebusError",
+    "InvalidBusName",
+    "BusNotFound",
+    "BusNotRunning",
+    "LayoutError",
+    "BusFull",
+    "PinBudgetExceeded",
+    "FrameReleasedError",
+    "ConsumerClosed",
+    "FramebusOSError",
+]

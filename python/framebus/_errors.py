@@ -1,0 +1,92 @@
+"""The exceptions framebus raises.
+
+Every error derives from :class:`FramebusError`. The message of an error that
+comes from the bus protocol is the text the ``framebus`` CLI prints for it.
+"""
+
+__all__ = [
+    "FramebusError",
+    "InvalidBusName",
+    "BusNotFound",
+    "BusNotRunning",
+    "LayoutError",
+    "BusFull",
+    "PinBudgetExceeded",
+    "FrameReleasedError",
+    "ConsumerClosed",
+    "FramebusOSError",
+]
+
+
+class FramebusError(Exception):
+    """Base class of every framebus error."""
+
+
+class InvalidBusName(FramebusError, ValueError):
+    """The bus name is malformed: use 1 to 64 characters of ``A-Z a-z 0-9 _ . -``,
+    not starting with ``.`` or ``-``. Attribute ``bus``: the rejected name."""
+
+
+class BusNotFound(FramebusError):
+    """No bus of that name exists (no ``/dev/shm/framebus.<bus>``): start a
+    producer first, or pass ``wait=`` to :class:`framebus.Consumer`.
+    Attribute ``bus``."""
+
+
+class BusNotRunning(FramebusError):
+    """The bus exists but its producer is gone or stopping.
+    Attributes ``bus`` and ``pid`` (the producer's)."""
+
+
+class LayoutError(FramebusError):
+    """The shared memory object is not a usable bus: foreign, truncated,
+    corrupt, or written by another layout version. Attribute ``bus``."""
+
+
+class BusFull(FramebusError):
+    """Every consumer entry of the bus is taken.
+    Attributes ``bus`` and ``max_consumers``."""
+
+
+class PinBudgetExceeded(FramebusError):
+    """Taking another frame would pin more frames than the producer's
+    ``--pins-per-consumer`` allows this consumer.
+
+    A frame stays pinned while it is not released *or* any numpy view of it
+    is alive. In ``for frame in bus: img = frame.array`` the previous ``img``
+    is still alive when the next frame is taken, so that loop needs a
+    producer started with ``--pins-per-consumer 2`` -- or ``del img`` at the
+    end of the loop body. Attribute ``held``: frames held (= the budget).
+    The consumer stays usable: drop a view and ask again."""
+
+
+class FrameReleasedError(FramebusError):
+    """The frame was released (the loop advanced, its with-block ended, or
+    ``release()`` was called): it has no pixels to show any more. Views taken
+    before the release stay valid."""
+
+
+class ConsumerClosed(FramebusError):
+    """The consumer was closed."""
+
+
+class FramebusOSError(FramebusError, OSError):
+    """An operating system call failed (shared memory, FIFO, poll).
+    ``errno`` is set when the OS gave one."""
+
+
+# Shown as framebus.<Name> in tracebacks and reprs.
+for _cls in (
+    FramebusError,
+    InvalidBusName,
+    BusNotFound,
+    BusNotRunning,
+    LayoutError,
+    BusFull,
+    PinBudgetExceeded,
+    FrameReleasedError,
+    ConsumerClosed,
+    FramebusOSError,
+):
+    _cls.__module__ = "framebus"
+del _cls
