@@ -169,15 +169,16 @@ impl Attachment {
                 },
             });
         }
-        if let Err(e) = sys::ensure_dir(&dir) {
-            free_entry();
-            return Err(ConsumerError::Os {
-                what: format!("trigger directory {}", dir.display()),
-                source: e,
-            });
-        }
+        let shared = match sys::check_trigger_dir(&dir) {
+            Ok(shared) => shared,
+            Err(e) => {
+                free_entry();
+                let what = format!("trigger directory {}", dir.display());
+                return Err(ConsumerError::Os { what, source: e });
+            }
+        };
         let path = dir.join(fifo_file_name(index as usize));
-        let pipe = match TriggerPipe::create(&path, 0o600) {
+        let pipe = match TriggerPipe::create(&path, if shared { 0o620 } else { 0o600 }) {
             Ok(p) => p,
             Err(e) => {
                 free_entry();
@@ -227,6 +228,12 @@ impl Attachment {
             producer_pid: self.header.producer_pid,
             entry: self.index,
         }
+    }
+
+    /// Whether this is the process that registered (not a forked child,
+    /// whose drops must not release the parent's pins or registration).
+    pub(crate) fn in_owner_process(&self) -> bool {
+        sys::my_pid() == self.owner.pid()
     }
 
     pub(crate) fn layout(&self) -> &Layout {
@@ -301,6 +308,11 @@ impl Drop for Attachment {
         // inode there). Freeing first means the producer never sees a Ready
         // entry without its FIFO, which it would take for a dead consumer.
         // Release: our releases happen-before a new claimant's use.
+        if !self.in_owner_process() {
+            // A forked child: the registration and FIFO are the parent's.
+            self.pipe.disown();
+            return;
+        }
         let entry = &self.control.consumers()[self.index as usize];
         let cur = entry.owner();
         let ours = cur.pid() == self.owner.pid() && cur.generation() == self.owner.generation();

@@ -181,9 +181,12 @@ impl Consumer {
     fn next<'a>(&mut self, timeout: Option<Duration>) -> Result<Option<Frame<'a>>, ConsumerError> {
         let deadline = timeout.map(|t| sys::monotonic_ns().saturating_add(t.as_nanos() as u64));
         let remaining = |now: u64| deadline.map(|d| d.saturating_sub(now));
+        // The first round always looks for a frame, so a zero timeout is a
+        // non-blocking poll rather than an immediate `None`.
+        let mut first = true;
         loop {
             let now = sys::monotonic_ns();
-            if deadline.is_some_and(|d| now >= d) {
+            if !std::mem::take(&mut first) && deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
             }
             let Some(att) = self.att.clone() else {

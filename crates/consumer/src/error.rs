@@ -7,6 +7,7 @@ use shm_layout::{BusNameError, LayoutError};
 
 /// Why a consumer could not attach or deliver a frame.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConsumerError {
     /// The bus name is malformed.
     #[error(transparent)]

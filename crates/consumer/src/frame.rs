@@ -177,6 +177,10 @@ impl std::fmt::Debug for Frame<'_> {
 
 impl Drop for Frame<'_> {
     fn drop(&mut self) {
+        // In a forked child the pin is the parent's: leave it alone.
+        if !self.att.in_owner_process() {
+            return;
+        }
         pin::release(&self.att.control.slots()[self.slot as usize], self.att.bit);
         self.att.held.fetch_sub(1, Ordering::Relaxed);
     }

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -79,35 +79,36 @@ pub(crate) fn my_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// Makes sure `dir` (and its parent) are directories of ours; creates them
-/// 0700 if missing.
-pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .or_else(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+/// Checks the trigger directory a producer recorded in its bus: a real
+/// directory that is ours, or one shared with a group this process belongs
+/// to (setgid and group-writable, as `--group` makes it). Returns whether it
+/// is shared: then FIFOs are made writable by the group (the producer writes
+/// them as a group member).
+pub(crate) fn check_trigger_dir(dir: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
         return Err(io::Error::other(format!(
-            "{} is not a directory; remove it",
+            "{} is not a directory",
             dir.display()
         )));
     }
-    if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err(io::Error::other(format!(
-            "{} belongs to uid {}, not to this user",
-            dir.display(),
-            meta.uid()
-        )));
+    let shared = meta.permissions().mode() & 0o2070 == 0o2070;
+    if meta.uid() == rustix::process::geteuid().as_raw() {
+        return Ok(shared);
     }
-    Ok(())
+    let gid = meta.gid();
+    let mine = rustix::process::getegid().as_raw() == gid
+        || rustix::process::getgroups().is_ok_and(|g| g.iter().any(|x| x.as_raw() == gid));
+    if shared && mine {
+        return Ok(true);
+    }
+    Err(io::Error::other(format!(
+        "{} belongs to uid {} and is not shared with a group of this user (mode {:o})",
+        dir.display(),
+        meta.uid(),
+        meta.permissions().mode() & 0o7777
+    )))
 }
 
 /// A consumer's open trigger FIFO.
@@ -116,6 +117,8 @@ pub(crate) struct TriggerPipe {
     file: File,
     path: PathBuf,
     ino: (u64, u64),
+    /// False once a forked child disowned it: then it never unlinks.
+    owned: bool,
 }
 
 /// Why a FIFO could not be created.
@@ -184,6 +187,7 @@ impl TriggerPipe {
             file,
             path: path.to_path_buf(),
             ino: (meta.dev(), meta.ino()),
+            owned: true,
         })
     }
 
@@ -237,6 +241,9 @@ impl TriggerPipe {
     /// Removes the FIFO if it is still the one we created: after a producer
     /// restart another consumer may own a FIFO at this path. Idempotent.
     pub(crate) fn unlink(&self) {
+        if !self.owned {
+            return;
+        }
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if (meta.dev(), meta.ino()) == self.ino {
                 if let Err(e) = std::fs::remove_file(&self.path) {
@@ -244,6 +251,14 @@ impl TriggerPipe {
                 }
             }
         }
+    }
+}
+
+impl TriggerPipe {
+    /// Marks the FIFO as another process's (a forked child's copy): it will
+    /// not be unlinked by this process.
+    pub(crate) fn disown(&mut self) {
+        self.owned = false;
     }
 }
 
