@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Create a bus and publish frames into it until stopped (Ctrl-C).
     #[command(
-        after_help = "Prints `ready bus=NAME` on stdout once consumers may attach.\n\nExamples:\n  framebus produce --bus cam0\n  framebus produce --bus bench --size 1920x1080 --fps 0 --max-consumers 4\n  framebus produce --bus diff --pins-per-consumer 2   # consumers may hold 2 frames"
+        after_help = "Prints `ready bus=NAME` on stdout once consumers may attach.\n\nExamples:\n  framebus produce --bus cam0\n  framebus produce --bus bench --size 1920x1080 --fps 0 --max-consumers 4\n  framebus produce --bus diff --pins-per-consumer 2   # consumers may hold 2 frames\n  framebus produce --bus cam0 --group video           # members of `video` may consume\n  framebus produce --bus cam0 --source camera:0 --debug-bgr   # needs --features opencv\n  framebus produce --bus clip --source video:clip.mp4 --loop --fps 0"
     )]
     Produce(ProduceArgs),
     /// Attach to a bus and run an algorithm on its frames.
@@ -79,15 +79,30 @@ pub struct ProduceArgs {
     /// Bus name: 1-64 characters of A-Z a-z 0-9 _ . -
     #[arg(long)]
     pub bus: String,
-    /// Frame source: `fake` (a self-checking test pattern).
-    #[arg(long, default_value = "fake")]
+    /// Frame source: `fake` (a self-checking test pattern), `camera:INDEX`
+    /// (an OpenCV camera, /dev/videoINDEX) or `video:PATH` (any video file
+    /// OpenCV can decode). Cameras and videos need a build with
+    /// `--features opencv`.
+    #[arg(long, default_value = "fake", value_name = "fake|camera:N|video:PATH")]
     pub source: String,
-    /// Frame size as WIDTHxHEIGHT.
-    #[arg(long, default_value = "640x480", value_parser = parse_size)]
-    pub size: (u32, u32),
-    /// Frames per second; 0 = as fast as possible.
-    #[arg(long, default_value_t = 30.0, value_parser = parse_fps)]
-    pub fps: f64,
+    /// Frame size as WIDTHxHEIGHT: the fake camera's (default 640x480), or
+    /// what to ask a camera for (the bus takes what it really delivers).
+    /// Video files have their own.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Frames per second; 0 = as fast as possible. Default: 30 for the fake
+    /// camera, the file's own rate for a video; asked of a camera, which
+    /// then sets the pace.
+    #[arg(long, value_parser = parse_fps)]
+    pub fps: Option<f64>,
+    /// Start a video file over at its end instead of stopping.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Also copy each colour frame into the bus's debug BGR slot (for
+    /// `framebus snapshot --bgr`); costs one frame copy per frame. Camera
+    /// and video sources only.
+    #[arg(long)]
+    pub debug_bgr: bool,
     /// Most consumers attached at once (1-63).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=63))]
     pub max_consumers: u32,
@@ -107,6 +122,17 @@ pub struct ProduceArgs {
     /// Print a JSON summary as the last stdout line at exit.
     #[arg(long)]
     pub json: bool,
+    /// Share the bus with the members of GROUP (a name from /etc/group or a
+    /// numeric gid): the shared memory object becomes 0660 in that group,
+    /// the trigger directory setgid 2770, and members' consumers are
+    /// accepted. Default: owner only. You must be a member of GROUP (or root).
+    #[arg(long, value_name = "NAME|GID", value_parser = parse_group)]
+    pub group: Option<u32>,
+    /// Permissions of the bus: 600 (owner only; the default without --group)
+    /// or 660 (owner and group; the default with --group, and without it the
+    /// producer's own group).
+    #[arg(long, value_name = "600|660", value_parser = parse_mode)]
+    pub mode: Option<u32>,
 }
 
 /// `framebus consume`.
@@ -201,6 +227,39 @@ pub fn parse_positive_fps(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a group given as a numeric gid or a name looked up in /etc/group.
+pub fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").map_err(|e| {
+        format!("cannot read /etc/group to look up {s:?} ({e}): give a numeric gid")
+    })?;
+    lookup_group(&groups, s).ok_or_else(|| {
+        format!("no group named {s:?} in /etc/group: give an existing group name or a numeric gid (see `getent group`)")
+    })
+}
+
+/// Finds `name`'s gid in the text of an /etc/group file.
+fn lookup_group(groups: &str, name: &str) -> Option<u32> {
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name).then_some(())?;
+        fields.nth(1)?.trim().parse().ok()
+    })
+}
+
+/// Parses a bus permission mode: 600 or 660 (octal, an optional leading 0).
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    match s.trim_start_matches('0') {
+        "600" => Ok(0o600),
+        "660" => Ok(0o660),
+        _ => Err(format!(
+            "{s:?} is not a bus mode: use 600 (owner only) or 660 (owner and group); consumers need read and write, so other modes cannot work"
+        )),
+    }
+}
+
 pub fn parse_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 1e7 => Ok(f),
@@ -260,6 +319,23 @@ mod tests {
         for args in ok {
             Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn groups_and_modes() {
+        let groups = "root:x:0:\nvideo:x:44:alice,bob\nbroken\nvision:x:1001:\n";
+        assert_eq!(lookup_group(groups, "video"), Some(44));
+        assert_eq!(lookup_group(groups, "vision"), Some(1001));
+        assert_eq!(lookup_group(groups, "vid"), None);
+        assert_eq!(lookup_group(groups, "broken"), None);
+        assert_eq!(parse_group("4242"), Ok(4242));
+        assert!(parse_group("no-such-group-framebus")
+            .unwrap_err()
+            .contains("numeric gid"));
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        assert!(parse_mode("644").unwrap_err().contains("600"));
+        assert!(parse_mode("777").is_err());
     }
 
     #[test]

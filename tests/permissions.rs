@@ -105,3 +105,51 @@ fn owner_only_by_default() {
     );
     assert!(bus.shm_path().exists());
 }
+
+/// `--group`: a member of the group (here uid 65534 with gid 4242) can
+/// attach and receive frames; a user outside it still cannot.
+#[test]
+fn group_sharing_admits_members_only() {
+    const GROUP: u32 = 4242;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: group sharing needs root to run a consumer as another user; skipped");
+        return;
+    }
+    let mut bus = Bus::new("group");
+    bus.producer(&["--fps", "100", "--size", "64x48", "--group", "4242"]);
+    assert_eq!(mode(&bus.shm_path()), 0o660, "a shared bus is 0660");
+    assert_eq!(
+        mode(&bus.trigger_dir()),
+        0o2770,
+        "a shared trigger directory is setgid 2770"
+    );
+    let name = bus.name.clone();
+
+    let mut member = Command::new(EXE);
+    member.args([
+        "consume", "--bus", &name, "--algo", "verify", "--frames", "20",
+    ]);
+    member
+        .uid(NOBODY)
+        .gid(GROUP)
+        .env("XDG_RUNTIME_DIR", "/nonexistent");
+    member
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = member.spawn().expect("spawn member");
+    let status =
+        common::wait_timeout(&mut child, Duration::from_secs(30)).expect("member finished");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(status.success(), "a group member could not consume: {err}");
+
+    let mut outsider = Command::new(EXE);
+    outsider.args(["consume", "--bus", &name, "--frames", "1"]);
+    let (ok, err) = as_nobody(outsider);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "a user outside the group could attach: {err}"
+    );
+}

@@ -205,6 +205,15 @@ fn start_consumer(bus: &BusName, i: usize, bad: &Arc<AtomicU64>) -> anyhow::Resu
     Ok(Consumer { child, out })
 }
 
+/// Waits for the consumer's first stdout line, `attached bus=...`.
+fn wait_attached(c: &Consumer, timeout: Duration) -> anyhow::Result<()> {
+    match c.out.recv_timeout(timeout) {
+        Ok(line) if line.starts_with("attached ") => Ok(()),
+        Ok(line) => bail!("expected its `attached` line first, got {line:?}"),
+        Err(_) => bail!("it did not attach within {} s", timeout.as_secs()),
+    }
+}
+
 fn monitor_loop(
     bus: BusName,
     state: Arc<Mutex<Monitor>>,
@@ -442,6 +451,14 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let trigger_dir = snapshot().map(|s| s.trigger_dir);
     for c in &consumers {
         c.child.signal(Signal::CONT)?;
+    }
+    // A consumer restarted a moment ago may not have installed its signal
+    // handlers yet; a TERM then would kill it without its summary. Its
+    // `attached` line says it has (they are installed before attaching).
+    for (i, c) in consumers.iter().enumerate() {
+        wait_attached(c, Duration::from_secs(30)).with_context(|| format!("consumer chaos-{i}"))?;
+    }
+    for c in &consumers {
         c.child.signal(Signal::TERM)?;
     }
     for c in &mut consumers {

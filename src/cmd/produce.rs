@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use framebus_producer::{
-    run as run_producer, FakeSource, FrameSource, Producer, ProducerConfig, RunOptions,
+    open_source, run_source, ProducerConfig, RunOptions, SourceOptions, SourceSpec,
 };
 use serde::Serialize;
 
@@ -14,75 +14,174 @@ use crate::cli::ProduceArgs;
 #[derive(Debug, Serialize)]
 struct Summary {
     bus: String,
+    source: String,
+    width: u32,
+    height: u32,
     frames: u64,
     seconds: f64,
     fps: f64,
     publish_us_mean: f64,
     fill_us_mean: f64,
+    /// Camera read / video decode per frame (camera and video sources).
+    decode_us_mean: f64,
+    /// BGR -> gray straight into the slot, per frame.
+    convert_us_mean: f64,
+    /// Copy into the debug BGR slot per frame (with --debug-bgr).
+    bgr_us_mean: f64,
+    /// Times the bus was re-created because the source changed geometry.
+    recreated: u64,
     reclaimed: u64,
 }
 
+/// Default fake-camera size and rate.
+const FAKE_SIZE: (u32, u32) = (640, 480);
+const FAKE_FPS: f64 = 30.0;
+
 pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
-    let (w, h) = args.size;
-    let mut source: Box<dyn FrameSource> = match args.source.as_str() {
-        "fake" => Box::new(FakeSource::new(w, h)),
-        other => bail!("unknown --source {other:?}: this build knows `fake` (cameras and video files come with the opencv feature)"),
+    let spec = SourceSpec::parse(&args.source)?;
+    match &spec {
+        SourceSpec::Fake if args.debug_bgr => bail!(
+            "--debug-bgr needs a colour source: the fake camera makes gray frames only; use --source camera:N or video:PATH, or leave out --debug-bgr"
+        ),
+        SourceSpec::Fake | SourceSpec::Camera(_) if args.looping => {
+            bail!("--loop applies to video files only (--source video:PATH)")
+        }
+        SourceSpec::Video(path) if args.size.is_some() => bail!(
+            "--size does not apply to --source video:{}: the bus takes the file's own frame size",
+            path.display()
+        ),
+        _ => {}
+    }
+    let opts = SourceOptions {
+        size: match spec {
+            SourceSpec::Fake => Some(args.size.unwrap_or(FAKE_SIZE)),
+            _ => args.size,
+        },
+        fps: args.fps,
+        looping: args.looping,
     };
-    let (w, h) = source.size();
+    let mut source = open_source(&spec, &opts).context("cannot open the frame source")?;
+    // Pacing: the fake camera at --fps (30 by default); a video at --fps,
+    // else its own rate; a camera sets its own pace (a read blocks until
+    // the next frame), so the producer does not pace it.
+    let fps = match spec {
+        SourceSpec::Fake => args.fps.unwrap_or(FAKE_FPS),
+        SourceSpec::Video(_) => args.fps.or(source.native_fps()).unwrap_or(FAKE_FPS),
+        SourceSpec::Camera(_) => 0.0,
+    };
+    let nominal_fps = match spec {
+        SourceSpec::Camera(_) => source.native_fps().unwrap_or(0.0),
+        _ => fps,
+    };
+    let (mode, group) = sharing(args.mode, args.group)?;
     let config = ProducerConfig {
+        mode,
+        group,
         max_consumers: args.max_consumers,
         pins_per_consumer: args.pins_per_consumer,
-        nominal_fps: args.fps,
+        nominal_fps,
+        debug_bgr: args.debug_bgr,
         ..ProducerConfig::new(bus.clone())
     };
     let stop = super::stop_flag()?;
-    let mut producer = Producer::create(config, w, h)
-        .with_context(|| format!("cannot start producing bus {bus}"))?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "ready bus={bus}")?;
-    out.flush()?;
-    drop(out);
     let started = std::time::Instant::now();
     let secs = std::time::Duration::from_secs_f64;
-    let opts = RunOptions {
-        fps: Some(args.fps),
+    let run_opts = RunOptions {
+        fps: Some(fps),
         frames: args.frames,
         duration: args.duration.map(secs),
         warmup: args.warmup.map(secs),
     };
-    let result = run_producer(&mut producer, source.as_mut(), opts, &stop);
-    producer.shutdown();
+    let mut buses = 0u64;
+    let mut geometry = source.size();
+    let mut ready_err = None;
+    let result = run_source(config, source.as_mut(), run_opts, &stop, |producer| {
+        buses += 1;
+        let layout = producer.layout();
+        geometry = (layout.width, layout.height);
+        if buses == 1 {
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = writeln!(out, "ready bus={bus}").and_then(|()| out.flush()) {
+                ready_err = Some(e);
+            }
+        } else {
+            eprintln!(
+                "bus {bus} re-created at {}x{} (the source's frame size changed); consumers re-attach by themselves",
+                layout.width, layout.height
+            );
+        }
+    });
+    if let Some(e) = ready_err {
+        return Err(e).context("cannot write to stdout");
+    }
     let stats = result.with_context(|| format!("producer of bus {bus} stopped"))?;
+    let timings = source.timings();
     // The figures cover the time after the warm-up.
     let elapsed = started.elapsed().as_secs_f64();
     let seconds = match args.warmup {
         Some(w) if elapsed > w => elapsed - w,
         _ => elapsed,
     };
-    let per_frame = |ns: u64| {
-        if stats.frames == 0 {
+    let per_frame = |ns: u64, frames: u64| {
+        if frames == 0 {
             0.0
         } else {
-            ns as f64 / stats.frames as f64 / 1000.0
+            ns as f64 / frames as f64 / 1000.0
         }
     };
     let summary = Summary {
         bus: bus.to_string(),
+        source: spec.to_string(),
+        width: geometry.0,
+        height: geometry.1,
         frames: stats.frames,
         seconds,
         fps: stats.frames as f64 / seconds.max(1e-9),
-        publish_us_mean: per_frame(stats.publish_ns_total),
-        fill_us_mean: per_frame(stats.fill_ns_total),
+        publish_us_mean: per_frame(stats.publish_ns_total, stats.frames),
+        fill_us_mean: per_frame(stats.fill_ns_total, stats.frames),
+        decode_us_mean: per_frame(timings.decode_ns_total, timings.frames),
+        convert_us_mean: per_frame(timings.convert_ns_total, timings.frames),
+        bgr_us_mean: per_frame(timings.bgr_ns_total, timings.frames),
+        recreated: buses.saturating_sub(1),
         reclaimed: stats.reclaimed,
     };
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
-        eprintln!(
-            "bus {}: {} frames in {:.1} s ({:.1} fps), publish {:.1} us/frame (fill {:.1} us), {} consumers reclaimed",
-            summary.bus, summary.frames, summary.seconds, summary.fps, summary.publish_us_mean, summary.fill_us_mean, summary.reclaimed
+        let mut line = format!(
+            "bus {}: {} frames in {:.1} s ({:.1} fps), publish {:.1} us/frame (fill {:.1} us)",
+            summary.bus,
+            summary.frames,
+            summary.seconds,
+            summary.fps,
+            summary.publish_us_mean,
+            summary.fill_us_mean
         );
+        if timings.frames > 0 {
+            line += &format!(
+                " [decode {:.1} us, convert to gray {:.1} us, BGR copy {:.1} us]",
+                summary.decode_us_mean, summary.convert_us_mean, summary.bgr_us_mean
+            );
+        }
+        line += &format!(", {} consumers reclaimed", summary.reclaimed);
+        if summary.recreated > 0 {
+            line += &format!(", bus re-created {} time(s)", summary.recreated);
+        }
+        eprintln!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bus's mode and group from `--mode` and `--group`: owner-only unless
+/// either asks to share; `--mode 660` alone shares with our own group.
+fn sharing(mode: Option<u32>, group: Option<u32>) -> anyhow::Result<(u32, Option<u32>)> {
+    match (mode, group) {
+        (None | Some(0o600), None) => Ok((0o600, None)),
+        (Some(0o600), Some(g)) => {
+            bail!("--group {g} shares the bus but --mode 600 keeps it owner-only: drop one of them")
+        }
+        (_, Some(g)) => Ok((0o660, Some(g))),
+        (Some(m), None) => Ok((m, Some(rustix::process::getegid().as_raw()))),
+    }
 }

@@ -16,6 +16,7 @@
 
 pub mod algorithm;
 mod attach;
+mod bgr;
 mod consumer;
 mod error;
 mod frame;
@@ -24,6 +25,7 @@ mod sys;
 mod view;
 
 pub use algorithm::{builtin, Algorithm, AlgorithmSummary};
+pub use bgr::{read_bgr, BgrError, BgrFrame, BGR_MAX_ATTEMPTS};
 pub use consumer::{BusInfo, Consumer, ConsumerConfig, LIVENESS_INTERVAL};
 pub use error::ConsumerError;
 pub use frame::Frame;

@@ -28,6 +28,7 @@ impl BusMemory {
         bus: &BusName,
         header: HeaderFixed,
         mode: u32,
+        group: Option<u32>,
         trigger_dir: &Path,
     ) -> Result<Self, ProducerError> {
         let layout = Layout::validate(
@@ -41,7 +42,7 @@ impl BusMemory {
         let mut attempts = 0;
         let fd = loop {
             attempts += 1;
-            if let Some(fd) = sys::create_shm(&shm_name, mode).map_err(ProducerError::os(
+            if let Some(fd) = sys::create_shm(&shm_name, mode, group).map_err(ProducerError::os(
                 format!("cannot create /dev/shm{shm_name}"),
             ))? {
                 break fd;
@@ -54,6 +55,16 @@ impl BusMemory {
             }
             take_over_stale(bus, &shm_name, trigger_dir)?;
         };
+        // The trigger directory exists before the magic is published, so a
+        // consumer never finds the bus without it (after the takeover, which
+        // removes a stale one).
+        if let Err(source) = sys::ensure_trigger_dir(trigger_dir, group) {
+            let _ = sys::unlink_shm(&shm_name);
+            return Err(ProducerError::TriggerDir {
+                path: trigger_dir.to_path_buf(),
+                source,
+            });
+        }
         if let Err(source) = sys::size_shm(&fd, layout.total_size) {
             let _ = sys::unlink_shm(&shm_name);
             return Err(ProducerError::NoSpace {
@@ -140,6 +151,16 @@ impl BusMemory {
         unsafe {
             std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), layout.frame_len())
         }
+    }
+
+    /// The debug BGR slot's first byte (page aligned, `bgr_len()` bytes),
+    /// for the seqlock writer (`crate::bgr`), which writes it only with
+    /// atomic stores.
+    pub(crate) fn bgr_slot_ptr(&self) -> *mut u8 {
+        let offset = self.layout().bgr_offset as usize;
+        // SAFETY: validation put the BGR slot [bgr_offset, bgr_offset +
+        // bgr_len) inside the mapping, so the offset is in bounds.
+        unsafe { self.map.as_mut_ptr().add(offset) }
     }
 
     /// Removes the object's name; the mapping stays valid until drop.

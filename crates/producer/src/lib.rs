@@ -15,21 +15,33 @@
 //! ```
 #![warn(missing_docs)]
 
+mod bgr;
 mod bus;
 mod clean;
 mod error;
 mod fake;
+mod open;
+#[cfg(feature = "opencv")]
+mod opencv_source;
 mod producer;
 mod registry;
 mod source;
 mod sys;
 
+pub use bgr::BgrWriter;
 pub use clean::{buses_on_machine, clean, CleanOutcome};
 pub use error::ProducerError;
 pub use fake::FakeSource;
+pub use open::{open_source, SourceOptions, OPENCV_ENABLED};
+/// The OpenCV bindings this crate was built with (feature `opencv`), so a
+/// program uses the very same version (tests write videos with it).
+#[cfg(feature = "opencv")]
+pub use opencv;
+#[cfg(feature = "opencv")]
+pub use opencv_source::{CameraRequest, OpenCvSource};
 pub use producer::{
-    run, stop_on_signals, Producer, ProducerConfig, ProducerStats, RunOptions,
+    run, run_source, stop_on_signals, Producer, ProducerConfig, ProducerStats, RunOptions,
     HOUSEKEEPING_INTERVAL,
 };
 pub use registry::{trigger_message, TRIGGER_LEN};
-pub use source::{Captured, FrameSource, SlotWriter, SourceError};
+pub use source::{Captured, FrameSource, SlotWriter, SourceError, SourceSpec, SourceTimings};

@@ -10,6 +10,7 @@ use shm_layout::pin;
 use shm_layout::sync::Ordering;
 use shm_layout::{BusName, ProducerState};
 
+use crate::bgr::BgrWriter;
 use crate::bus::BusMemory;
 use crate::error::ProducerError;
 use crate::registry::{trigger_message, Registry};
@@ -31,9 +32,13 @@ pub struct ProducerConfig {
     pub pins_per_consumer: u32,
     /// Nominal frame rate written into the header (0 = unpaced).
     pub nominal_fps: f64,
-    /// Mode of the shared memory object (default 0o600; consumers always
-    /// create their FIFOs 0600).
+    /// Mode of the shared memory object: 0o600 (default, owner only) or
+    /// 0o660 (shared with `group`).
     pub mode: u32,
+    /// The group to share the bus with (gid): the object gets this group,
+    /// the trigger directory becomes setgid 2770 in it, and FIFOs of its
+    /// members are accepted. `None` = owner only.
+    pub group: Option<u32>,
     /// Whether the debug BGR slot is written.
     pub debug_bgr: bool,
 }
@@ -47,17 +52,10 @@ impl ProducerConfig {
             pins_per_consumer: 1,
             nominal_fps: 0.0,
             mode: 0o600,
+            group: None,
             debug_bgr: false,
         }
     }
-}
-
-/// The trigger directory's mode for an object mode: 0700, plus search and
-/// read for the group or others the object is shared with.
-fn dir_mode_for(mode: u32) -> u32 {
-    let group = if mode & 0o060 != 0 { 0o050 } else { 0 };
-    let other = if mode & 0o006 != 0 { 0o005 } else { 0 };
-    0o700 | group | other
 }
 
 /// Figures of a producer's life so far.
@@ -118,14 +116,7 @@ impl Producer {
             .min(f64::from(u32::MAX)) as u32;
         let flags = if config.debug_bgr { FLAG_DEBUG_BGR } else { 0 };
         let header = layout.header(instance_id, pid, fps_milli, flags, created);
-        let mem = BusMemory::create(&config.bus, header, config.mode, &dir)?;
-        // After the takeover (which removes a stale trigger directory).
-        sys::ensure_private_dir(&dir, dir_mode_for(config.mode)).map_err(|source| {
-            ProducerError::TriggerDir {
-                path: dir.clone(),
-                source,
-            }
-        })?;
+        let mem = BusMemory::create(&config.bus, header, config.mode, config.group, &dir)?;
         let now = sys::monotonic_ns();
         let dynamic = mem.control().dynamic();
         dynamic.heartbeat_ns.store(now, Ordering::Relaxed);
@@ -133,7 +124,7 @@ impl Producer {
             .producer_state
             .store(ProducerState::Running as u32, Ordering::Release);
         tracing::info!(bus = %config.bus, width, height, slots = layout.slot_count, bytes = layout.total_size, "bus created");
-        let registry = Registry::new(dir, config.max_consumers);
+        let registry = Registry::new(dir, config.max_consumers, config.group);
         Ok(Self {
             _lock: lock,
             config,
@@ -156,6 +147,11 @@ impl Producer {
     /// The id of this producer's instance of the bus.
     pub fn instance_id(&self) -> u64 {
         self.instance_id
+    }
+
+    /// The configuration the bus was created with.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.config
     }
 
     /// The trigger directory.
@@ -208,14 +204,37 @@ impl Producer {
         // Relaxed: published by end_write's Release.
         entry.seq.store(0, Ordering::Relaxed);
         let fill_start = sys::monotonic_ns();
+        // A copy of the view (a pointer and the layout), so the seqlock's
+        // borrow does not hold `self.mem` while the gray slot is borrowed.
+        let control = *self.mem.control();
+        let bgr_base = self.mem.bgr_slot_ptr();
         // SAFETY: acquire_slot took the slot's writer bit and end_write below
         // has not run yet.
         let data = unsafe { self.mem.gray_slot_mut(slot) };
+        let bgr = self.config.debug_bgr.then(|| {
+            // SAFETY: the BGR slot is `bgr_len` bytes at a page-aligned
+            // offset of the mapping, which lives as long as `self`; its
+            // stride is `roundup(3 * width, 64)` (Layout::compute, this
+            // producer's own layout), a multiple of 8 and >= 3 * width.
+            // Only this producer writes it, and only through this writer,
+            // which lives inside this call; readers only copy it.
+            unsafe {
+                BgrWriter::new(
+                    control.bgr_seqlock(),
+                    bgr_base,
+                    layout.width,
+                    layout.height,
+                    layout.bgr_stride,
+                    seq,
+                )
+            }
+        });
         let mut writer = SlotWriter {
             data,
             width: layout.width,
             height: layout.height,
             stride: layout.stride,
+            bgr,
         };
         let filled = fill(seq, &mut writer);
         let fill_end = sys::monotonic_ns();
@@ -398,6 +417,81 @@ pub fn run(
         }
     }
     Ok(producer.stats())
+}
+
+/// Like [`run`], but owns the bus: creates it at the source's size, calls
+/// `on_bus` with every bus it creates, and publishes until the same ends as
+/// [`run`]'s. When the source's frames change size
+/// ([`SourceError::GeometryChanged`], e.g. a camera switching resolution),
+/// it shuts the bus down — consumers see end-of-file and wait for the next
+/// producer — and creates it again at the new size, with a new instance id;
+/// consumers re-attach by themselves. No frame of the wrong geometry is ever
+/// written into a slot. `opts.frames` and `opts.duration` count over all
+/// the buses; the figures returned are their sum (after `opts.warmup`).
+pub fn run_source(
+    config: ProducerConfig,
+    source: &mut dyn FrameSource,
+    opts: RunOptions,
+    stop: &AtomicBool,
+    mut on_bus: impl FnMut(&Producer),
+) -> Result<ProducerStats, ProducerError> {
+    let start = sys::monotonic_ns();
+    let elapsed = || Duration::from_nanos(sys::monotonic_ns().saturating_sub(start));
+    let mut total = ProducerStats::default();
+    let mut frames_left = opts.frames;
+    loop {
+        let (width, height) = source.size();
+        let mut producer = Producer::create(config.clone(), width, height)?;
+        on_bus(&producer);
+        let since = elapsed();
+        let warmup = opts
+            .warmup
+            .and_then(|w| w.checked_sub(since))
+            .filter(|w| !w.is_zero());
+        let run_opts = RunOptions {
+            frames: frames_left,
+            duration: opts.duration.map(|d| d.saturating_sub(since)),
+            warmup,
+            ..opts
+        };
+        let result = run(&mut producer, source, run_opts, stop);
+        let stats = producer.stats();
+        if warmup.is_some_and(|w| elapsed() >= since + w) {
+            // This bus's figures were reset after the warm-up: drop the
+            // earlier buses' too.
+            total = ProducerStats::default();
+        }
+        total.frames += stats.frames;
+        total.reclaimed += stats.reclaimed;
+        total.publish_ns_total += stats.publish_ns_total;
+        total.fill_ns_total += stats.fill_ns_total;
+        frames_left = frames_left.map(|n| n.saturating_sub(stats.frames));
+        match result {
+            Err(ProducerError::Source(SourceError::GeometryChanged {
+                width: w,
+                height: h,
+            })) => {
+                tracing::info!(bus = %config.bus, old = %format!("{width}x{height}"), new = %format!("{w}x{h}"), "the source changed geometry: re-creating the bus");
+                // Clean shutdown: consumers see EOF and re-attach to the
+                // new bus.
+                drop(producer);
+                if source.size() == (width, height) {
+                    return Err(SourceError::Failed(format!(
+                        "the source reported new frames of {w}x{h} but still says its size is {width}x{height}"
+                    ))
+                    .into());
+                }
+                let done = stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || frames_left == Some(0)
+                    || opts.duration.is_some_and(|d| elapsed() >= d);
+                if done {
+                    return Ok(total);
+                }
+            }
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(total),
+        }
+    }
 }
 
 /// Installs SIGINT and SIGTERM handlers that set the returned flag (for

@@ -43,16 +43,20 @@ pub(crate) struct Registry {
     fan_start: usize,
     /// Entries found over budget by the previous `enforce_budgets` count.
     over_budget: u64,
+    /// The group the bus is shared with, if any: its members' FIFOs are
+    /// accepted.
+    group: Option<u32>,
 }
 
 impl Registry {
-    pub(crate) fn new(dir: PathBuf, max_consumers: u32) -> Self {
+    pub(crate) fn new(dir: PathBuf, max_consumers: u32, group: Option<u32>) -> Self {
         Self {
             dir,
             conns: (0..max_consumers).map(|_| None).collect(),
             reclaimed: 0,
             fan_start: 0,
             over_budget: 0,
+            group,
         }
     }
 
@@ -115,7 +119,7 @@ impl Registry {
 
     fn connect(&mut self, control: &ControlView, i: usize, owner: Owner) {
         let path = self.fifo_path(i);
-        match sys::open_fifo_writer(&path) {
+        match sys::open_fifo_writer(&path, self.group) {
             FifoOpen::Open(pipe) => {
                 let connected = owner.with_state(ConsumerState::Connected);
                 // AcqRel: Acquire sees the consumer's setup (name, figures);

@@ -1,4 +1,9 @@
-//! Where frames come from: the [`FrameSource`] trait the producer pulls from.
+//! Where frames come from: the [`FrameSource`] trait the producer pulls from,
+//! and [`SourceSpec`], the `--source` a user names.
+
+use std::path::PathBuf;
+
+use crate::bgr::BgrWriter;
 
 /// A gray slot the producer holds for writing: `height` rows of `width`
 /// pixels, `stride` bytes apart. The source writes the frame straight into
@@ -8,9 +13,12 @@ pub struct SlotWriter<'a> {
     pub(crate) width: u32,
     pub(crate) height: u32,
     pub(crate) stride: u32,
+    /// The debug BGR slot, only when the bus was created with
+    /// `ProducerConfig::debug_bgr`.
+    pub(crate) bgr: Option<BgrWriter<'a>>,
 }
 
-impl SlotWriter<'_> {
+impl<'a> SlotWriter<'a> {
     /// The slot's bytes (`stride * height`).
     pub fn data(&mut self) -> &mut [u8] {
         self.data
@@ -27,6 +35,13 @@ impl SlotWriter<'_> {
     pub fn stride(&self) -> u32 {
         self.stride
     }
+    /// The debug BGR slot, if the bus has one (the producer was started
+    /// with `--debug-bgr`): a source that has the colour frame copies it in
+    /// with [`BgrWriter::write`]. `None` otherwise, and then the BGR slot
+    /// costs nothing.
+    pub fn debug_bgr(&mut self) -> Option<&mut BgrWriter<'a>> {
+        self.bgr.as_mut()
+    }
 }
 
 /// What a source reports about a frame it wrote.
@@ -36,12 +51,86 @@ pub struct Captured {
     pub capture_ns: u64,
 }
 
-/// Why a source produced no frame.
+/// Where a source's time went, summed over the frames it delivered (zero
+/// for what a source does not measure).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceTimings {
+    /// Frames these totals cover.
+    pub frames: u64,
+    /// Nanoseconds spent waiting for and decoding frames (camera read,
+    /// video decode).
+    pub decode_ns_total: u64,
+    /// Nanoseconds spent converting to gray straight into the slot.
+    pub convert_ns_total: u64,
+    /// Nanoseconds spent copying colour frames into the debug BGR slot.
+    pub bgr_ns_total: u64,
+}
+
+/// Why a source produced no frame, or could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The source has no more frames (end of a file, `--frames` reached).
     #[error("the frame source ended")]
     Ended,
+    /// The source delivers frames of another size from now on. The frame
+    /// was not written; the source keeps it for the next call, and
+    /// [`FrameSource::size`] already reports the new size. `run_source`
+    /// re-creates the bus at that size.
+    #[error("the source's frames changed size to {width}x{height}")]
+    GeometryChanged {
+        /// The new width.
+        width: u32,
+        /// The new height.
+        height: u32,
+    },
+    /// The `--source` text is not a source.
+    #[error("unknown --source {spec:?}: {why}; use `fake`, `camera:INDEX` (e.g. camera:0) or `video:PATH` (e.g. video:clip.avi)")]
+    BadSpec {
+        /// What was given.
+        spec: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Cameras and video files need the `opencv` cargo feature.
+    #[error("--source {spec} needs OpenCV, which this build of framebus does not include; install OpenCV and rebuild with the feature: `sudo apt-get install libopencv-dev clang libclang-dev` then `cargo build --release --features opencv`")]
+    OpenCvMissing {
+        /// The source that was asked for.
+        spec: String,
+    },
+    /// No camera has this index.
+    #[error("no camera {index}: /dev/video{index} does not exist ({available}); pick another --source camera:N")]
+    NoCamera {
+        /// The index asked for.
+        index: u32,
+        /// Which cameras there are, in words.
+        available: String,
+    },
+    /// The camera exists but cannot be used now.
+    #[error("camera {index} ({path}) cannot be used: {why}")]
+    CameraUnavailable {
+        /// The index asked for.
+        index: u32,
+        /// Its device file.
+        path: String,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// The video file is missing, unreadable or not a video.
+    #[error("cannot read video file {path}: {why}")]
+    VideoUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// The file is a media file without a video stream OpenCV can decode.
+    #[error("video file {path} has no video stream: {why}")]
+    NoVideoStream {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        why: String,
+    },
     /// The source failed; the message says how and what to do.
     #[error("frame source failed: {0}")]
     Failed(String),
@@ -49,7 +138,9 @@ pub enum SourceError {
 
 /// A camera, a file, or a generator of frames.
 pub trait FrameSource {
-    /// Frame width and height in pixels; fixed for the source's life.
+    /// Frame width and height in pixels. Fixed, except that a source whose
+    /// frames change size returns [`SourceError::GeometryChanged`] from
+    /// [`FrameSource::fill`] and reports the new size from then on.
     fn size(&self) -> (u32, u32);
 
     /// The source's own frame rate, if it has one (a camera, a file), in
@@ -61,4 +152,98 @@ pub trait FrameSource {
     /// Writes frame `seq` into `slot`. May block until the frame exists
     /// (a camera). Called only with a slot of exactly [`FrameSource::size`].
     fn fill(&mut self, seq: u64, slot: &mut SlotWriter<'_>) -> Result<Captured, SourceError>;
+
+    /// Where the source's time went so far (decode, conversion, BGR copy).
+    fn timings(&self) -> SourceTimings {
+        SourceTimings::default()
+    }
+}
+
+/// A `--source` value: which kind of source, and its argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// The built-in fake camera (`fake`).
+    Fake,
+    /// An OpenCV `VideoCapture` on camera `INDEX` (`camera:INDEX`, i.e.
+    /// `/dev/videoINDEX` on Linux).
+    Camera(u32),
+    /// A video file OpenCV can decode (`video:PATH`).
+    Video(PathBuf),
+}
+
+impl SourceSpec {
+    /// Parses `fake`, `camera:INDEX` or `video:PATH`.
+    pub fn parse(spec: &str) -> Result<Self, SourceError> {
+        let bad = |why: &str| SourceError::BadSpec {
+            spec: spec.to_owned(),
+            why: why.to_owned(),
+        };
+        if spec == "fake" {
+            return Ok(Self::Fake);
+        }
+        if let Some(index) = spec.strip_prefix("camera:") {
+            return index
+                .parse::<u32>()
+                .ok()
+                .filter(|&i| i < 1024)
+                .map(Self::Camera)
+                .ok_or_else(|| bad("the camera index must be a number from 0 to 1023"));
+        }
+        if let Some(path) = spec.strip_prefix("video:") {
+            if path.is_empty() {
+                return Err(bad("the video path is empty"));
+            }
+            return Ok(Self::Video(PathBuf::from(path)));
+        }
+        Err(bad("not a known kind of source"))
+    }
+
+    /// Whether this source needs the `opencv` feature.
+    pub fn needs_opencv(&self) -> bool {
+        !matches!(self, Self::Fake)
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fake => f.write_str("fake"),
+            Self::Camera(i) => write!(f, "camera:{i}"),
+            Self::Video(p) => write!(f, "video:{}", p.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_source_specs() {
+        assert_eq!(SourceSpec::parse("fake").unwrap(), SourceSpec::Fake);
+        assert_eq!(
+            SourceSpec::parse("camera:2").unwrap(),
+            SourceSpec::Camera(2)
+        );
+        assert_eq!(
+            SourceSpec::parse("video:/tmp/a b.avi").unwrap(),
+            SourceSpec::Video(PathBuf::from("/tmp/a b.avi"))
+        );
+        for bad in [
+            "",
+            "camera",
+            "camera:",
+            "camera:-1",
+            "camera:x",
+            "video:",
+            "rtsp://x",
+            "Fake",
+        ] {
+            let e = SourceSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("camera:INDEX"), "{bad:?}: {e}");
+        }
+        assert_eq!(SourceSpec::Camera(3).to_string(), "camera:3");
+        assert!(!SourceSpec::Fake.needs_opencv());
+        assert!(SourceSpec::Camera(0).needs_opencv());
+    }
 }

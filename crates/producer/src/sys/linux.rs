@@ -13,14 +13,33 @@ use rustix::fs::{FallocateFlags, Mode};
 use rustix::io::Errno;
 use rustix::shm;
 
-/// Creates a new shared memory object exclusively. `Ok(None)` if it exists.
-pub(crate) fn create_shm(name: &str, mode: u32) -> io::Result<Option<OwnedFd>> {
+/// Creates a new shared memory object exclusively, with exactly `mode` and,
+/// if given, group `group`. `Ok(None)` if it exists.
+pub(crate) fn create_shm(name: &str, mode: u32, group: Option<u32>) -> io::Result<Option<OwnedFd>> {
     let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
     match shm::open(name, flags, Mode::from_raw_mode(mode)) {
         Ok(fd) => {
-            // shm_open's mode is filtered by the umask; set it exactly.
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-            Ok(Some(fd))
+            let set_up = || -> io::Result<()> {
+                if let Some(g) = group {
+                    rustix::fs::fchown(&fd, None, Some(rustix::fs::Gid::from_raw(g))).map_err(|e| {
+                        io::Error::new(
+                            io::Error::from(e).kind(),
+                            format!("cannot give it to group {g} ({e}): you must be a member of that group (see `id`) or root"),
+                        )
+                    })?;
+                }
+                // shm_open's mode is filtered by the umask; set it exactly.
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+                Ok(())
+            };
+            match set_up() {
+                Ok(()) => Ok(Some(fd)),
+                Err(e) => {
+                    // Nothing half-made is left behind.
+                    let _ = shm::unlink(name);
+                    Err(e)
+                }
+            }
         }
         Err(Errno::EXIST) => Ok(None),
         Err(e) => Err(e.into()),
@@ -118,12 +137,27 @@ pub(crate) fn runtime_root() -> PathBuf {
 }
 
 /// Creates (or checks) a trigger directory: a real directory, ours, mode
-/// `mode`. Its parent root is created 0700 too.
-pub(crate) fn ensure_private_dir(path: &Path, mode: u32) -> io::Result<()> {
+/// 0700 — or, shared with `group`, setgid 2770 in that group (so the FIFOs
+/// group members create there belong to the group), below a root that the
+/// group may traverse (0711). The root is created 0700 otherwise.
+pub(crate) fn ensure_trigger_dir(path: &Path, group: Option<u32>) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent, 0o700)?;
+        if group.is_some() {
+            // Search (not list) for others, so group members reach the
+            // bus's directory; what is in the root stays hidden.
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+        }
     }
-    ensure_dir(path, mode)
+    ensure_dir(path, if group.is_some() { 0o2770 } else { 0o700 })?;
+    if let Some(g) = group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(g)))?;
+        // chown may clear the setgid bit: set the mode again.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o2770))?;
+    } else {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
@@ -202,8 +236,9 @@ pub(crate) enum FifoOpen {
     Failed(io::Error),
 }
 
-/// Opens a consumer's FIFO for writing without blocking.
-pub(crate) fn open_fifo_writer(path: &Path) -> FifoOpen {
+/// Opens a consumer's FIFO for writing without blocking. It must be a FIFO
+/// owned by this user or, on a bus shared with `group`, in that group.
+pub(crate) fn open_fifo_writer(path: &Path, group: Option<u32>) -> FifoOpen {
     let file = match std::fs::OpenOptions::new()
         .write(true)
         .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
@@ -227,8 +262,13 @@ pub(crate) fn open_fifo_writer(path: &Path) -> FifoOpen {
     if !meta.file_type().is_fifo() {
         return FifoOpen::Foreign(format!("{} is not a FIFO", path.display()));
     }
-    if meta.uid() != rustix::process::geteuid().as_raw() {
-        return FifoOpen::Foreign(format!("{} belongs to uid {}", path.display(), meta.uid()));
+    if meta.uid() != rustix::process::geteuid().as_raw() && group != Some(meta.gid()) {
+        return FifoOpen::Foreign(format!(
+            "{} belongs to uid {} and group {}",
+            path.display(),
+            meta.uid(),
+            meta.gid()
+        ));
     }
     FifoOpen::Open(file)
 }

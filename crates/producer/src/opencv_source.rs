@@ -1,0 +1,538 @@
+//! [`OpenCvSource`]: frames from an OpenCV `VideoCapture` — a camera or a
+//! video file — converted to gray straight into the slot (only with the
+//! `opencv` feature; see doc/CAMERA.md).
+//!
+//! Per frame: `VideoCapture::read` decodes into a BGR `Mat` the source
+//! owns (reused from frame to frame); `cvtColor(BGR→GRAY)` writes into a
+//! `Mat` header laid over the pinned-for-write slot itself (its row step is
+//! the slot's stride), so there is no intermediate gray buffer; with
+//! `--debug-bgr` the BGR frame is also copied into the debug BGR slot under
+//! its seqlock. OpenCV silently reallocates a destination of the wrong size
+//! or type, so after the call the destination's data pointer is checked to
+//! still be the slot's.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use opencv::core::{Mat, CV_8UC1, CV_8UC3, CV_8UC4};
+use opencv::imgproc;
+use opencv::prelude::*;
+use opencv::videoio::{self, VideoCapture};
+
+use crate::source::{Captured, FrameSource, SlotWriter, SourceError, SourceTimings};
+use crate::sys;
+
+/// What to ask a camera for. The camera may deliver something else: the
+/// bus takes the geometry of the frames it really delivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CameraRequest {
+    /// Width and height to request.
+    pub size: Option<(u32, u32)>,
+    /// Frame rate to request.
+    pub fps: Option<f64>,
+}
+
+enum Kind {
+    Camera { index: u32 },
+    Video { path: PathBuf, looping: bool },
+}
+
+/// A camera or video file read through OpenCV.
+pub struct OpenCvSource {
+    cap: VideoCapture,
+    kind: Kind,
+    width: u32,
+    height: u32,
+    native_fps: Option<f64>,
+    /// The frame being converted (reused; OpenCV decodes into it).
+    frame: Mat,
+    /// A scratch BGR frame for sources that deliver gray or BGRA.
+    bgr_scratch: Mat,
+    /// `frame` holds a frame not yet written: the first one (read at open
+    /// to learn the real geometry) or one of a new geometry.
+    pending: Option<u64>,
+    /// Frames read since the file was (re)started, to refuse looping a
+    /// file that has none.
+    frames_this_pass: u64,
+    timings: SourceTimings,
+}
+
+fn cv_err(what: &str) -> impl FnOnce(opencv::Error) -> SourceError + '_ {
+    move |e| SourceError::Failed(format!("{what}: OpenCV: {e}"))
+}
+
+/// Quiets OpenCV's own warnings (it prints one for every failed open);
+/// framebus reports those failures itself. `OPENCV_LOG_LEVEL` still wins.
+fn quiet_opencv_logs() {
+    if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
+        let _ = opencv::core::set_log_level(opencv::core::LogLevel::LOG_LEVEL_ERROR);
+    }
+}
+
+fn frame_size(m: &Mat) -> Option<(u32, u32)> {
+    let (w, h) = (u32::try_from(m.cols()).ok()?, u32::try_from(m.rows()).ok()?);
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+impl OpenCvSource {
+    /// Opens camera `index` (`/dev/video<index>` on Linux), asks it for
+    /// `request`, and reads one frame to learn what it really delivers.
+    pub fn open_camera(index: u32, request: CameraRequest) -> Result<Self, SourceError> {
+        quiet_opencv_logs();
+        let path = format!("/dev/video{index}");
+        if cfg!(target_os = "linux") && std::fs::metadata(&path).is_err() {
+            return Err(SourceError::NoCamera {
+                index,
+                available: available_cameras(),
+            });
+        }
+        let unavailable = |why: String| SourceError::CameraUnavailable {
+            index,
+            path: path.clone(),
+            why,
+        };
+        let cam_index =
+            i32::try_from(index).map_err(|_| unavailable("index out of range".into()))?;
+        let mut cap = match VideoCapture::new(cam_index, videoio::CAP_ANY) {
+            Ok(cap) if cap.is_opened().unwrap_or(false) => cap,
+            Ok(_) => return Err(unavailable(diagnose_camera(&path))),
+            Err(e) => {
+                return Err(unavailable(format!(
+                    "{} (OpenCV: {e})",
+                    diagnose_camera(&path)
+                )))
+            }
+        };
+        if let Some((w, h)) = request.size {
+            let _ = cap.set(videoio::CAP_PROP_FRAME_WIDTH, f64::from(w));
+            let _ = cap.set(videoio::CAP_PROP_FRAME_HEIGHT, f64::from(h));
+        }
+        if let Some(fps) = request.fps.filter(|f| *f > 0.0) {
+            let _ = cap.set(videoio::CAP_PROP_FPS, fps);
+        }
+        let mut frame = Mat::default();
+        let got = cap.read(&mut frame).unwrap_or(false);
+        let Some((width, height)) = got.then(|| frame_size(&frame)).flatten() else {
+            return Err(unavailable(format!(
+                "it opened but delivered no frame: {}",
+                holders_or(&path, "another program may be streaming from it, or it is not a capture device (try another index)")
+            )));
+        };
+        let native_fps = cap
+            .get(videoio::CAP_PROP_FPS)
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0);
+        if request.size.is_some_and(|s| s != (width, height)) {
+            tracing::warn!(camera = index, requested = ?request.size, delivered = %format!("{width}x{height}"), "the camera does not deliver the requested size; the bus takes what it delivers");
+        }
+        tracing::info!(camera = index, width, height, fps = ?native_fps, backend = %cap.get_backend_name().unwrap_or_default(), "camera opened");
+        Ok(Self::new(
+            cap,
+            Kind::Camera { index },
+            width,
+            height,
+            native_fps,
+            frame,
+        ))
+    }
+
+    /// Opens a video file any OpenCV backend can decode, and reads its
+    /// first frame to learn its geometry. With `looping`, it starts over at
+    /// the end instead of ending.
+    pub fn open_video(path: &Path, looping: bool) -> Result<Self, SourceError> {
+        quiet_opencv_logs();
+        let unreadable = |why: String| SourceError::VideoUnreadable {
+            path: path.to_owned(),
+            why,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(unreadable(
+                    "no such file: check the path after video:".into(),
+                ))
+            }
+            Err(e) => return Err(unreadable(e.to_string())),
+        };
+        if meta.is_dir() {
+            return Err(unreadable("it is a directory, not a video file".into()));
+        }
+        if meta.file_type().is_fifo() || meta.file_type().is_char_device() {
+            return Err(unreadable("it is not a regular file".into()));
+        }
+        let mut head = [0u8; 16];
+        let head_len = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+            f.read(&mut head).map_err(|e| unreadable(e.to_string()))?
+        };
+        if head_len == 0 {
+            return Err(unreadable("the file is empty".into()));
+        }
+        let not_decodable = || {
+            match media_kind(&head[..head_len]) {
+            Some(kind) => SourceError::NoVideoStream {
+                path: path.to_owned(),
+                why: format!("it is {kind}, but OpenCV found no video stream in it that it can decode (an audio-only file, or a codec this OpenCV build lacks)"),
+            },
+            None => unreadable("OpenCV cannot decode it: it is not a video file (or of a format no OpenCV backend here knows)".into()),
+        }
+        };
+        let Some(mut cap) = open_file(path) else {
+            return Err(not_decodable());
+        };
+        let mut frame = Mat::default();
+        let got = cap.read(&mut frame).unwrap_or(false);
+        let Some((width, height)) = got.then(|| frame_size(&frame)).flatten() else {
+            return Err(match media_kind(&head[..head_len]) {
+                Some(kind) => SourceError::NoVideoStream {
+                    path: path.to_owned(),
+                    why: format!("it is {kind}, but OpenCV decoded no video frame from it"),
+                },
+                None => unreadable("OpenCV opened it but decoded no video frame from it".into()),
+            });
+        };
+        let native_fps = cap
+            .get(videoio::CAP_PROP_FPS)
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 10_000.0);
+        tracing::info!(path = %path.display(), width, height, fps = ?native_fps, backend = %cap.get_backend_name().unwrap_or_default(), "video opened");
+        let kind = Kind::Video {
+            path: path.to_owned(),
+            looping,
+        };
+        Ok(Self::new(cap, kind, width, height, native_fps, frame))
+    }
+
+    fn new(
+        cap: VideoCapture,
+        kind: Kind,
+        width: u32,
+        height: u32,
+        native_fps: Option<f64>,
+        frame: Mat,
+    ) -> Self {
+        Self {
+            cap,
+            kind,
+            width,
+            height,
+            native_fps,
+            frame,
+            bgr_scratch: Mat::default(),
+            pending: Some(sys::monotonic_ns()),
+            frames_this_pass: 1,
+            timings: SourceTimings::default(),
+        }
+    }
+
+    /// Reads the next frame into `self.frame`; at the end of a looping
+    /// file, starts over.
+    fn read_next(&mut self) -> Result<(), SourceError> {
+        if read_frame(&mut self.cap, &mut self.frame) {
+            self.frames_this_pass += 1;
+            return Ok(());
+        }
+        match &self.kind {
+            Kind::Camera { index } => Err(SourceError::Failed(format!(
+                "camera {index} stopped delivering frames (unplugged, or taken by another program)"
+            ))),
+            Kind::Video { looping: false, .. } => Err(SourceError::Ended),
+            Kind::Video {
+                path,
+                looping: true,
+            } => {
+                if self.frames_this_pass == 0 {
+                    return Err(SourceError::Failed(format!(
+                        "video file {} has no frame to loop over",
+                        path.display()
+                    )));
+                }
+                self.frames_this_pass = 0;
+                // Seek back; some backends cannot, so re-open if it fails.
+                let rewound = self
+                    .cap
+                    .set(videoio::CAP_PROP_POS_FRAMES, 0.0)
+                    .unwrap_or(false)
+                    && read_frame(&mut self.cap, &mut self.frame);
+                if !rewound {
+                    let path = path.clone();
+                    self.cap = open_file(&path).ok_or_else(|| {
+                        SourceError::Failed(format!(
+                            "cannot re-open video file {} to loop it",
+                            path.display()
+                        ))
+                    })?;
+                    if !read_frame(&mut self.cap, &mut self.frame) {
+                        return Err(SourceError::Failed(format!(
+                            "video file {} cannot be read again from its start to loop it",
+                            path.display()
+                        )));
+                    }
+                }
+                self.frames_this_pass = 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Converts `self.frame` to gray into the slot: a `Mat` header over
+    /// the slot's memory is cvtColor's destination.
+    fn convert_into(&mut self, slot: &mut SlotWriter<'_>) -> Result<(), SourceError> {
+        let (w, h, stride) = (slot.width(), slot.height(), slot.stride() as usize);
+        let data = slot.data();
+        let needed = stride * (h as usize - 1) + w as usize;
+        if data.len() < needed || stride < w as usize {
+            return Err(SourceError::Failed(format!(
+                "slot of {} bytes with stride {stride} cannot hold {w}x{h}",
+                data.len()
+            )));
+        }
+        let ptr = data.as_mut_ptr();
+        // SAFETY: the header describes `h` rows of `w` bytes, `stride`
+        // bytes apart, starting at `ptr`: stride * (h - 1) + w <= data.len()
+        // (checked above), so every byte OpenCV may touch is inside the
+        // slot, which `slot` borrows mutably (the producer holds its writer
+        // bit) for longer than `dst` lives; the Mat does not own or free
+        // external data.
+        let mut dst = unsafe {
+            Mat::new_rows_cols_with_data_unsafe(h as i32, w as i32, CV_8UC1, ptr.cast(), stride)
+        }
+        .map_err(cv_err("cannot wrap the slot in a Mat"))?;
+        let code = match self.frame.typ() {
+            t if t == CV_8UC3 => Some(imgproc::COLOR_BGR2GRAY),
+            t if t == CV_8UC4 => Some(imgproc::COLOR_BGRA2GRAY),
+            t if t == CV_8UC1 => None,
+            t => {
+                return Err(SourceError::Failed(format!(
+                    "the source delivers frames of OpenCV type {t}, not 8-bit BGR, BGRA or gray"
+                )))
+            }
+        };
+        match code {
+            Some(code) => imgproc::cvt_color(&self.frame, &mut dst, code, 0),
+            None => self.frame.copy_to(&mut dst),
+        }
+        .map_err(cv_err("cannot convert the frame to gray"))?;
+        // OpenCV reallocates a destination whose size or type does not
+        // match instead of failing: then the slot was not written.
+        if dst.data() != ptr.cast_const() || dst.rows() != h as i32 || dst.cols() != w as i32 {
+            return Err(SourceError::Failed(format!(
+                "OpenCV wrote the gray frame into its own buffer instead of the slot ({}x{} type {} into {w}x{h}): this is a framebus bug, please report it",
+                self.frame.cols(),
+                self.frame.rows(),
+                self.frame.typ()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Copies the colour frame into the debug BGR slot, if the bus has one.
+    fn write_bgr(&mut self, slot: &mut SlotWriter<'_>, capture_ns: u64) -> Result<(), SourceError> {
+        let Some(bgr) = slot.debug_bgr() else {
+            return Ok(());
+        };
+        let mut frame = &self.frame;
+        let code = match self.frame.typ() {
+            t if t == CV_8UC1 => Some(imgproc::COLOR_GRAY2BGR),
+            t if t == CV_8UC4 => Some(imgproc::COLOR_BGRA2BGR),
+            _ => None,
+        };
+        if let Some(code) = code {
+            imgproc::cvt_color(&self.frame, &mut self.bgr_scratch, code, 0)
+                .map_err(cv_err("cannot convert the frame to BGR"))?;
+            frame = &self.bgr_scratch;
+        }
+        let owned;
+        if !frame.is_continuous() {
+            owned = frame
+                .try_clone()
+                .map_err(cv_err("cannot copy the BGR frame"))?;
+            frame = &owned;
+        }
+        let bytes = frame
+            .data_bytes()
+            .map_err(cv_err("cannot read the BGR frame"))?;
+        bgr.write(bytes, 3 * self.width as usize, capture_ns)
+    }
+}
+
+impl FrameSource for OpenCvSource {
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.native_fps
+    }
+
+    fn fill(&mut self, _seq: u64, slot: &mut SlotWriter<'_>) -> Result<Captured, SourceError> {
+        let t0 = sys::monotonic_ns();
+        let capture_ns = match self.pending.take() {
+            Some(ns) => ns,
+            None => {
+                self.read_next()?;
+                sys::monotonic_ns()
+            }
+        };
+        let t1 = sys::monotonic_ns();
+        let Some((w, h)) = frame_size(&self.frame) else {
+            return Err(SourceError::Failed(
+                "the source delivered an empty frame".into(),
+            ));
+        };
+        if (w, h) != (self.width, self.height) || (w, h) != (slot.width(), slot.height()) {
+            // Keep the frame for the bus of the new size: it is written
+            // there, never into a slot of the old geometry.
+            self.width = w;
+            self.height = h;
+            self.pending = Some(capture_ns);
+            return Err(SourceError::GeometryChanged {
+                width: w,
+                height: h,
+            });
+        }
+        let started = Instant::now();
+        self.convert_into(slot)?;
+        let convert_ns = started.elapsed().as_nanos() as u64;
+        let t2 = sys::monotonic_ns();
+        self.write_bgr(slot, capture_ns)?;
+        let t3 = sys::monotonic_ns();
+        self.timings.frames += 1;
+        self.timings.decode_ns_total += t1 - t0;
+        self.timings.convert_ns_total += convert_ns;
+        self.timings.bgr_ns_total += t3 - t2;
+        Ok(Captured { capture_ns })
+    }
+
+    fn timings(&self) -> SourceTimings {
+        self.timings
+    }
+}
+
+/// Reads the next frame into `frame`: whether there was one.
+fn read_frame(cap: &mut VideoCapture, frame: &mut Mat) -> bool {
+    cap.read(frame).unwrap_or(false) && !frame.empty()
+}
+
+/// Opens a video file with the first backend that takes it: FFmpeg, then
+/// OpenCV's own MJPEG reader (no FFmpeg needed for .avi MJPEG), then any
+/// other (GStreamer...). OpenCV's logging is silenced meanwhile: every
+/// backend that refuses the file would log an error.
+fn open_file(path: &Path) -> Option<VideoCapture> {
+    use opencv::core::{get_log_level, set_log_level, LogLevel};
+    let level = get_log_level().ok();
+    if std::env::var_os("OPENCV_LOG_LEVEL").is_none() {
+        let _ = set_log_level(LogLevel::LOG_LEVEL_SILENT);
+    }
+    let cap = [
+        videoio::CAP_FFMPEG,
+        videoio::CAP_OPENCV_MJPEG,
+        videoio::CAP_ANY,
+    ]
+    .into_iter()
+    .find_map(|api| {
+        VideoCapture::from_file(path, api)
+            .ok()
+            .filter(|c| c.is_opened().unwrap_or(false))
+    });
+    if let Some(level) = level {
+        let _ = set_log_level(level);
+    }
+    cap
+}
+
+/// What kind of media file `head` (its first bytes) starts like, in words,
+/// or `None` if none known.
+fn media_kind(head: &[u8]) -> Option<&'static str> {
+    let at = |off: usize, sig: &[u8]| head.get(off..off + sig.len()) == Some(sig);
+    Some(match () {
+        _ if at(0, b"RIFF") && at(8, b"WAVE") => "a WAV audio file",
+        _ if at(0, b"RIFF") && at(8, b"AVI ") => "an AVI file",
+        _ if at(0, b"RIFF") => "a RIFF file",
+        _ if at(4, b"ftyp") => "an MP4/QuickTime file",
+        _ if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) => "a Matroska/WebM file",
+        _ if at(0, b"OggS") => "an Ogg file",
+        _ if at(0, b"fLaC") => "a FLAC audio file",
+        _ if at(0, b"ID3") || at(0, &[0xFF, 0xFB]) || at(0, &[0xFF, 0xF3]) => "an MP3 audio file",
+        _ if at(0, b"FLV") => "an FLV file",
+        _ if at(0, &[0x00, 0x00, 0x01, 0xBA]) => "an MPEG program stream",
+        _ => return None,
+    })
+}
+
+/// The cameras there are, in words, for the "no such camera" error.
+fn available_cameras() -> String {
+    let mut found: Vec<u32> = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("video")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort_unstable();
+    match found.as_slice() {
+        [] => "this machine has no /dev/video* device at all".into(),
+        list => format!(
+            "cameras here: {}",
+            list.iter()
+                .map(|i| format!("camera:{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Why an existing camera device did not open, as far as can be told.
+fn diagnose_camera(path: &str) -> String {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::io::Errno;
+    let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    match rustix::fs::open(path, flags, Mode::empty()) {
+        Err(Errno::ACCESS | Errno::PERM) => {
+            "permission denied: add your user to the `video` group (sudo usermod -aG video $USER, then log in again)".into()
+        }
+        Err(Errno::BUSY) => holders_or(path, "it is busy: another program is using it"),
+        Err(e) => format!("it cannot be opened: {e}"),
+        Ok(_fd) => holders_or(
+            path,
+            "OpenCV could not start capturing: it is busy (another program is streaming from it) or not a capture device (try another index)",
+        ),
+    }
+}
+
+/// "busy: in use by process 123 (name)" if another process has `path`
+/// open, else `otherwise`.
+fn holders_or(path: &str, otherwise: &str) -> String {
+    let me = std::process::id();
+    let mut holders = Vec::new();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.filter_map(Result::ok) {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            let uses = fds
+                .filter_map(Result::ok)
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == Path::new(path)));
+            if uses {
+                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                holders.push(format!("process {pid} ({})", comm.trim()));
+            }
+        }
+    }
+    if holders.is_empty() {
+        otherwise.to_owned()
+    } else {
+        format!(
+            "it is busy: in use by {}; stop it or pick another camera",
+            holders.join(", ")
+        )
+    }
+}

@@ -1,0 +1,350 @@
+//! `framebus snapshot` and the debug BGR slot's seqlock, in the default
+//! build (no OpenCV): the gray snapshot of a fake-camera bus against the
+//! fake pattern, the clear errors, and the seqlock reader against a
+//! producer rewriting the BGR slot as fast as it can. The BGR snapshot of a
+//! real video is in tests/video.rs (feature `opencv`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use common::{u, Bus};
+use framebus_consumer::{read_bgr, BgrError};
+use framebus_producer::{Captured, FrameSource, Producer, ProducerConfig, SlotWriter, SourceError};
+use shm_layout::pattern::Pattern;
+use shm_layout::BusName;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Decodes a PNG: (width, height, color type, pixels, tEXt chunks).
+fn decode_png(path: &Path) -> (u32, u32, png::ColorType, Vec<u8>, Vec<(String, String)>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("PNG header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("buffer size")];
+    let info = reader.next_frame(&mut buf).expect("PNG frame");
+    buf.truncate(info.buffer_size());
+    let texts = reader
+        .info()
+        .uncompressed_latin1_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.text.clone()))
+        .collect();
+    (info.width, info.height, info.color_type, buf, texts)
+}
+
+/// `seq=N width=W height=H file=PATH` → N, W, H.
+fn parse_line(line: &str) -> (u64, u32, u32) {
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+            .to_owned()
+    };
+    (
+        field("seq=").parse().expect("seq"),
+        field("width=").parse().expect("width"),
+        field("height=").parse().expect("height"),
+    )
+}
+
+fn out_path(bus: &Bus, name: &str) -> PathBuf {
+    bus.root.join(name)
+}
+
+/// The gray snapshot of a fake-camera bus is, pixel for pixel, the fake
+/// pattern of the frame's seq (printed on stdout and stored in the PNG).
+/// 100 is not a multiple of 64: the stride padding must not leak in.
+#[test]
+fn snapshot_of_fake_bus_equals_the_pattern_of_its_seq() {
+    let mut bus = Bus::new("snap");
+    bus.producer(&["--size", "100x40", "--fps", "100"]);
+    let png = out_path(&bus, "gray.png");
+    for _ in 0..3 {
+        let (status, out, err) =
+            bus.run(&["snapshot", "--bus", &bus.name, "-o", png.to_str().unwrap()]);
+        assert!(status.success(), "snapshot failed: {err}");
+        let (seq, w, h) = parse_line(out.trim());
+        assert!(seq >= 1);
+        assert_eq!((w, h), (100, 40));
+        let (pw, ph, color, pixels, texts) = decode_png(&png);
+        assert_eq!((pw, ph, color), (100, 40, png::ColorType::Grayscale));
+        assert!(
+            texts.contains(&("framebus-seq".to_owned(), seq.to_string())),
+            "{texts:?}"
+        );
+        Pattern::new(100)
+            .verify(seq, &pixels, 100, 40)
+            .unwrap_or_else(|e| panic!("frame {seq} differs from the pattern: {e:?}"));
+        // And not the pattern of its neighbours.
+        assert!(Pattern::new(100).verify(seq + 1, &pixels, 100, 40).is_err());
+    }
+    // The snapshot took a consumer entry for an instant and gave it back.
+    let v = bus.wait_for("the snapshot's entry to be freed", T, |v| {
+        v["consumers"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert!(u(&v["producer"]["frames_published"]) >= 1, "{v}");
+}
+
+#[test]
+fn snapshot_json_names_the_frame() {
+    let mut bus = Bus::new("snapjson");
+    bus.producer(&["--size", "64x16", "--fps", "100"]);
+    let png = out_path(&bus, "j.png");
+    let (status, out, err) = bus.run(&[
+        "snapshot",
+        "--bus",
+        &bus.name,
+        "-o",
+        png.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!((u(&v["width"]), u(&v["height"])), (64, 16), "{v}");
+    assert_eq!(v["bgr"], false);
+    let (_, _, _, pixels, _) = decode_png(&png);
+    Pattern::new(64)
+        .verify(u(&v["seq"]), &pixels, 64, 16)
+        .expect("pattern");
+}
+
+/// Bad inputs: a clear message, exit != 0, no panic, no file left.
+#[test]
+fn snapshot_errors_are_clear() {
+    let mut bus = Bus::new("snaperr");
+    let png = out_path(&bus, "none.png");
+    let p = png.to_str().unwrap().to_owned();
+    fn check(bus: &Bus, args: &[&str], expect: &str) {
+        let (status, out, err) = bus.run(args);
+        assert!(!status.success(), "{args:?} succeeded: {out}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected {expect:?} in: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+    let name = bus.name.clone();
+    check(
+        &bus,
+        &["snapshot", "--bus", &name, "-o", &p],
+        "no bus named",
+    );
+    assert!(!png.exists(), "a failed snapshot left {}", png.display());
+    bus.producer(&["--size", "64x16", "--fps", "100"]);
+    // The fake camera runs without --debug-bgr: no BGR frame to take.
+    check(
+        &bus,
+        &["snapshot", "--bus", &name, "-o", &p, "--bgr"],
+        "without --debug-bgr",
+    );
+    assert!(!png.exists());
+    let missing_dir = bus.root.join("no-such-dir").join("x.png");
+    check(
+        &bus,
+        &[
+            "snapshot",
+            "--bus",
+            &name,
+            "-o",
+            missing_dir.to_str().unwrap(),
+        ],
+        "cannot write",
+    );
+    check(
+        &bus,
+        &["snapshot", "--bus", "bad/name", "-o", &p],
+        "bad --bus",
+    );
+    check(
+        &bus,
+        &["snapshot", "--bus", &name, "-o", &p, "--timeout", "0"],
+        "not a duration",
+    );
+}
+
+// ------------------------------------------------ the seqlock, in-process
+
+static ENV_INIT: Once = Once::new();
+static ACTIVE: Mutex<usize> = Mutex::new(0);
+
+fn runtime_dir() -> PathBuf {
+    PathBuf::from(format!("/tmp/framebus-snaptests-{}", std::process::id()))
+}
+
+/// An in-process test's bus: a private `XDG_RUNTIME_DIR` for this test
+/// binary (set once, before any bus exists), and on drop the shared memory
+/// object removed even if the test failed.
+struct InProcess {
+    bus: BusName,
+}
+
+impl InProcess {
+    fn new(tag: &str) -> Self {
+        ENV_INIT.call_once(|| std::env::set_var("XDG_RUNTIME_DIR", runtime_dir()));
+        {
+            let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+            if *active == 0 {
+                use std::os::unix::fs::DirBuilderExt;
+                let _ = std::fs::DirBuilder::new().mode(0o700).create(runtime_dir());
+            }
+            *active += 1;
+        }
+        let bus = BusName::new(&format!("snap-{tag}-{}", std::process::id())).expect("bus name");
+        Self { bus }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm{}", self.bus.shm_name()));
+        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *active -= 1;
+        if *active == 0 {
+            let _ = std::fs::remove_dir_all(runtime_dir());
+        }
+    }
+}
+
+/// A colour source whose frame `seq` is uniform: every pixel is
+/// (B, G, R) = (seq, seq + 1, seq + 2) mod 256, and its gray frame is
+/// `seq` mod 256 everywhere.
+struct UniformColour {
+    width: u32,
+    height: u32,
+    bgr: Vec<u8>,
+}
+
+impl UniformColour {
+    fn new(width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            bgr: vec![0; 3 * width as usize * height as usize],
+        }
+    }
+}
+
+impl FrameSource for UniformColour {
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn fill(&mut self, seq: u64, slot: &mut SlotWriter<'_>) -> Result<Captured, SourceError> {
+        let s = seq as u8;
+        slot.data().fill(s);
+        for px in self.bgr.chunks_exact_mut(3) {
+            px.copy_from_slice(&[s, s.wrapping_add(1), s.wrapping_add(2)]);
+        }
+        let row = 3 * self.width as usize;
+        if let Some(bgr) = slot.debug_bgr() {
+            assert_eq!(bgr.seq(), seq);
+            bgr.write(&self.bgr, row, seq * 10)?;
+        }
+        Ok(Captured {
+            capture_ns: seq * 10,
+        })
+    }
+}
+
+fn check_uniform(frame: &framebus_consumer::BgrFrame) {
+    let s = frame.seq as u8;
+    let want = [s, s.wrapping_add(1), s.wrapping_add(2)];
+    for (i, px) in frame.pixels.chunks_exact(3).enumerate() {
+        assert_eq!(px, want, "pixel {i} of BGR frame {} is torn", frame.seq);
+    }
+    assert_eq!(frame.capture_ns, frame.seq * 10);
+}
+
+/// The reader's errors: no BGR slot on a bus created without debug_bgr;
+/// "nothing written yet" on one whose producer has published nothing.
+#[test]
+fn read_bgr_names_what_is_missing() {
+    let t = InProcess::new("bgrmissing");
+    {
+        let _p = Producer::create(ProducerConfig::new(t.bus.clone()), 32, 8).expect("producer");
+        let e = read_bgr(&t.bus, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(e, BgrError::NotEnabled { .. }), "{e}");
+        assert!(e.to_string().contains("--debug-bgr"), "{e}");
+    }
+    let config = ProducerConfig {
+        debug_bgr: true,
+        ..ProducerConfig::new(t.bus.clone())
+    };
+    let mut p = Producer::create(config, 32, 8).expect("producer");
+    let e = read_bgr(&t.bus, Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(e, BgrError::NotWrittenYet { .. }), "{e}");
+    let mut src = UniformColour::new(32, 8);
+    let seq = p.publish(|seq, slot| src.fill(seq, slot)).expect("publish");
+    let frame = read_bgr(&t.bus, Duration::from_secs(5)).expect("BGR frame");
+    assert_eq!((frame.width, frame.height, frame.seq), (32, 8, seq));
+    assert_eq!(frame.instance_id, p.instance_id());
+    check_uniform(&frame);
+    assert_eq!(frame.pixel(31, 7), [1, 2, 3]);
+    drop(p);
+    let e = read_bgr(&t.bus, Duration::from_millis(50)).unwrap_err();
+    assert!(e.to_string().contains("no bus named"), "{e}");
+}
+
+/// The seqlock under fire: a producer thread rewrites the BGR slot as fast
+/// as it can while this thread copies it again and again. Every copy the
+/// reader accepts is one whole frame (uniform, stamped with its own seq),
+/// never parts of two; the frames go forward. 100 * 3 = 300 bytes per row
+/// is not a multiple of 8, so rows end in a partial word.
+#[test]
+fn bgr_copies_are_never_torn() {
+    let t = InProcess::new("bgrtorn");
+    let config = ProducerConfig {
+        debug_bgr: true,
+        ..ProducerConfig::new(t.bus.clone())
+    };
+    let (w, h) = (100, 300);
+    let mut producer = Producer::create(config, w, h).expect("producer");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut src = UniformColour::new(w, h);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                producer
+                    .publish(|seq, slot| src.fill(seq, slot))
+                    .expect("publish");
+                n += 1;
+            }
+            n
+        })
+    };
+    let deadline = Instant::now() + T;
+    let mut last = 0;
+    let mut reads = 0;
+    let mut too_fast = 0;
+    while reads < 300 && Instant::now() < deadline {
+        match read_bgr(&t.bus, Duration::from_secs(5)) {
+            Ok(frame) => {
+                check_uniform(&frame);
+                assert!(frame.seq >= last, "BGR frame {} after {last}", frame.seq);
+                last = frame.seq;
+                reads += 1;
+            }
+            // Possible in principle on a very loaded machine; counted.
+            Err(BgrError::TooFast { .. }) => too_fast += 1,
+            Err(e) => panic!("read_bgr: {e}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let published = writer.join().expect("writer thread");
+    assert_eq!(
+        reads, 300,
+        "only {reads} copies in {T:?} ({too_fast} refused as too fast)"
+    );
+    assert!(
+        published > 300,
+        "the writer published only {published} frames"
+    );
+    assert!(too_fast < 30, "{too_fast} reads gave up");
+}
