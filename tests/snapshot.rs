@@ -8,14 +8,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::in_process::InProcess;
 use common::{u, Bus};
 use framebus_consumer::{read_bgr, BgrError};
 use framebus_producer::{Captured, FrameSource, Producer, ProducerConfig, SlotWriter, SourceError};
 use shm_layout::pattern::Pattern;
-use shm_layout::BusName;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -169,47 +169,6 @@ fn snapshot_errors_are_clear() {
 
 // ------------------------------------------------ the seqlock, in-process
 
-static ENV_INIT: Once = Once::new();
-static ACTIVE: Mutex<usize> = Mutex::new(0);
-
-fn runtime_dir() -> PathBuf {
-    PathBuf::from(format!("/tmp/framebus-snaptests-{}", std::process::id()))
-}
-
-/// An in-process test's bus: a private `XDG_RUNTIME_DIR` for this test
-/// binary (set once, before any bus exists), and on drop the shared memory
-/// object removed even if the test failed.
-struct InProcess {
-    bus: BusName,
-}
-
-impl InProcess {
-    fn new(tag: &str) -> Self {
-        ENV_INIT.call_once(|| std::env::set_var("XDG_RUNTIME_DIR", runtime_dir()));
-        {
-            let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-            if *active == 0 {
-                use std::os::unix::fs::DirBuilderExt;
-                let _ = std::fs::DirBuilder::new().mode(0o700).create(runtime_dir());
-            }
-            *active += 1;
-        }
-        let bus = BusName::new(&format!("snap-{tag}-{}", std::process::id())).expect("bus name");
-        Self { bus }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm{}", self.bus.shm_name()));
-        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-        *active -= 1;
-        if *active == 0 {
-            let _ = std::fs::remove_dir_all(runtime_dir());
-        }
-    }
-}
-
 /// A colour source whose frame `seq` is uniform: every pixel is
 /// (B, G, R) = (seq, seq + 1, seq + 2) mod 256, and its gray frame is
 /// `seq` mod 256 everywhere.
@@ -264,7 +223,7 @@ fn check_uniform(frame: &framebus_consumer::BgrFrame) {
 /// "nothing written yet" on one whose producer has published nothing.
 #[test]
 fn read_bgr_names_what_is_missing() {
-    let t = InProcess::new("bgrmissing");
+    let t = InProcess::new("snap", "bgrmissing");
     {
         let _p = Producer::create(ProducerConfig::new(t.bus.clone()), 32, 8).expect("producer");
         let e = read_bgr(&t.bus, Duration::from_millis(50)).unwrap_err();
@@ -297,7 +256,7 @@ fn read_bgr_names_what_is_missing() {
 /// is not a multiple of 8, so rows end in a partial word.
 #[test]
 fn bgr_copies_are_never_torn() {
-    let t = InProcess::new("bgrtorn");
+    let t = InProcess::new("snap", "bgrtorn");
     let config = ProducerConfig {
         debug_bgr: true,
         ..ProducerConfig::new(t.bus.clone())

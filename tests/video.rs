@@ -15,71 +15,19 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::in_process::{InProcess, StopOnDrop};
 use framebus_consumer::{Consumer, ConsumerConfig};
 use framebus_producer::{
     run_source, Captured, FrameSource, ProducerConfig, RunOptions, SlotWriter, SourceError,
 };
-use shm_layout::BusName;
 
 const T: Duration = Duration::from_secs(30);
 
 // --------------------------------------------- in-process harness
-
-static ENV_INIT: Once = Once::new();
-static ACTIVE: Mutex<usize> = Mutex::new(0);
-
-fn runtime_dir() -> PathBuf {
-    PathBuf::from(format!("/tmp/framebus-videotests-{}", std::process::id()))
-}
-
-/// An in-process test's bus: a private `XDG_RUNTIME_DIR` for this test
-/// binary (set once, before any bus exists), and on drop the shared memory
-/// object removed even if the test failed.
-struct InProcess {
-    bus: BusName,
-}
-
-impl InProcess {
-    fn new(tag: &str) -> Self {
-        ENV_INIT.call_once(|| std::env::set_var("XDG_RUNTIME_DIR", runtime_dir()));
-        {
-            let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-            if *active == 0 {
-                use std::os::unix::fs::DirBuilderExt;
-                let _ = std::fs::DirBuilder::new().mode(0o700).create(runtime_dir());
-            }
-            *active += 1;
-        }
-        let bus = BusName::new(&format!("video-{tag}-{}", std::process::id())).expect("bus name");
-        Self { bus }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(format!("/dev/shm{}", self.bus.shm_name()));
-        let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-        *active -= 1;
-        if *active == 0 {
-            let _ = std::fs::remove_dir_all(runtime_dir());
-        }
-    }
-}
-
-/// Sets a flag when dropped: stops a producer thread even if the test
-/// fails first.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 // ------------------------------------------- geometry change (always)
 
@@ -127,7 +75,7 @@ impl FrameSource for SwitchingCamera {
 /// it reads has the geometry it was written with.
 #[test]
 fn geometry_change_recreates_the_bus_and_consumers_follow() {
-    let t = InProcess::new("resize");
+    let t = InProcess::new("video", "resize");
     let switch = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_guard = StopOnDrop(Arc::clone(&stop));

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod in_process;
+
 pub const EXE: &str = env!("CARGO_BIN_EXE_framebus");
 
 /// A test's private bus: name, trigger root, spawned processes. Drop kills
