@@ -61,7 +61,8 @@ fn remove_all_test_objects() {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with("framebus.lib-") && name.ends_with(&suffix) {
+            let ours = name.starts_with("framebus.lib-") || name.starts_with(".framebus-lock.lib-");
+            if ours && name.ends_with(&suffix) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -154,6 +155,7 @@ impl TestBus {
 impl Drop for TestBus {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.shm_path);
+        let _ = std::fs::remove_file(format!("/dev/shm/.framebus-lock.{}", self.bus));
         let _ = std::fs::remove_dir_all(&self.trigger_dir);
         let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
         *active -= 1;

@@ -480,9 +480,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     }
     report.bad_frames = bad.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
-    let shm = format!("/dev/shm/framebus.{bus}");
-    if std::path::Path::new(&shm).exists() {
-        report.leftovers.push(shm);
+    for left in [
+        format!("/dev/shm/framebus.{bus}"),
+        format!("/dev/shm/.framebus-lock.{bus}"),
+    ] {
+        if std::path::Path::new(&left).exists() {
+            report.leftovers.push(left);
+        }
     }
     if let Some(dir) = trigger_dir {
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

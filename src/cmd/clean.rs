@@ -37,6 +37,10 @@ pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
     let mut report = Vec::new();
     let mut failed = 0;
     for bus in &buses {
+        // The lock object goes with the lock (a clean stop removes it; a
+        // killed producer leaves it): say so when it was there.
+        let lock = format!("/dev/shm/.framebus-lock.{bus}");
+        let had_lock = std::path::Path::new(&lock).exists();
         match clean(bus) {
             Ok(CleanOutcome::Live { pid }) => {
                 if !args.json {
@@ -45,14 +49,16 @@ pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
                 report.push(json!({"bus": bus.as_str(), "live": true, "pid": pid}));
             }
             Ok(CleanOutcome::Removed { shm, pid, fifos }) => {
+                let lock = (had_lock && !std::path::Path::new(&lock).exists()).then_some(lock);
                 if !args.json {
-                    match (&shm, fifos.len()) {
-                        (None, 0) => println!("{bus}: nothing left behind"),
+                    match (&shm, fifos.len(), &lock) {
+                        (None, 0, None) => println!("{bus}: nothing left behind"),
                         _ => {
                             let what = shm
                                 .iter()
                                 .cloned()
-                                .chain(fifos.iter().map(|f| f.display().to_string()));
+                                .chain(fifos.iter().map(|f| f.display().to_string()))
+                                .chain(lock.iter().cloned());
                             println!(
                                 "{bus}: removed {} (left by process {pid})",
                                 what.collect::<Vec<_>>().join(", ")
@@ -61,7 +67,7 @@ pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
                     }
                 }
                 let fifos: Vec<String> = fifos.iter().map(|f| f.display().to_string()).collect();
-                report.push(json!({"bus": bus.as_str(), "live": false, "shm": shm, "fifos": fifos, "pid": pid}));
+                report.push(json!({"bus": bus.as_str(), "live": false, "shm": shm, "fifos": fifos, "lock": lock, "pid": pid}));
             }
             Err(e) => {
                 failed += 1;

@@ -46,6 +46,7 @@ impl InProcess {
 impl Drop for InProcess {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(format!("/dev/shm{}", self.bus.shm_name()));
+        let _ = std::fs::remove_file(format!("/dev/shm/.framebus-lock.{}", self.bus));
         let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
         *active -= 1;
         if *active == 0 {

@@ -166,6 +166,7 @@ impl Drop for Bus {
             let _ = c.wait();
         }
         let _ = std::fs::remove_file(self.shm_path());
+        let _ = std::fs::remove_file(format!("/dev/shm/.framebus-lock.{}", self.name));
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

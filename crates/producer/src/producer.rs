@@ -74,7 +74,7 @@ pub struct ProducerStats {
 /// The producer of one bus. Dropping it shuts the bus down cleanly.
 pub struct Producer {
     /// The bus's producer lock (see `sys::lock_bus`); released on drop.
-    _lock: std::os::fd::OwnedFd,
+    _lock: sys::BusLock,
     config: ProducerConfig,
     mem: BusMemory,
     registry: Registry,

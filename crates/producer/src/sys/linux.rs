@@ -185,31 +185,74 @@ fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes the bus's producer lock: an exclusive `flock` on the shared
-/// memory object `/.framebus-lock.<bus>` (`/dev/shm/.framebus-lock.<bus>`,
-/// mode 0600, never removed), held for the producer's whole life and
-/// dropped by the kernel when it dies. It lives in the same namespace as
-/// the bus object itself, so every process that can see the bus sees the
-/// lock, whatever its environment. `Ok(None)` if another process holds it.
+/// Prefix of the producer lock objects in /dev/shm (`.framebus-lock.<bus>`).
+pub(crate) const LOCK_PREFIX: &str = ".framebus-lock.";
+
+/// A bus's producer lock: an exclusive `flock` on the shared memory object
+/// `/.framebus-lock.<bus>` (`/dev/shm/.framebus-lock.<bus>`, mode 0600),
+/// held for the producer's whole life and dropped by the kernel when it
+/// dies. It lives in the same namespace as the bus object itself, so every
+/// process that can see the bus sees the lock, whatever its environment.
 /// (Bus names never start with `.`, so no bus can be called like a lock.)
-pub(crate) fn lock_bus(bus: &str) -> io::Result<Option<OwnedFd>> {
-    let name = format!("/.framebus-lock.{bus}");
-    let fd = shm::open(
-        &name,
-        shm::OFlags::CREATE | shm::OFlags::RDWR,
-        Mode::from_raw_mode(0o600),
-    )
-    .map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("cannot open the bus lock /dev/shm{name}: {e}"),
-        )
-    })?;
-    match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(fd)),
-        Err(Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(e.into()),
+///
+/// Dropping it removes the lock object while still holding the lock, then
+/// releases it: a clean stop leaves nothing in /dev/shm. A process that
+/// opened the object before the removal may then get the lock of an
+/// unlinked object; [`lock_bus`] sees that (the name no longer leads to the
+/// object it locked) and starts over, so whoever holds the lock of the
+/// object the name leads to is the only owner of the bus. Only an owner
+/// removes the object, so the name cannot change under an owner.
+pub(crate) struct BusLock {
+    _fd: OwnedFd,
+    name: String,
+}
+
+impl Drop for BusLock {
+    fn drop(&mut self) {
+        // Still locked here: `_fd` closes (and unlocks) after this body.
+        if let Err(e) = shm::unlink(self.name.as_str()) {
+            tracing::debug!(lock = %self.name, error = %e, "cannot remove the bus lock");
+        }
     }
+}
+
+/// Takes bus `bus`'s producer lock (see [`BusLock`]). `Ok(None)` if another
+/// process holds it.
+pub(crate) fn lock_bus(bus: &str) -> io::Result<Option<BusLock>> {
+    let name = format!("/{LOCK_PREFIX}{bus}");
+    let path = format!("/dev/shm{name}");
+    // Each retry means an owner removed the object between our open and our
+    // lock: a handful at most, unless something removes it in a loop.
+    for _ in 0..100 {
+        let fd = shm::open(
+            name.as_str(),
+            shm::OFlags::CREATE | shm::OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("cannot open the bus lock {path}: {e}"),
+            )
+        })?;
+        match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let locked = rustix::fs::fstat(&fd)?;
+        match rustix::fs::stat(path.as_str()) {
+            Ok(now) if (now.st_dev, now.st_ino) == (locked.st_dev, locked.st_ino) => {
+                return Ok(Some(BusLock { _fd: fd, name }));
+            }
+            // Removed (or replaced) since we opened it: not the lock.
+            Ok(_) | Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::other(format!(
+        "cannot take the bus lock {path}: something keeps removing it"
+    )))
 }
 
 /// The owner uid of an open file.
@@ -338,9 +381,10 @@ pub(crate) fn bus_names_on_machine(root: &Path) -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix(shm_layout::naming::SHM_PREFIX)
+            let name = e.file_name();
+            let name = name.to_str()?;
+            name.strip_prefix(shm_layout::naming::SHM_PREFIX)
+                .or_else(|| name.strip_prefix(LOCK_PREFIX))
                 .map(str::to_owned)
         })
         .collect();
@@ -365,4 +409,45 @@ pub(crate) fn stop_flag() -> io::Result<Arc<AtomicBool>> {
         signal_hook::flag::register(sig, Arc::clone(&flag))?;
     }
     Ok(flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    /// Threads that each open the lock object themselves (separate open
+    /// file descriptions: for `flock` they are as separate as processes)
+    /// take and drop the lock in a loop; dropping removes the object, so
+    /// some of them lock an object just removed. Never two owners at once,
+    /// and nothing left behind.
+    #[test]
+    fn bus_lock_has_one_owner_while_its_object_comes_and_goes() {
+        let bus = format!("locktest-{}", std::process::id());
+        let owners = AtomicU32::new(0);
+        let taken = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..2000 {
+                        let Some(lock) = lock_bus(&bus).expect("lock_bus") else {
+                            continue;
+                        };
+                        assert_eq!(
+                            owners.fetch_add(1, Ordering::SeqCst),
+                            0,
+                            "two owners of one bus"
+                        );
+                        taken.fetch_add(1, Ordering::Relaxed);
+                        std::thread::yield_now();
+                        owners.fetch_sub(1, Ordering::SeqCst);
+                        drop(lock);
+                    }
+                });
+            }
+        });
+        assert!(taken.load(Ordering::Relaxed) > 0);
+        let path = format!("/dev/shm/{LOCK_PREFIX}{bus}");
+        assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
+    }
 }
