@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use framebus_consumer::{inspect, BusSnapshot};
+use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 use serde::Serialize;
 use shm_layout::{BusName, Layout, LayoutRequest};
 
@@ -74,6 +75,11 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value = "throughput")]
     pub scenario: Scenario,
+    /// Give the producer a CPU of its own: pin it to CPU N and every
+    /// consumer to the other CPUs (throughput scenario, shm transport).
+    /// Tells a producer starved of CPU from a slow publish path.
+    #[arg(long, value_name = "N")]
+    pub producer_cpu: Option<usize>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -91,6 +97,7 @@ struct RunConfig {
     fps: f64,
     warmup: f64,
     duration: f64,
+    producer_cpu: Option<usize>,
 }
 
 impl RunConfig {
@@ -131,6 +138,8 @@ pub struct RunResult {
     /// CPU time the producer spent per published frame: compared with the
     /// memcpy time it tells a slow publish path from a CPU-starved producer.
     producer_cpu_us_per_frame: f64,
+    /// The CPU the producer had to itself (`--producer-cpu`), if any.
+    producer_cpu: Option<usize>,
     consumer_fps_mean: f64,
     delivered_fps: f64,
     cpu_us_per_delivered_frame: f64,
@@ -197,6 +206,40 @@ fn memcpy_fps(layout: &Layout) -> anyhow::Result<f64> {
     Ok(copies as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The CPU set `{cpu}` and the set of every other CPU this process may use.
+fn cpu_split(cpu: usize) -> anyhow::Result<(CpuSet, CpuSet)> {
+    let allowed = sched_getaffinity(None).context("cannot read this process's CPU affinity")?;
+    let usable: Vec<usize> = (0..CpuSet::MAX_CPU)
+        .filter(|&c| allowed.is_set(c))
+        .collect();
+    if !usable.contains(&cpu) || usable.len() < 2 {
+        bail!("--producer-cpu {cpu}: this process may run on CPUs {usable:?}; pick one of them, and at least one must remain for the consumers");
+    }
+    let (mut only, mut others) = (CpuSet::new(), CpuSet::new());
+    only.set(cpu);
+    for &c in usable.iter().filter(|&&c| c != cpu) {
+        others.set(c);
+    }
+    Ok((only, others))
+}
+
+/// Pins every thread of process `pid` to `cpus`.
+fn pin_to(pid: u32, cpus: &CpuSet) -> anyhow::Result<()> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("cannot list the threads of process {pid}"))?;
+    for task in tasks.flatten() {
+        let tid = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok());
+        if let Some(tid) = tid.and_then(rustix::process::Pid::from_raw) {
+            sched_setaffinity(Some(tid), cpus)
+                .with_context(|| format!("cannot pin thread {tid:?} of process {pid}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn sample(pids: &[u32]) -> Vec<ProcFigures> {
     pids.iter()
         .map(|&p| proc_figures(p).unwrap_or_default())
@@ -254,6 +297,7 @@ fn finish(cfg: &RunConfig, memcpy: f64, seconds: f64, processes: Vec<ProcResult>
         producer_fps,
         producer_vs_memcpy: producer_fps / memcpy.max(1e-9),
         producer_cpu_us_per_frame,
+        producer_cpu: cfg.producer_cpu,
         consumer_fps_mean: delivered_fps / consumers.len().max(1) as f64,
         delivered_fps,
         cpu_us_per_delivered_frame: if delivered > 0.0 {
@@ -364,6 +408,13 @@ fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
             args.extend(["--max-fps", r]);
         }
         consumers.push(start_consumer(&bus, &args)?);
+    }
+    if let Some(cpu) = cfg.producer_cpu {
+        let (only, others) = cpu_split(cpu)?;
+        pin_to(producer.pid(), &only)?;
+        for (c, _) in &consumers {
+            pin_to(c.pid(), &others)?;
+        }
     }
     let label = format!("bench shm {}x{} x{}", cfg.width, cfg.height, cfg.consumers);
     wait_with_progress(&format!("{label} (warm-up)"), cfg.warmup);
@@ -630,6 +681,9 @@ fn print_run(r: &RunResult) {
         target,
         r.seconds
     );
+    if let Some(cpu) = r.producer_cpu {
+        println!("producer pinned to CPU {cpu}, consumers to the other CPUs");
+    }
     println!(
         "memcpy ceiling {:.0} frames/s ({:.1} us/frame); producer {:.0} frames/s = {:.2}x the ceiling, \
          using {:.1} us of CPU per frame ({:.2}x the memcpy time)",
@@ -718,7 +772,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         fps: args.fps.unwrap_or(default_fps),
         warmup: args.warmup,
         duration: args.duration,
+        producer_cpu: args.producer_cpu,
     };
+    if let Some(cpu) = args.producer_cpu {
+        if args.scenario != Scenario::Throughput || args.transport != Transport::Shm {
+            bail!("--producer-cpu applies to the throughput scenario over shm only (the other runs would not be comparable)");
+        }
+        cpu_split(cpu)?;
+    }
     let mut bad = 0;
     match args.scenario {
         Scenario::Throughput => {
