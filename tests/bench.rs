@@ -104,3 +104,23 @@ fn isolation_scenario() {
     }
     assert_eq!(u(&v["isolation"]["bad_frames"]), 0, "{v}");
 }
+
+#[test]
+fn producer_on_a_cpu_of_its_own() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("one CPU: --producer-cpu needs two; skipped");
+        return;
+    }
+    let bus = Bus::new("bench-cpu");
+    let v = bench(&bus, &["--consumers", "2", "--producer-cpu", "0"]);
+    let run = &v["runs"][0];
+    check_run(run, "shm", 2);
+    assert_eq!(u(&run["producer_cpu"]), 0, "{run}");
+
+    let (status, _, err) = bus.run(&["bench", "--scenario", "compare", "--producer-cpu", "0"]);
+    assert!(
+        !status.success() && err.contains("throughput scenario over shm only"),
+        "{err}"
+    );
+}
