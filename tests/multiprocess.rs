@@ -296,3 +296,59 @@ fn stray_pin_bits_do_not_stall_the_producer() {
         assert_eq!(u(&s["pins"]) & (1 << 62), 0, "stray bit left: {s}");
     }
 }
+
+/// A process that writes nonsense over the whole consumer table, owner
+/// words included (impossible states, made-up pids, stray figures), cannot
+/// crash or stall the producer: it evicts what it did not set, goes on
+/// publishing, and a consumer that arrives afterwards attaches and gets
+/// whole frames.
+#[test]
+fn scribbled_consumer_table_does_not_stall_the_producer() {
+    use std::os::unix::fs::FileExt;
+    let mut bus = Bus::new("scribble");
+    bus.producer(&["--size", "64x48", "--fps", "500", "--max-consumers", "4"]);
+    let first = bus.consumer(&["--algo", "verify"]);
+    bus.wait_for("the first consumer to take frames", T, |v| {
+        frames_of(v, first.pid) > 10
+    });
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(bus.shm_path())
+        .expect("open shm");
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, 88)
+        .expect("consumer_table_offset"); // doc/LAYOUT.md §5.1
+    let table = u64::from_le_bytes(word);
+    // xorshift64: the same nonsense on every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let before = u(&bus.inspect()["producer"]["frames_published"]);
+    for round in 0..50 {
+        for byte in (0..4 * 64).step_by(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Every other round, owner words get states the producer never
+            // sets (5..=255) with a pid of this live test process.
+            let value = if round % 2 == 0 && byte % 64 == 0 {
+                u64::from(std::process::id()) << 32 | (x & 0xffff_ff00) | (5 + x % 251)
+            } else {
+                x
+            };
+            file.write_all_at(&value.to_le_bytes(), table + byte)
+                .expect("scribble");
+        }
+    }
+    let after = bus.wait_for("the producer to go on publishing", T, |v| {
+        u(&v["producer"]["frames_published"]) > before + 200
+    });
+    assert_eq!(after["producer"]["alive"], true, "{after}");
+    // Clear the table as a fresh bus has it, so the nonsense pids cannot
+    // hold every entry (the producer frees an entry only once its pid is
+    // dead), then a newcomer attaches and checks every byte it gets.
+    file.write_all_at(&[0u8; 4 * 64], table).expect("clear");
+    let mut late = bus.consumer(&["--algo", "verify", "--frames", "50", "--json"]);
+    let summary = late.last_json(T);
+    assert_eq!(u(&summary["frames"]), 50, "{summary}");
+    assert_eq!(u(&summary["bad_frames"]), 0, "{summary}");
+}
