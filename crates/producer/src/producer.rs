@@ -273,6 +273,17 @@ impl Producer {
         Ok(seq)
     }
 
+    /// Numbers the next published frame `seq` instead of the last one + 1,
+    /// so a program that republishes another bus's frames (`framebus bridge
+    /// in`) keeps their numbers; the gap shows the frames it never got.
+    /// Numbers never go back: a `seq` at or below the next number, or not
+    /// below 2^48, is ignored.
+    pub fn skip_to_seq(&mut self, seq: u64) {
+        if seq > self.seq + 1 && seq < 1 << 48 {
+            self.seq = seq - 1;
+        }
+    }
+
     /// Takes a slot that is neither the newest frame nor pinned. One pass
     /// suffices while consumers respect their budget; if a pass fails
     /// (consumers moved pins during it) it rescans, and every 16 failed
