@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use framebus_producer::{buses_on_machine, clean, CleanOutcome};
+use framebus_producer::{buses_on_machine, clean, CleanOutcome, ProducerError};
 use serde_json::json;
 
 /// `framebus clean`.
@@ -69,6 +69,15 @@ pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
                 let fifos: Vec<String> = fifos.iter().map(|f| f.display().to_string()).collect();
                 report.push(json!({"bus": bus.as_str(), "live": false, "shm": shm, "fifos": fifos, "lock": lock, "pid": pid}));
             }
+            // With --all, another user's bus (its lock or object is not
+            // ours to touch) or a foreign object is left alone, as the help
+            // says; asked for by name, it is an error.
+            Err(e) if args.bus.is_none() && not_ours(&e) => {
+                if !args.json {
+                    println!("{bus}: left alone: {e}");
+                }
+                report.push(json!({"bus": bus.as_str(), "left_alone": e.to_string()}));
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("error: {bus}: {e}");
@@ -90,4 +99,14 @@ pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether cleaning failed because the bus is another user's (its lock or
+/// object cannot be opened) or its object is not a framebus bus of ours.
+fn not_ours(e: &ProducerError) -> bool {
+    match e {
+        ProducerError::Foreign { .. } => true,
+        ProducerError::Os { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+        _ => false,
+    }
 }

@@ -53,7 +53,7 @@ impl BusMemory {
                     source: std::io::Error::other("another process keeps re-creating it"),
                 });
             }
-            take_over_stale(bus, &shm_name, trigger_dir)?;
+            take_over_stale(bus, trigger_dir)?;
         };
         // The trigger directory exists before the magic is published, so a
         // consumer never finds the bus without it (after the takeover, which
@@ -65,8 +65,14 @@ impl BusMemory {
                 source,
             });
         }
-        if let Err(source) = sys::size_shm(&fd, layout.total_size) {
+        // From here a failure removes the object and the (empty) trigger
+        // directory made for it: nothing half-made is left behind.
+        let undo = || {
             let _ = sys::unlink_shm(&shm_name);
+            let _ = std::fs::remove_dir(trigger_dir);
+        };
+        if let Err(source) = sys::size_shm(&fd, layout.total_size) {
+            undo();
             return Err(ProducerError::NoSpace {
                 bus: bus.to_string(),
                 size: layout.total_size,
@@ -76,7 +82,7 @@ impl BusMemory {
         let map = match sys::map_rw(&fd, layout.total_size) {
             Ok(m) => m,
             Err(e) => {
-                let _ = sys::unlink_shm(&shm_name);
+                undo();
                 return Err(ProducerError::os(format!("cannot map /dev/shm{shm_name}"))(
                     e,
                 ));
@@ -96,7 +102,7 @@ impl BusMemory {
         let dir_bytes = match dir_bytes {
             Ok(b) => b,
             Err(e) => {
-                let _ = sys::unlink_shm(&shm_name);
+                undo();
                 return Err(e.into());
             }
         };
@@ -187,8 +193,8 @@ pub(crate) struct Removed {
 /// producer lock, so no live producer of this user owns it: it is stale
 /// (its producer died) unless it belongs to another user or is not a
 /// framebus bus at all, which is refused and left alone.
-fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<(), ProducerError> {
-    let removed = remove_stale(shm_name, trigger_dir)?;
+fn take_over_stale(bus: &BusName, trigger_dir: &Path) -> Result<(), ProducerError> {
+    let removed = remove_stale(bus, trigger_dir)?;
     if let Some((path, size, pid)) = removed.shm {
         tracing::info!("taking over stale bus {bus}: {path} ({size} bytes) was left by process {pid}, which is gone");
     }
@@ -197,7 +203,8 @@ fn take_over_stale(bus: &BusName, shm_name: &str, trigger_dir: &Path) -> Result<
 
 /// Removes a stale bus's object and trigger directory. The caller holds the
 /// bus's producer lock. Foreign objects and other users' are refused.
-pub(crate) fn remove_stale(shm_name: &str, trigger_dir: &Path) -> Result<Removed, ProducerError> {
+pub(crate) fn remove_stale(bus: &BusName, trigger_dir: &Path) -> Result<Removed, ProducerError> {
+    let shm_name = &bus.shm_name();
     let path = format!("/dev/shm{shm_name}");
     let Some((fd, size)) =
         sys::open_shm_read(shm_name).map_err(ProducerError::os(format!("cannot open {path}")))?
@@ -215,10 +222,15 @@ pub(crate) fn remove_stale(shm_name: &str, trigger_dir: &Path) -> Result<Removed
     );
     let got = file.read_at(&mut head, 0).unwrap_or(0);
     // The dead producer's consumers made their FIFOs where its header said.
+    // The header is writable by every consumer (of a group, on a shared
+    // bus): use the recorded path only if it is a trigger directory of this
+    // bus and this user's own directory, so a scribbled header cannot make
+    // us empty any other directory.
     let recorded = (got == head.len())
         .then(|| shm_layout::header::decode_trigger_dir(&head[256..]).ok())
         .flatten()
-        .map(std::path::PathBuf::from);
+        .map(std::path::PathBuf::from)
+        .filter(|dir| shm_layout::naming::is_trigger_dir_for(dir, bus) && sys::is_own_dir(dir));
     let trigger_dir = recorded.as_deref().unwrap_or(trigger_dir);
     let magic = if got >= 8 {
         u64::from_le_bytes(head[0..8].try_into().unwrap_or_default())

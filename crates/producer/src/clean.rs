@@ -39,7 +39,7 @@ pub fn clean(bus: &BusName) -> Result<CleanOutcome, ProducerError> {
             pid: crate::producer::live_producer_pid(bus),
         });
     };
-    let removed = remove_stale(&bus.shm_name(), &bus.trigger_dir(&root))?;
+    let removed = remove_stale(bus, &bus.trigger_dir(&root))?;
     let (shm, pid) = match removed.shm {
         Some((path, _, pid)) => (Some(path), pid),
         None => (None, 0),

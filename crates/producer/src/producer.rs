@@ -124,6 +124,18 @@ impl Producer {
             .producer_state
             .store(ProducerState::Running as u32, Ordering::Release);
         tracing::info!(bus = %config.bus, width, height, slots = layout.slot_count, bytes = layout.total_size, "bus created");
+        if let Some(blocked) = config
+            .group
+            .and_then(|g| sys::untraversable_by_group(&root, g))
+        {
+            tracing::warn!(
+                "members of group {} cannot reach the trigger directory {}: {} does not let them through; \
+                 start the producer with XDG_RUNTIME_DIR set to a directory they can traverse (or unset, for /tmp/framebus-<uid>)",
+                config.group.unwrap_or_default(),
+                dir.display(),
+                blocked.display()
+            );
+        }
         let registry = Registry::new(dir, config.max_consumers, config.group);
         Ok(Self {
             _lock: lock,

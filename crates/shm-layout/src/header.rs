@@ -116,7 +116,9 @@ pub struct HeaderDynamic {
     pub latest: AtomicU64,
     /// Frames published since the bus was created.
     pub frames_published: AtomicU64,
-    /// `CLOCK_MONOTONIC` nanoseconds, refreshed at least every 100 ms.
+    /// `CLOCK_MONOTONIC` nanoseconds, refreshed at every publish and every
+    /// 50 ms while the producer paces or idles (not while a camera read
+    /// blocks).
     pub heartbeat_ns: AtomicU64,
     /// A [`ProducerState`].
     pub producer_state: AtomicU32,

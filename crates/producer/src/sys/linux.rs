@@ -260,6 +260,22 @@ pub(crate) fn owner_uid(fd: &OwnedFd) -> io::Result<u32> {
     Ok(rustix::fs::fstat(fd)?.st_uid)
 }
 
+/// The first ancestor of `dir` (itself excluded) that members of group
+/// `gid` (other than its owner) cannot search, if any.
+pub(crate) fn untraversable_by_group(dir: &Path, gid: u32) -> Option<PathBuf> {
+    dir.ancestors().skip(1).find_map(|a| {
+        let m = std::fs::metadata(a).ok()?;
+        let mode = m.mode();
+        let searchable = mode & 0o001 != 0 || (mode & 0o010 != 0 && m.gid() == gid);
+        (!searchable).then(|| a.to_path_buf())
+    })
+}
+
+/// Whether `path` is a directory (not a link to one) owned by this user.
+pub(crate) fn is_own_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && m.uid() == my_uid())
+}
+
 /// This process's effective uid.
 pub(crate) fn my_uid() -> u32 {
     rustix::process::geteuid().as_raw()
