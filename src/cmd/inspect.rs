@@ -12,6 +12,9 @@ use crate::report::table;
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
     let s = inspect(&bus).with_context(|| format!("cannot inspect bus {bus}"))?;
+    // Counters of `framebus bridge` ends on this bus (files beside the
+    // trigger directories, not in shared memory).
+    let bridges = framebus_bridge::stats::read_stats(&bus);
     if args.json {
         let v = json!({
             "bus": s.bus,
@@ -40,6 +43,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 "coalesced": c.coalesced, "last_latency_us": c.last_latency_ns as f64 / 1e3,
                 "last_seq": c.last_seq, "max_fps": c.max_fps, "pinned_slots": c.pinned_slots,
             })).collect::<Vec<_>>(),
+            "bridges": bridges.iter().map(|b| {
+                let mut v = serde_json::to_value(&b.stats).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("alive".into(), json!(b.alive));
+                    o.insert("age_ms".into(), json!(b.age_ms));
+                }
+                v
+            }).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -136,5 +147,59 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             )
         );
     }
+    if !bridges.is_empty() {
+        println!();
+        print_bridges(&bridges);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The bridges of this bus, one row each.
+fn print_bridges(bridges: &[framebus_bridge::StatsReport]) {
+    let rows: Vec<Vec<String>> = bridges
+        .iter()
+        .map(|b| {
+            let s = &b.stats;
+            vec![
+                format!("bridge {}", s.role.as_str()),
+                s.key.clone(),
+                s.pid.to_string(),
+                if b.alive { "running" } else { "gone" }.into(),
+                s.peers.to_string(),
+                s.frames().to_string(),
+                s.dropped().to_string(),
+                format!("{:.1}", s.fps),
+                format!("{:.2}", s.bytes_per_s / 1e6),
+                s.last_seq.to_string(),
+                format!("{:.1}", b.age_ms as f64 / 1e3),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "bridge", "key", "pid", "state", "peers", "frames", "dropped", "fps", "MB/s",
+                "last_seq", "age_s"
+            ],
+            &rows
+        )
+    );
+    for b in bridges.iter().filter(|b| b.alive) {
+        let s = &b.stats;
+        let detail = match s.role {
+            framebus_bridge::Role::Out => format!(
+                "  out {}: {} sent ({} bytes, {}), {} skipped, {} unmatched, {} send errors",
+                s.key, s.frames_sent, s.bytes_sent, s.compression, s.frames_skipped, s.frames_unmatched, s.send_errors
+            ),
+            framebus_bridge::Role::In => format!(
+                "  in {}: {} received ({} bytes), {} published, {} lost upstream, {} overrun, {} invalid, {} stale, {} buses created",
+                s.key, s.frames_received, s.bytes_received, s.frames_published, s.frames_lost, s.dropped_overrun, s.dropped_invalid, s.dropped_stale, s.buses_created
+            ),
+        };
+        println!("{detail}");
+        if let Some(e) = &s.last_error {
+            println!("    last problem: {e}");
+        }
+    }
 }

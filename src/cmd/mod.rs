@@ -8,12 +8,14 @@ use shm_layout::BusName;
 use crate::cli::{Cli, Command};
 
 pub use bench::BenchArgs;
+pub use bridge::BridgeArgs;
 pub use chaos::ChaosArgs;
 pub use clean::CleanArgs;
 pub use pipe::{PipeConsumeArgs, PipeProduceArgs};
 pub use snapshot::SnapshotArgs;
 
 mod bench;
+mod bridge;
 mod chaos;
 mod child;
 mod clean;
@@ -34,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(a) => snapshot::run(a),
         Command::Chaos(a) => chaos::run(a),
         Command::Clean(a) => clean::run(a),
+        Command::Bridge(a) => bridge::run(a),
         Command::PipeProduce(a) => pipe::produce(a),
         Command::PipeConsume(a) => pipe::consume(a),
     }

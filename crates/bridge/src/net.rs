@@ -326,6 +326,12 @@ impl Rates {
     }
 }
 
+/// Frames/s and bytes/s over the whole run (the final counters' rates).
+fn average(started: Instant, frames: u64, bytes: u64) -> (f64, f64) {
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    (frames as f64 / secs, bytes as f64 / secs)
+}
+
 /// Attaches to `opts.bus` as an ordinary consumer and publishes its frames
 /// under `opts.key`, newest first: zenoh's congestion control drops what a
 /// slow link cannot carry, and the camera host's producer never waits on
@@ -461,7 +467,7 @@ pub fn run_out(
             }
         }
     }
-    (stats.fps, stats.bytes_per_s) = rates.update(stats.frames_sent, stats.bytes_sent);
+    (stats.fps, stats.bytes_per_s) = average(started, stats.frames_sent, stats.bytes_sent);
     drop(publisher);
     close(session);
     Ok(stats)
@@ -634,7 +640,7 @@ pub fn run_in(
     stats.buses_created = c.buses_created;
     stats.last_seq = c.last_seq;
     stats.dropped_overrun = mailbox.overrun.load(Ordering::Relaxed);
-    (stats.fps, stats.bytes_per_s) = rates.update(stats.frames_published, stats.bytes_received);
+    (stats.fps, stats.bytes_per_s) = average(started, stats.frames_published, stats.bytes_received);
     // Remove the stats file before the bus, so nothing is left behind.
     drop(file);
     republisher.shutdown();
@@ -663,6 +669,119 @@ fn close(session: Session) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::encode_frame;
+    use std::sync::mpsc;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    /// Polls `cond` until it holds; panics after `timeout`.
+    fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn bridge_in_drops_and_counts_foreign_payloads_and_goes_on() {
+        let port = free_port();
+        let endpoint = format!("tcp/127.0.0.1:{port}");
+        let bus = BusName::new(&format!("bridge-net-{}", std::process::id())).unwrap();
+        let key = format!("framebus-unit/{bus}");
+        let session = open_session(&NetOptions {
+            listen: vec![endpoint.clone()],
+            ..NetOptions::default()
+        })
+        .expect("open the publishing session");
+        let publisher = session
+            .declare_publisher(key.clone())
+            .wait()
+            .expect("declare a publisher");
+        let opts = InOptions {
+            key,
+            producer: ProducerConfig::new(bus.clone()),
+            net: NetOptions {
+                connect: vec![endpoint],
+                ..NetOptions::default()
+            },
+            duration: Some(Duration::from_secs(60)),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, events) = mpsc::channel();
+        let handle = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                run_in(&opts, &stop, |e| {
+                    let _ = tx.send(e);
+                })
+            })
+        };
+        let t = Duration::from_secs(20);
+        assert!(matches!(events.recv_timeout(t), Ok(Event::Ready { .. })));
+        eventually("the subscriber to match", t, || {
+            publisher
+                .matching_status()
+                .wait()
+                .is_ok_and(|m| m.matching())
+        });
+        // Garbage until the bridge has counted some (it keeps only the
+        // newest sample, so one could be replaced before it is looked at).
+        eventually("an invalid payload to be counted", t, || {
+            let _ = publisher.put(b"hello, not a frame".to_vec()).wait();
+            let mut bad = vec![0u8; 100];
+            bad[..4].copy_from_slice(b"FBBR");
+            let _ = publisher.put(bad).wait();
+            crate::stats::read_stats(&bus)
+                .first()
+                .is_some_and(|r| r.stats.dropped_invalid >= 2)
+        });
+        // A real frame then creates the bus.
+        let mut px = vec![0u8; 64 * 4];
+        shm_layout::pattern::Pattern::new(64).fill(5, &mut px, 64, 4);
+        let meta = FrameMeta {
+            source_instance: 1,
+            seq: 5,
+            capture_ns: 1,
+            publish_ns: 2,
+            width: 64,
+            height: 4,
+        };
+        let mut frame = Vec::new();
+        encode_frame(
+            &meta,
+            &px,
+            64,
+            Compression::Lz4,
+            &mut Vec::new(),
+            &mut frame,
+        );
+        publisher.put(frame).wait().expect("put a frame");
+        match events.recv_timeout(t) {
+            Ok(Event::BusCreated { width, height, .. }) => assert_eq!((width, height), (64, 4)),
+            other => panic!("expected the bus to be created, got {other:?}"),
+        }
+        stop.store(true, Ordering::Relaxed);
+        let stats = handle
+            .join()
+            .expect("bridge thread")
+            .expect("bridge in ran");
+        assert!(stats.dropped_invalid >= 2, "{stats:?}");
+        assert_eq!(stats.frames_published, 1, "{stats:?}");
+        assert_eq!(stats.last_seq, 5, "{stats:?}");
+        assert_eq!(stats.buses_created, 1, "{stats:?}");
+        assert!(stats.last_error.is_some(), "{stats:?}");
+        // Stopped cleanly: no bus and no stats file left.
+        assert!(!std::path::Path::new(&format!("/dev/shm/framebus.{bus}")).exists());
+        assert!(crate::stats::read_stats(&bus).is_empty());
+        drop(publisher);
+        close(session);
+    }
 
     #[test]
     fn keys() {

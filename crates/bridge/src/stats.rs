@@ -94,9 +94,10 @@ pub struct BridgeStats {
     pub buses_created: u64,
     /// The newest frame's sequence number handled.
     pub last_seq: u64,
-    /// Frames per second sent (`out`) or published (`in`) lately.
+    /// Frames per second sent (`out`) or published (`in`) lately (in the
+    /// counters a bridge returns when it stops: over its whole run).
     pub fps: f64,
-    /// Payload bytes per second sent or received lately.
+    /// Payload bytes per second sent or received, over the same time.
     pub bytes_per_s: f64,
     /// The last problem, if any (an invalid payload, a send error...).
     pub last_error: Option<String>,
@@ -253,8 +254,13 @@ impl StatsFile {
         Self::new_in(&stats_dir(), bus, role)
     }
 
-    /// Like [`StatsFile::new`], in `dir`.
+    /// Like [`StatsFile::new`], in `dir`. Files of this bus that killed
+    /// bridges left behind are removed.
     pub fn new_in(dir: &Path, bus: &BusName, role: Role) -> Self {
+        for stale in read_stats_in(dir, bus).iter().filter(|r| !r.alive) {
+            tracing::debug!(path = %stale.path.display(), pid = stale.stats.pid, "removing the stats file of a bridge that is gone");
+            let _ = std::fs::remove_file(&stale.path);
+        }
         let pid = std::process::id();
         let name = format!("{}.{}.{pid}.json", bus.as_str(), role.as_str());
         Self {
@@ -301,6 +307,11 @@ impl StatsFile {
     pub fn remove(&mut self) {
         let _ = std::fs::remove_file(&self.tmp);
         let _ = std::fs::remove_file(&self.path);
+        // The directory too once no bridge uses it (fails harmlessly if
+        // another bridge's file is still there).
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -394,6 +405,24 @@ mod tests {
         std::fs::write(dir.join("cam1.in.1.json"), b"{not json").unwrap();
         std::fs::write(dir.join("cam1.in.2.json"), b"[1, 2]").unwrap();
         assert!(read_stats_in(&dir, &bus).is_empty());
+        // A file a killed bridge left is reported as gone, and removed by
+        // the next bridge of the bus.
+        let dead = BridgeStats {
+            bus: "cam1".into(),
+            pid: u32::MAX,
+            ..BridgeStats::default()
+        };
+        std::fs::write(
+            dir.join("cam1.out.99.json"),
+            serde_json::to_vec(&dead).unwrap(),
+        )
+        .unwrap();
+        let found = read_stats_in(&dir, &bus);
+        assert_eq!(found.len(), 1);
+        assert!(!found[0].alive);
+        let next = StatsFile::new_in(&dir, &bus, Role::Out);
+        assert!(read_stats_in(&dir, &bus).is_empty());
+        drop(next);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
