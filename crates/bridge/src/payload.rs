@@ -336,9 +336,10 @@ pub struct FrameMeta {
 
 /// Encodes a gray frame (`height` rows of `width` pixels, `src_stride`
 /// bytes apart in `pixels`) into `out` (cleared first): the header, then
-/// the rows packed (stride = width), raw or as one lz4 block. `scratch` is
-/// reused between calls for packing rows before compression. Returns the
-/// header written.
+/// the rows packed (stride = width), raw or as one lz4 block. A frame lz4
+/// does not shrink goes raw (the header says so). `scratch` is reused
+/// between calls for packing rows before compression. Returns the header
+/// written.
 ///
 /// # Panics
 /// If `pixels` is shorter than `src_stride * (height - 1) + width` or
@@ -382,9 +383,13 @@ pub fn encode_frame(
             // The output is sized by the library's own bound, so this
             // cannot run out of room; should it, send the frame raw.
             match lz4_flex::block::compress_into(packed, &mut out[HEADER_LEN..]) {
-                Ok(n) => out.truncate(HEADER_LEN + n),
-                Err(e) => {
-                    tracing::warn!("lz4 compression failed ({e}); sending the frame raw");
+                Ok(n) if n < packed_len => out.truncate(HEADER_LEN + n),
+                // Incompressible (a noisy frame): raw is smaller and
+                // cheaper to read at the far end.
+                result => {
+                    if let Err(e) = result {
+                        tracing::warn!("lz4 compression failed ({e}); sending the frame raw");
+                    }
                     out.truncate(HEADER_LEN);
                     out.extend_from_slice(packed);
                     let header = header_for(meta, Compression::None, packed_len as u64);
@@ -568,7 +573,11 @@ mod tests {
                 let mut dst = vec![0u8; dst_stride * h as usize];
                 let header = decode_into(&payload, &mut Vec::new(), &mut dst, dst_stride)
                     .unwrap_or_else(|e| panic!("{w}x{h} {src_stride}->{dst_stride} {c}: {e}"));
-                assert_eq!(header.compression, c);
+                // lz4 falls back to raw when it does not shrink the frame.
+                assert!(
+                    header.compression == c || header.data_len == u64::from(w * h),
+                    "{header:?}"
+                );
                 assert_eq!(header.stride, w);
                 assert_eq!(
                     Pattern::new(w).verify(9, &dst, dst_stride, h),
@@ -580,10 +589,17 @@ mod tests {
     }
 
     #[test]
-    fn lz4_shrinks_the_test_pattern() {
+    fn lz4_shrinks_the_test_pattern_and_noise_goes_raw() {
         let px = frame(640, 480, 640, 1);
         let payload = encode(&meta(640, 480), &px, 640, Compression::Lz4);
         assert!(payload.len() < px.len() / 4, "{} bytes", payload.len());
+        let noise: Vec<u8> = (0..64 * 8u64)
+            .map(|i| shm_layout::pattern::splitmix64(i) as u8)
+            .collect();
+        let payload = encode(&meta(64, 8), &noise, 64, Compression::Lz4);
+        let header = FrameHeader::decode(&payload, payload.len()).unwrap();
+        assert_eq!(header.compression, Compression::None);
+        assert_eq!(&payload[HEADER_LEN..], &noise[..]);
     }
 
     #[test]
@@ -681,6 +697,7 @@ mod tests {
     #[test]
     fn corrupt_lz4_is_an_error_not_a_panic() {
         let good = encode(&meta(64, 8), &frame(64, 8, 64, 5), 64, Compression::Lz4);
+        assert_eq!(good[54], Compression::Lz4.code(), "the pattern compresses");
         let mut dst = vec![0u8; 64 * 8];
         // Every single-byte corruption of the data, and garbage of every
         // length: an error or a frame of the right size, never a panic.
