@@ -65,7 +65,8 @@ fn start_bridge_in(far: &mut Bus, key: &str, args: &[&str]) -> Proc {
 /// the far bus gets whole frames with the camera's sequence numbers
 /// (verify checks each frame against the pattern of its seq), always
 /// increasing; after `bridge in` is SIGKILLed and restarted, the stream
-/// resumes and the consumer re-attaches by itself.
+/// resumes and the consumer re-attaches by itself; after `bridge out` is
+/// SIGKILLed and restarted, the stream resumes on the same far bus.
 #[test]
 fn frames_cross_the_bridge_and_resume_after_bridge_in_restarts() {
     let mut cam = Bus::new("br-cam");
@@ -75,13 +76,14 @@ fn frames_cross_the_bridge_and_resume_after_bridge_in_restarts() {
     let key = format!("framebus-test/{}", cam.name);
     cam.producer(&["--size", "320x240", "--fps", "50"]);
     let cam_name = cam.name.clone();
-    let mut out = cam.spawn(&[
+    let out_args = [
         "bridge", "out", "--bus", &cam_name, "--key", &key, "--listen", &endpoint,
-    ]);
+    ];
+    let mut out = cam.spawn(&out_args);
     out.expect_line(&format!("ready bus={cam_name} key={key}"), T);
     let bridge_in = start_bridge_in(&mut far, &key, &["--connect", &endpoint]);
     // --frames: the consumer needs frames from after the restart to finish.
-    let mut verify = far.consumer(&["--algo", "verify", "--frames", "200", "--json"]);
+    let mut verify = far.consumer(&["--algo", "verify", "--frames", "300", "--json"]);
     let far_name = far.name.clone();
     let mut seqs = far.spawn(&[
         "bridge",
@@ -115,10 +117,26 @@ fn frames_cross_the_bridge_and_resume_after_bridge_in_restarts() {
     bridge_in.signal(Signal::KILL);
     far.wait(&bridge_in, T);
     let restarted = start_bridge_in(&mut far, &key, &["--connect", &endpoint]);
+    let mid = far.wait_for("frames after bridge in restarted", T, |v| {
+        consumer_frames(v, verify.pid) >= 20
+    });
+    let frames_mid = consumer_frames(&mid, verify.pid);
+
+    out.signal(Signal::KILL);
+    cam.wait(&out, T);
+    let mut out = cam.spawn(&out_args);
+    out.expect_line(&format!("ready bus={cam_name} key={key}"), T);
+    let after = far.wait_for("frames after bridge out restarted", T, |v| {
+        consumer_frames(v, verify.pid) >= frames_mid + 20
+    });
+    assert_eq!(
+        after["instance_id"], mid["instance_id"],
+        "a restarted bridge out must not re-create the far bus"
+    );
 
     let summary = verify.last_json(T);
     assert_eq!(u(&summary["bad_frames"]), 0, "{summary}");
-    assert_eq!(u(&summary["frames"]), 200, "{summary}");
+    assert_eq!(u(&summary["frames"]), 300, "{summary}");
     assert!(u(&summary["reattached"]) >= 1, "{summary}");
     seqs.signal(Signal::TERM);
     let report = seqs.last_json(T);

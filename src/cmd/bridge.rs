@@ -407,3 +407,142 @@ fn latency(a: BridgeLatencyArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_commands() {
+        let ok = [
+            vec![
+                "framebus",
+                "bridge",
+                "out",
+                "--bus",
+                "cam0",
+                "--listen",
+                "tcp/0.0.0.0:7447",
+            ],
+            vec![
+                "framebus",
+                "bridge",
+                "out",
+                "--bus",
+                "cam0",
+                "--key",
+                "site/cam0",
+                "--connect",
+                "tcp/10.0.0.2:7447",
+                "--connect",
+                "tcp/10.0.0.3:7447",
+                "--compress",
+                "lz4",
+                "--max-fps",
+                "10",
+                "--config",
+                "z.json5",
+                "--json",
+            ],
+            vec![
+                "framebus",
+                "bridge",
+                "in",
+                "--key",
+                "framebus/cam0",
+                "--bus",
+                "cam0",
+                "--connect",
+                "tcp/10.0.0.1:7447",
+                "--max-consumers",
+                "4",
+                "--pins-per-consumer",
+                "2",
+                "--duration",
+                "5",
+            ],
+            vec![
+                "framebus",
+                "bridge",
+                "latency",
+                "--bus",
+                "cam0",
+                "--duration",
+                "3",
+                "--warmup",
+                "1",
+                "--json",
+            ],
+        ];
+        for args in ok {
+            Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        let cli = Cli::try_parse_from([
+            "framebus",
+            "bridge",
+            "out",
+            "--bus",
+            "b",
+            "--compress",
+            "lz4",
+            "--listen",
+            "tcp/[::]:1",
+        ])
+        .unwrap();
+        let Command::Bridge(BridgeArgs {
+            command: BridgeCommand::Out(a),
+        }) = cli.command
+        else {
+            panic!("not bridge out");
+        };
+        assert_eq!(Compression::from(a.compress), Compression::Lz4);
+        assert_eq!(a.net.listen, ["tcp/[::]:1"]);
+        assert!(a.key.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let bad = [
+            vec![
+                "framebus",
+                "bridge",
+                "out",
+                "--bus",
+                "b",
+                "--compress",
+                "gzip",
+            ],
+            vec!["framebus", "bridge", "out", "--bus", "b", "--max-fps", "0"],
+            vec!["framebus", "bridge", "out"],
+            vec!["framebus", "bridge", "in", "--bus", "b"],
+            vec![
+                "framebus",
+                "bridge",
+                "in",
+                "--key",
+                "k",
+                "--bus",
+                "b",
+                "--max-consumers",
+                "64",
+            ],
+            vec![
+                "framebus",
+                "bridge",
+                "latency",
+                "--bus",
+                "b",
+                "--duration",
+                "-1",
+            ],
+            vec!["framebus", "bridge"],
+        ];
+        for args in bad {
+            assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
+        }
+    }
+}
