@@ -161,8 +161,35 @@ pub fn zenoh_config(opts: &NetOptions) -> Result<zenoh::Config, BridgeError> {
     if !from_file || unset(&config, "connect/exit_on_failure") {
         set(&mut config, "connect/exit_on_failure", "false".into())?;
     }
+    // Congestion control "drop" for frames of many fragments: zenoh's
+    // default gives a message 50 ms to get all its fragments queued, then
+    // drops the rest, so on a link slower than one frame per 50 ms (a 2 MB
+    // frame on 100 Mbit/s takes 166 ms) *every* frame is cut short and
+    // nothing arrives. Instead: a frame whose first fragment finds no room
+    // within 50 ms is dropped whole (the next one is newer anyway); a frame
+    // that got in may take up to 10 s to be queued, so it arrives whole.
+    // `bridge out` blocks meanwhile, never the camera's producer.
+    // (A config file that leaves zenoh's default in place gets ours.)
+    for (key, value, zenoh_default) in [
+        (DROP_WAIT_KEY, DROP_WAIT_US, "1000"),
+        (DROP_FRAGMENTS_KEY, DROP_FRAGMENTS_US, "50000"),
+    ] {
+        let current = config.get_json(key).unwrap_or_default();
+        if !from_file || unset(&config, key) || current.trim() == zenoh_default {
+            set(&mut config, key, value.to_string())?;
+        }
+    }
     Ok(config)
 }
+
+/// How long a dropped frame's first fragment waits for room in zenoh's
+/// queue (µs).
+const DROP_WAIT_US: u64 = 50_000;
+const DROP_WAIT_KEY: &str = "transport/link/tx/queue/congestion_control/drop/wait_before_drop";
+/// How long all of a frame's fragments may take to be queued (µs).
+const DROP_FRAGMENTS_US: u64 = 10_000_000;
+const DROP_FRAGMENTS_KEY: &str =
+    "transport/link/tx/queue/congestion_control/drop/max_wait_before_drop_fragments";
 
 /// The endpoints a config file already lists under `key`.
 fn existing_endpoints(config: &zenoh::Config, key: &str) -> Vec<String> {
@@ -832,6 +859,8 @@ mod tests {
         let connect: serde_json::Value =
             serde_json::from_str(&c.get_json("connect/endpoints").unwrap()).unwrap();
         assert_eq!(connect.to_string(), "[]");
+        assert_eq!(c.get_json(DROP_WAIT_KEY).unwrap(), "50000");
+        assert_eq!(c.get_json(DROP_FRAGMENTS_KEY).unwrap(), "10000000");
         assert!(matches!(
             zenoh_config(&NetOptions::default()),
             Err(BridgeError::NoEndpoint)
@@ -855,6 +884,7 @@ mod tests {
         };
         let c = zenoh_config(&opts).unwrap();
         assert_eq!(c.get_json("scouting/multicast/enabled").unwrap(), "true");
+        assert_eq!(c.get_json(DROP_FRAGMENTS_KEY).unwrap(), "10000000");
         let connect = c.get_json("connect/endpoints").unwrap();
         assert!(
             connect.contains("127.0.0.1:17448") && connect.contains("10.0.0.1:7447"),
