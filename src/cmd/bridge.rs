@@ -155,6 +155,7 @@ pub struct BridgeLatencyArgs {
     pub json: bool,
 }
 
+/// Runs `framebus bridge out|in|latency`.
 pub fn run(args: BridgeArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BridgeCommand::Out(a) => net::out(a),

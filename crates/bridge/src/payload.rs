@@ -342,8 +342,9 @@ pub struct FrameMeta {
 /// written.
 ///
 /// # Panics
-/// If `pixels` is shorter than `src_stride * (height - 1) + width` or
-/// `src_stride < width` (the caller's frame is malformed: a bug).
+/// If the width or height is 0, `src_stride < width`, or `pixels` is
+/// shorter than `src_stride * (height - 1) + width` (the caller's frame is
+/// malformed: a bug; frames from a bus never are).
 pub fn encode_frame(
     meta: &FrameMeta,
     pixels: &[u8],
@@ -353,7 +354,11 @@ pub fn encode_frame(
     out: &mut Vec<u8>,
 ) -> FrameHeader {
     let (w, h) = (meta.width as usize, meta.height as usize);
-    assert!(src_stride >= w && pixels.len() >= src_stride * (h - 1) + w);
+    assert!(
+        w >= 1 && h >= 1 && src_stride >= w && pixels.len() >= src_stride * (h - 1) + w,
+        "a {w}x{h} frame with stride {src_stride} in {} bytes",
+        pixels.len()
+    );
     let packed_len = w * h;
     // The rows as one contiguous block: the frame itself when it has no
     // padding, else a packed copy.
@@ -437,6 +442,13 @@ pub fn read_pixels(
         header.height as usize,
         header.stride as usize,
     );
+    if w == 0 || h == 0 || s < w {
+        return Err(PayloadError::BadGeometry {
+            width: header.width,
+            height: header.height,
+            stride: header.stride,
+        });
+    }
     if dst_stride < w || dst.len() < dst_stride * (h - 1) + w {
         return Err(PayloadError::DestinationTooSmall {
             width: header.width,
