@@ -543,6 +543,18 @@ impl Mailbox {
     }
 }
 
+/// Copies the republisher's and the mailbox's counters into `stats`.
+fn take_counters(stats: &mut BridgeStats, republisher: &Republisher, mailbox: &Mailbox) {
+    let c = republisher.counters();
+    stats.frames_published = c.published;
+    stats.frames_lost = c.lost;
+    stats.dropped_stale = c.stale;
+    stats.dropped_invalid = c.invalid;
+    stats.buses_created = c.buses_created;
+    stats.last_seq = c.last_seq;
+    stats.dropped_overrun = mailbox.overrun.load(Ordering::Relaxed);
+}
+
 /// Subscribes to `opts.key` and publishes every frame received as the
 /// producer of a local bus, so local consumers run unchanged. The bus is
 /// created at the first frame's geometry, and re-created (new instance id;
@@ -596,14 +608,7 @@ pub fn run_in(
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + STATS_INTERVAL;
             stats.peers = conn.check(&session);
-            let c = republisher.counters();
-            stats.frames_published = c.published;
-            stats.frames_lost = c.lost;
-            stats.dropped_stale = c.stale;
-            stats.dropped_invalid = c.invalid;
-            stats.buses_created = c.buses_created;
-            stats.last_seq = c.last_seq;
-            stats.dropped_overrun = mailbox.overrun.load(Ordering::Relaxed);
+            take_counters(&mut stats, &republisher, &mailbox);
             (stats.fps, stats.bytes_per_s) =
                 rates.update(stats.frames_published, stats.bytes_received);
             stats.updated_unix_ms = unix_ms();
@@ -659,14 +664,7 @@ pub fn run_in(
     };
     drop(subscriber);
     close(session);
-    let c = republisher.counters();
-    stats.frames_published = c.published;
-    stats.frames_lost = c.lost;
-    stats.dropped_stale = c.stale;
-    stats.dropped_invalid = c.invalid;
-    stats.buses_created = c.buses_created;
-    stats.last_seq = c.last_seq;
-    stats.dropped_overrun = mailbox.overrun.load(Ordering::Relaxed);
+    take_counters(&mut stats, &republisher, &mailbox);
     (stats.fps, stats.bytes_per_s) = average(started, stats.frames_published, stats.bytes_received);
     // Remove the stats file before the bus, so nothing is left behind.
     drop(file);
