@@ -36,6 +36,16 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 64;
 /// Largest width and height accepted (as `framebus produce --size`).
 pub const MAX_DIMENSION: u32 = 16384;
+
+/// Rows may be padded up to the next multiple of this many bytes (a
+/// sender's stride is at most `width` rounded up to it), so a header cannot
+/// make a receiver allocate much more than the frame it describes.
+pub const MAX_ROW_PADDING: u32 = 64;
+
+/// The most an lz4 block can expand: each byte of a block yields at most
+/// 255 bytes of output. A header that claims more is refused before any
+/// memory is set aside for it.
+const LZ4_MAX_RATIO: u64 = 255;
 /// Pixel format code of 8-bit gray, the only format a bus carries today.
 pub const FORMAT_GRAY8: u16 = 1;
 /// Sequence numbers must stay below this (the bus packs them in 48 bits).
@@ -138,7 +148,7 @@ pub enum PayloadError {
         found: u16,
     },
     /// Width, height or stride out of range.
-    #[error("bad frame geometry {width}x{height} with stride {stride} (1..={MAX_DIMENSION} each, stride >= width)")]
+    #[error("bad frame geometry {width}x{height} with stride {stride} (1..={MAX_DIMENSION} each; width <= stride <= width rounded up to {MAX_ROW_PADDING})")]
     BadGeometry {
         /// Width.
         width: u32,
@@ -280,7 +290,7 @@ impl FrameHeader {
         let dims_ok = (1..=MAX_DIMENSION).contains(&h.width)
             && (1..=MAX_DIMENSION).contains(&h.height)
             && h.stride >= h.width
-            && h.stride <= 4 * MAX_DIMENSION;
+            && h.stride <= h.width.next_multiple_of(MAX_ROW_PADDING);
         if !dims_ok {
             return Err(PayloadError::BadGeometry {
                 width: h.width,
@@ -483,6 +493,11 @@ pub fn read_pixels(
             scratch.resize(compressed_len, 0);
             data.read_exact(scratch).map_err(read_err)?;
             let decompress_err = |why: String| PayloadError::Decompress { need, why };
+            if need > (compressed_len as u64).saturating_mul(LZ4_MAX_RATIO) {
+                return Err(decompress_err(format!(
+                    "{compressed_len} compressed bytes cannot hold that many"
+                )));
+            }
             if s == dst_stride && dst.len() >= s * h {
                 let n = lz4_flex::block::decompress_into(scratch, &mut dst[..s * h])
                     .map_err(|e| decompress_err(e.to_string()))?;
@@ -703,6 +718,42 @@ mod tests {
                 stride: 32,
                 need: 512
             })
+        );
+    }
+
+    #[test]
+    fn a_small_payload_cannot_claim_a_huge_frame() {
+        // Rows padded far beyond the width: refused by the header check.
+        let mut p = encode(&meta(1, 1), &frame(1, 1, 1, 42), 1, Compression::Lz4);
+        p[44..48].copy_from_slice(&16384u32.to_le_bytes());
+        p[48..52].copy_from_slice(&65536u32.to_le_bytes());
+        assert!(matches!(
+            FrameHeader::decode(&p, p.len()),
+            Err(PayloadError::BadGeometry { stride: 65536, .. })
+        ));
+        // A 4096x4096 frame (16 MiB) from a few dozen lz4 bytes: more
+        // than lz4 can expand to, refused before scratch grows for it.
+        let mut p = encode(&meta(64, 8), &frame(64, 8, 64, 5), 64, Compression::Lz4);
+        let compressed = p.len() - HEADER_LEN;
+        assert!(
+            compressed * 255 < 4096 * 4096,
+            "the test needs a small block"
+        );
+        for at in [40, 44, 48] {
+            p[at..at + 4].copy_from_slice(&4096u32.to_le_bytes());
+        }
+        let header = FrameHeader::decode(&p, p.len()).expect("the header itself is well-formed");
+        let (mut scratch, mut dst) = (Vec::new(), vec![0u8; 4096 * 4096]);
+        let mut data = &p[HEADER_LEN..];
+        let err = read_pixels(&header, &mut data, &mut scratch, &mut dst, 4096);
+        assert!(
+            matches!(err, Err(PayloadError::Decompress { .. })),
+            "{err:?}"
+        );
+        assert!(
+            scratch.capacity() < 1 << 20,
+            "scratch grew to {}",
+            scratch.capacity()
         );
     }
 

@@ -57,6 +57,10 @@ pub struct Republisher {
     source: Option<(u64, u32, u32)>,
     last_seq: u64,
     scratch: Vec<u8>,
+    /// The first frame of a new camera bus, decoded (rows `width` apart)
+    /// before the local bus is re-created for it, so a bad payload from a
+    /// peer cannot tear down the local bus.
+    staged: Vec<u8>,
     counters: RepublishCounters,
 }
 
@@ -79,6 +83,7 @@ impl Republisher {
             source: None,
             last_seq: 0,
             scratch: Vec::new(),
+            staged: Vec::new(),
             counters: RepublishCounters::default(),
         })
     }
@@ -129,7 +134,18 @@ impl Republisher {
         };
         let source = (header.source_instance, header.width, header.height);
         let mut new_bus = false;
+        let mut staged = false;
         if self.source != Some(source) || self.producer.is_none() {
+            // Check the whole frame before anything is torn down: only a
+            // frame that decodes re-creates the bus.
+            let width = header.width as usize;
+            self.staged.clear();
+            self.staged.resize(width * header.height as usize, 0);
+            if let Err(e) = read_pixels(&header, data, &mut self.scratch, &mut self.staged, width) {
+                self.counters.invalid += 1;
+                return Ok(Outcome::Invalid(e));
+            }
+            staged = true;
             if let Some((instance, w, h)) = self.source {
                 tracing::info!(
                     bus = %self.config.bus,
@@ -169,9 +185,23 @@ impl Republisher {
         };
         producer.skip_to_seq(header.seq);
         let scratch = &mut self.scratch;
+        let staged_rows = &self.staged;
         let mut failure = None;
         let published = producer.publish(|_, slot| {
             let stride = slot.stride() as usize;
+            if staged {
+                let width = header.width as usize;
+                for (row, src) in slot
+                    .data()
+                    .chunks_mut(stride)
+                    .zip(staged_rows.chunks(width))
+                {
+                    row[..width].copy_from_slice(src);
+                }
+                return Ok(Captured {
+                    capture_ns: header.capture_ns,
+                });
+            }
             match read_pixels(&header, data, scratch, slot.data(), stride) {
                 Ok(()) => Ok(Captured {
                     capture_ns: header.capture_ns,
@@ -306,6 +336,20 @@ mod tests {
             matches!(out, Outcome::Invalid(PayloadError::Decompress { .. })),
             "{out:?}"
         );
+        // The same from a new instance, or a new geometry: still dropped
+        // before the bus is touched (it would otherwise be re-created).
+        for (instance, w, h) in [(9, 96, 8), (7, 64, 4)] {
+            let mut corrupt = payload(instance, 106, w, h, Compression::Lz4);
+            let n = corrupt.len();
+            corrupt.truncate(n - 3);
+            corrupt[56..64].copy_from_slice(&((n - 3 - HEADER_LEN) as u64).to_le_bytes());
+            let out = r.handle_slice(&corrupt).unwrap();
+            assert!(
+                matches!(out, Outcome::Invalid(PayloadError::Decompress { .. })),
+                "{out:?}"
+            );
+            assert_eq!(r.producer().unwrap().instance_id(), first_instance);
+        }
         // A new geometry re-creates the bus (new instance id): the consumer
         // re-attaches by itself.
         let out = r
@@ -347,7 +391,7 @@ mod tests {
                 published: 4,
                 lost: 4,
                 stale: 1,
-                invalid: 2,
+                invalid: 4,
                 buses_created: 3,
                 last_seq: 1,
             }
