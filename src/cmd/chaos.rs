@@ -210,7 +210,12 @@ fn wait_attached(c: &Consumer, timeout: Duration) -> anyhow::Result<()> {
     match c.out.recv_timeout(timeout) {
         Ok(line) if line.starts_with("attached ") => Ok(()),
         Ok(line) => bail!("expected its `attached` line first, got {line:?}"),
-        Err(_) => bail!("it did not attach within {} s", timeout.as_secs()),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            bail!("it exited before attaching (see its error above)")
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            bail!("it did not attach within {} s", timeout.as_secs())
+        }
     }
 }
 

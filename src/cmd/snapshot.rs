@@ -137,7 +137,12 @@ fn gray_frame(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Im
 
 fn write_png(path: &Path, image: &Image) -> anyhow::Result<()> {
     let what = || format!("cannot write {}", path.display());
-    let file = std::fs::File::create(path).with_context(what)?;
+    // Written beside the target, then renamed over it: a failure leaves
+    // neither a half-written PNG nor a damaged earlier file.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let file = std::fs::File::create(&tmp).with_context(what)?;
     let encode = || -> Result<(), png::EncodingError> {
         let mut enc = png::Encoder::new(std::io::BufWriter::new(file), image.width, image.height);
         enc.set_color(image.color);
@@ -147,9 +152,11 @@ fn write_png(path: &Path, image: &Image) -> anyhow::Result<()> {
         writer.write_image_data(&image.data)?;
         writer.finish()
     };
-    encode().map_err(|e| {
-        // Leave no half-written file behind (this call created it).
-        let _ = std::fs::remove_file(path);
-        anyhow::Error::new(e).context(what())
+    let done = encode()
+        .map_err(anyhow::Error::new)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(anyhow::Error::new));
+    done.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        e.context(what())
     })
 }

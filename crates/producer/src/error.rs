@@ -11,11 +11,13 @@ use crate::source::SourceError;
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
     /// Another live producer owns the bus (it holds the bus's lock).
-    #[error("bus {bus:?} is already produced by process {pid}: stop that producer first or pick another --bus")]
+    #[error("{}", busy_message(bus, *pid))]
     BusBusy {
         /// The bus name.
         bus: String,
-        /// The live producer's pid.
+        /// The live producer's pid, read from the bus's header; 0 if the
+        /// lock holder has no bus object (a producer starting or stopping,
+        /// or `framebus clean` at work).
         pid: u32,
     },
     /// The object under the bus's name is not a framebus bus.
@@ -72,5 +74,13 @@ impl ProducerError {
     pub(crate) fn os(what: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
         let what = what.into();
         move |source| Self::Os { what, source }
+    }
+}
+
+fn busy_message(bus: &str, pid: u32) -> String {
+    if pid == 0 {
+        format!("bus {bus:?} is locked by another process (a producer starting or stopping, or `framebus clean`): try again in a moment, or pick another --bus")
+    } else {
+        format!("bus {bus:?} is already produced by process {pid}: stop that producer first or pick another --bus")
     }
 }

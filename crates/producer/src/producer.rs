@@ -288,10 +288,13 @@ impl Producer {
     /// Numbers the next published frame `seq` instead of the last one + 1,
     /// so a program that republishes another bus's frames (`framebus bridge
     /// in`) keeps their numbers; the gap shows the frames it never got.
-    /// Numbers never go back: a `seq` at or below the next number, or not
-    /// below 2^48, is ignored.
+    /// Numbers never go back: a `seq` at or below the next number is
+    /// ignored. So is one at or above 2^47: sequence numbers have 48 bits
+    /// (`latest` packs them), and the half left over cannot be used up by
+    /// publishing (4 million years at 1000 fps), so no skip can make the
+    /// numbers overflow.
     pub fn skip_to_seq(&mut self, seq: u64) {
-        if seq > self.seq + 1 && seq < 1 << 48 {
+        if seq > self.seq + 1 && seq < 1 << 47 {
             self.seq = seq - 1;
         }
     }
@@ -488,7 +491,15 @@ pub fn run_source(
         total.reclaimed += stats.reclaimed;
         total.publish_ns_total += stats.publish_ns_total;
         total.fill_ns_total += stats.fill_ns_total;
-        frames_left = frames_left.map(|n| n.saturating_sub(stats.frames));
+        // Every frame this bus published counts, warm-up included (its
+        // figures may have been reset after the warm-up).
+        let published = producer
+            .mem
+            .control()
+            .dynamic()
+            .frames_published
+            .load(Ordering::Relaxed);
+        frames_left = frames_left.map(|n| n.saturating_sub(published));
         match result {
             Err(ProducerError::Source(SourceError::GeometryChanged {
                 width: w,

@@ -266,7 +266,13 @@ pub(crate) fn untraversable_by_group(dir: &Path, gid: u32) -> Option<PathBuf> {
     dir.ancestors().skip(1).find_map(|a| {
         let m = std::fs::metadata(a).ok()?;
         let mode = m.mode();
-        let searchable = mode & 0o001 != 0 || (mode & 0o010 != 0 && m.gid() == gid);
+        // Members of the directory's group get its group bits, not its
+        // other bits (POSIX checks one class only).
+        let searchable = if m.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
         (!searchable).then(|| a.to_path_buf())
     })
 }
