@@ -22,19 +22,6 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Removes the buses' producer lock objects, which a SIGKILLed producer
-/// leaves in /dev/shm (the `Bus` guards remove the shm objects and the
-/// runtime directories).
-struct LockGuard(Vec<String>);
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        for bus in &self.0 {
-            let _ = std::fs::remove_file(format!("/dev/shm/.framebus-lock.{bus}"));
-        }
-    }
-}
-
 fn consumer_frames(v: &Value, pid: u32) -> u64 {
     v["consumers"]
         .as_array()
@@ -71,7 +58,6 @@ fn start_bridge_in(far: &mut Bus, key: &str, args: &[&str]) -> Proc {
 fn frames_cross_the_bridge_and_resume_after_bridge_in_restarts() {
     let mut cam = Bus::new("br-cam");
     let mut far = Bus::new("br-far");
-    let _locks = LockGuard(vec![cam.name.clone(), far.name.clone()]);
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     let key = format!("framebus-test/{}", cam.name);
     cam.producer(&["--size", "320x240", "--fps", "50"]);
@@ -169,7 +155,6 @@ fn frames_cross_the_bridge_and_resume_after_bridge_in_restarts() {
 fn out_retries_an_unreachable_endpoint_until_in_listens() {
     let mut cam = Bus::new("br-retry-cam");
     let mut far = Bus::new("br-retry-far");
-    let _locks = LockGuard(vec![cam.name.clone(), far.name.clone()]);
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     let key = format!("framebus-test/{}", cam.name);
     cam.producer(&["--size", "160x120", "--fps", "100"]);
@@ -227,7 +212,6 @@ fn out_retries_an_unreachable_endpoint_until_in_listens() {
 #[test]
 fn bridge_errors_are_clear() {
     let mut bus = Bus::new("br-err");
-    let _locks = LockGuard(vec![bus.name.clone()]);
     let producer = bus.producer(&["--size", "64x48", "--fps", "10"]);
     let name = bus.name.clone();
     let port = format!("tcp/127.0.0.1:{}", free_port());

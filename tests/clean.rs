@@ -61,15 +61,19 @@ fn clean_removes_only_stale_buses() {
     producer.signal(Signal::KILL);
     bus.wait(&producer, T);
     let fifo = bus.trigger_dir().join("consumer-0.fifo");
-    assert!(fifo.exists() && bus.shm_path().exists());
+    let lock = std::path::PathBuf::from(format!("/dev/shm/.framebus-lock.{name}"));
+    assert!(fifo.exists() && bus.shm_path().exists() && lock.exists());
     let (status, out, err) = bus.run(&["clean", "--bus", &name]);
     assert!(status.success(), "{err}");
     assert!(
-        out.contains("removed") && out.contains(&format!("framebus.{name}")),
+        out.contains("removed")
+            && out.contains(&format!("framebus.{name}"))
+            && out.contains(&format!(".framebus-lock.{name}")),
         "{out}"
     );
     assert!(!bus.shm_path().exists(), "stale object left");
     assert!(!fifo.exists(), "stale FIFO left");
+    assert!(!lock.exists(), "stale lock object left");
     let (_, again, _) = bus.run(&["clean", "--bus", &name]);
     assert!(again.contains("nothing left behind"), "{again}");
     consumer.signal(Signal::KILL);

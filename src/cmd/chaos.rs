@@ -486,8 +486,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     report.bad_frames = bad.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     for left in [
-        format!("/dev/shm/framebus.{bus}"),
-        format!("/dev/shm/.framebus-lock.{bus}"),
+        format!("/dev/shm{}", bus.shm_name()),
+        format!("/dev/shm{}", bus.lock_name()),
     ] {
         if std::path::Path::new(&left).exists() {
             report.leftovers.push(left);

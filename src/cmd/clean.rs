@@ -37,10 +37,6 @@ pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
     let mut report = Vec::new();
     let mut failed = 0;
     for bus in &buses {
-        // The lock object goes with the lock (a clean stop removes it; a
-        // killed producer leaves it): say so when it was there.
-        let lock = format!("/dev/shm/.framebus-lock.{bus}");
-        let had_lock = std::path::Path::new(&lock).exists();
         match clean(bus) {
             Ok(CleanOutcome::Live { pid }) => {
                 if !args.json {
@@ -48,8 +44,12 @@ pub fn run(args: CleanArgs) -> anyhow::Result<ExitCode> {
                 }
                 report.push(json!({"bus": bus.as_str(), "live": true, "pid": pid}));
             }
-            Ok(CleanOutcome::Removed { shm, pid, fifos }) => {
-                let lock = (had_lock && !std::path::Path::new(&lock).exists()).then_some(lock);
+            Ok(CleanOutcome::Removed {
+                shm,
+                pid,
+                fifos,
+                lock,
+            }) => {
                 if !args.json {
                     match (&shm, fifos.len(), &lock) {
                         (None, 0, None) => println!("{bus}: nothing left behind"),

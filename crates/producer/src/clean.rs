@@ -25,6 +25,8 @@ pub enum CleanOutcome {
         pid: u32,
         /// FIFOs removed.
         fifos: Vec<PathBuf>,
+        /// The lock object a killed producer left, removed with the lock.
+        lock: Option<String>,
     },
 }
 
@@ -32,8 +34,12 @@ pub enum CleanOutcome {
 /// bus's lock). Another user's object or a foreign object is refused.
 pub fn clean(bus: &BusName) -> Result<CleanOutcome, ProducerError> {
     let root = sys::runtime_root();
-    let Some(_lock) =
-        sys::lock_bus(bus.as_str()).map_err(ProducerError::os(format!("cannot lock bus {bus}")))?
+    // Taking the lock creates its object if it is missing, and releasing it
+    // removes the object: it was a leftover only if it was there before.
+    let lock_path = format!("/dev/shm{}", bus.lock_name());
+    let had_lock = std::path::Path::new(&lock_path).exists();
+    let Some(lock) =
+        sys::lock_bus(bus).map_err(ProducerError::os(format!("cannot lock bus {bus}")))?
     else {
         return Ok(CleanOutcome::Live {
             pid: crate::producer::live_producer_pid(bus),
@@ -44,10 +50,12 @@ pub fn clean(bus: &BusName) -> Result<CleanOutcome, ProducerError> {
         Some((path, _, pid)) => (Some(path), pid),
         None => (None, 0),
     };
+    drop(lock);
     Ok(CleanOutcome::Removed {
         shm,
         pid,
         fifos: removed.fifos,
+        lock: had_lock.then_some(lock_path),
     })
 }
 

@@ -101,7 +101,7 @@ impl Producer {
         let dir = config.bus.trigger_dir(&root);
         // One producer per bus: the lock is held until this process exits,
         // so a bus object found without a lock holder is stale.
-        let lock = sys::lock_bus(config.bus.as_str())
+        let lock = sys::lock_bus(&config.bus)
             .map_err(ProducerError::os(format!("cannot lock bus {}", config.bus)))?
             .ok_or_else(|| ProducerError::BusBusy {
                 bus: config.bus.to_string(),

@@ -59,6 +59,13 @@ impl BusName {
         format!("/{SHM_PREFIX}{}", self.0)
     }
 
+    /// The POSIX shared memory name of the bus's producer lock,
+    /// `/.framebus-lock.<bus>` (on Linux the file
+    /// `/dev/shm/.framebus-lock.<bus>`, beside the bus object).
+    pub fn lock_name(&self) -> String {
+        format!("/{LOCK_PREFIX}{}", self.0)
+    }
+
     /// The directory holding this bus's trigger FIFOs, below `runtime_root`
     /// (see [`runtime_root`]).
     pub fn trigger_dir(&self, runtime_root: &Path) -> PathBuf {
@@ -74,6 +81,10 @@ impl fmt::Display for BusName {
 
 /// Prefix of every framebus shared memory object name (after the `/`).
 pub const SHM_PREFIX: &str = "framebus.";
+
+/// Prefix of every producer lock object name (after the `/`). Bus names
+/// never start with `.`, so no bus object can be taken for a lock.
+pub const LOCK_PREFIX: &str = ".framebus-lock.";
 
 /// The root of all trigger directories: `$XDG_RUNTIME_DIR/framebus` when that
 /// variable names an absolute path, else `/tmp/framebus-<uid>`.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rustix::fs::{FallocateFlags, Mode};
 use rustix::io::Errno;
 use rustix::shm;
+use shm_layout::BusName;
 
 /// Creates a new shared memory object exclusively, with exactly `mode` and,
 /// if given, group `group`. `Ok(None)` if it exists.
@@ -185,11 +186,8 @@ fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Prefix of the producer lock objects in /dev/shm (`.framebus-lock.<bus>`).
-pub(crate) const LOCK_PREFIX: &str = ".framebus-lock.";
-
 /// A bus's producer lock: an exclusive `flock` on the shared memory object
-/// `/.framebus-lock.<bus>` (`/dev/shm/.framebus-lock.<bus>`, mode 0600),
+/// [`BusName::lock_name`] (`/dev/shm/.framebus-lock.<bus>`, mode 0600),
 /// held for the producer's whole life and dropped by the kernel when it
 /// dies. It lives in the same namespace as the bus object itself, so every
 /// process that can see the bus sees the lock, whatever its environment.
@@ -218,8 +216,8 @@ impl Drop for BusLock {
 
 /// Takes bus `bus`'s producer lock (see [`BusLock`]). `Ok(None)` if another
 /// process holds it.
-pub(crate) fn lock_bus(bus: &str) -> io::Result<Option<BusLock>> {
-    let name = format!("/{LOCK_PREFIX}{bus}");
+pub(crate) fn lock_bus(bus: &BusName) -> io::Result<Option<BusLock>> {
+    let name = bus.lock_name();
     let path = format!("/dev/shm{name}");
     // Each retry means an owner removed the object between our open and our
     // lock: a handful at most, unless something removes it in a loop.
@@ -327,7 +325,7 @@ pub(crate) fn open_fifo_writer(path: &Path, group: Option<u32>) -> FifoOpen {
     if !meta.file_type().is_fifo() {
         return FifoOpen::Foreign(format!("{} is not a FIFO", path.display()));
     }
-    if meta.uid() != rustix::process::geteuid().as_raw() && group != Some(meta.gid()) {
+    if meta.uid() != my_uid() && group != Some(meta.gid()) {
         return FifoOpen::Foreign(format!(
             "{} belongs to uid {} and group {}",
             path.display(),
@@ -406,7 +404,7 @@ pub(crate) fn bus_names_on_machine(root: &Path) -> Vec<String> {
             let name = e.file_name();
             let name = name.to_str()?;
             name.strip_prefix(shm_layout::naming::SHM_PREFIX)
-                .or_else(|| name.strip_prefix(LOCK_PREFIX))
+                .or_else(|| name.strip_prefix(shm_layout::naming::LOCK_PREFIX))
                 .map(str::to_owned)
         })
         .collect();
@@ -445,7 +443,7 @@ mod tests {
     /// and nothing left behind.
     #[test]
     fn bus_lock_has_one_owner_while_its_object_comes_and_goes() {
-        let bus = format!("locktest-{}", std::process::id());
+        let bus = BusName::new(&format!("locktest-{}", std::process::id())).expect("bus name");
         let owners = AtomicU32::new(0);
         let taken = AtomicU64::new(0);
         std::thread::scope(|s| {
@@ -469,7 +467,7 @@ mod tests {
             }
         });
         assert!(taken.load(Ordering::Relaxed) > 0);
-        let path = format!("/dev/shm/{LOCK_PREFIX}{bus}");
+        let path = format!("/dev/shm{}", bus.lock_name());
         assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
     }
 }
