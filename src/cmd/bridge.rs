@@ -196,31 +196,24 @@ mod net {
         }
     }
 
-    /// Prints an event's line; a failed stdout write ends the bridge.
-    fn printer() -> (
-        impl FnMut(Event),
-        std::rc::Rc<std::cell::RefCell<Option<anyhow::Error>>>,
-    ) {
-        let failed = std::rc::Rc::new(std::cell::RefCell::new(None));
-        let slot = std::rc::Rc::clone(&failed);
-        let print = move |e: Event| {
-            let line = match e {
-                Event::Ready { key, bus } => format!("ready bus={bus} key={key}"),
-                Event::Attached { bus, width, height } => {
-                    format!("attached bus={bus} {width}x{height}")
-                }
-                Event::BusCreated {
-                    bus,
-                    width,
-                    height,
-                    instance_id,
-                } => format!("bus bus={bus} {width}x{height} instance={instance_id:016x}"),
-            };
-            if let Err(e) = say(&line) {
-                slot.borrow_mut().get_or_insert(e);
+    /// Prints an event's line; the first failed stdout write is kept in
+    /// `failed`, and ends the command once the bridge returns.
+    fn print_event(e: Event, failed: &mut Option<anyhow::Error>) {
+        let line = match e {
+            Event::Ready { key, bus } => format!("ready bus={bus} key={key}"),
+            Event::Attached { bus, width, height } => {
+                format!("attached bus={bus} {width}x{height}")
             }
+            Event::BusCreated {
+                bus,
+                width,
+                height,
+                instance_id,
+            } => format!("bus bus={bus} {width}x{height} instance={instance_id:016x}"),
         };
-        (print, failed)
+        if let Err(e) = say(&line) {
+            failed.get_or_insert(e);
+        }
     }
 
     fn finish(stats: &BridgeStats, json: bool) -> anyhow::Result<ExitCode> {
@@ -255,10 +248,10 @@ mod net {
             duration: a.duration.map(Duration::from_secs_f64),
         };
         let stop = super::super::stop_flag()?;
-        let (print, failed) = printer();
-        let stats = framebus_bridge::net::run_out(&opts, &stop, print)
+        let mut failed = None;
+        let stats = framebus_bridge::net::run_out(&opts, &stop, |e| print_event(e, &mut failed))
             .with_context(|| format!("bridge out of bus {} stopped", opts.bus))?;
-        if let Some(e) = failed.borrow_mut().take() {
+        if let Some(e) = failed {
             return Err(e);
         }
         finish(&stats, a.json)
@@ -277,10 +270,10 @@ mod net {
             duration: a.duration.map(Duration::from_secs_f64),
         };
         let stop = super::super::stop_flag()?;
-        let (print, failed) = printer();
-        let stats = framebus_bridge::net::run_in(&opts, &stop, print)
+        let mut failed = None;
+        let stats = framebus_bridge::net::run_in(&opts, &stop, |e| print_event(e, &mut failed))
             .with_context(|| format!("bridge in to bus {bus} stopped"))?;
-        if let Some(e) = failed.borrow_mut().take() {
+        if let Some(e) = failed {
             return Err(e);
         }
         finish(&stats, a.json)

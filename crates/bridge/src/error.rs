@@ -18,7 +18,7 @@ pub enum BridgeError {
     BusBusy {
         /// The bus name.
         bus: String,
-        /// The live producer's pid (0 if unknown).
+        /// The live producer's pid.
         pid: u32,
     },
     /// The key expression is not a valid single zenoh key.
@@ -67,7 +67,9 @@ pub enum BridgeError {
 impl From<ProducerError> for BridgeError {
     fn from(e: ProducerError) -> Self {
         match e {
-            ProducerError::BusBusy { bus, pid } => Self::BusBusy { bus, pid },
+            // A holder without a bus object (pid 0: a producer starting or
+            // stopping, `framebus clean`) keeps the producer's own message.
+            ProducerError::BusBusy { bus, pid } if pid != 0 => Self::BusBusy { bus, pid },
             e => Self::Producer(e),
         }
     }

@@ -131,19 +131,14 @@ pub fn zenoh_config(opts: &NetOptions) -> Result<zenoh::Config, BridgeError> {
     }
     // Endpoints: exactly those given (a peer would otherwise also listen on
     // a random port of every interface), added to a config file's own.
-    if !from_file || !listen.is_empty() {
-        let mut all = listen.clone();
-        if from_file {
-            all.extend(existing_endpoints(&config, "listen/endpoints"));
+    for (key, given) in [("listen/endpoints", listen), ("connect/endpoints", connect)] {
+        if !from_file || !given.is_empty() {
+            let mut all = given;
+            if from_file {
+                all.extend(existing_endpoints(&config, key));
+            }
+            set(&mut config, key, json_list(&all))?;
         }
-        set(&mut config, "listen/endpoints", json_list(&all))?;
-    }
-    if !from_file || !connect.is_empty() {
-        let mut all = connect.clone();
-        if from_file {
-            all.extend(existing_endpoints(&config, "connect/endpoints"));
-        }
-        set(&mut config, "connect/endpoints", json_list(&all))?;
     }
     // Explicit configuration: no multicast scouting unless the file asks.
     if !from_file || unset(&config, "scouting/multicast/enabled") {

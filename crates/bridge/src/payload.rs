@@ -12,7 +12,7 @@
 //! | 32 | 8 | publish time on the camera host's bus, same clock |
 //! | 40 | 4 | width in pixels (1 ..= 16384) |
 //! | 44 | 4 | height in rows (1 ..= 16384) |
-//! | 48 | 4 | stride: bytes from one row to the next in the pixel data (>= width) |
+//! | 48 | 4 | stride: bytes from one row to the next in the pixel data (width ..= width rounded up to 64) |
 //! | 52 | 2 | pixel format: 1 = gray8 |
 //! | 54 | 1 | compression: 0 = none, 1 = lz4 block |
 //! | 55 | 1 | flags, 0 |

@@ -45,7 +45,8 @@ pub struct RepublishCounters {
     pub invalid: u64,
     /// Local buses created.
     pub buses_created: u64,
-    /// The last sequence number published.
+    /// The last sequence number published on the current local bus (0
+    /// until its first frame).
     pub last_seq: u64,
 }
 
@@ -55,7 +56,6 @@ pub struct Republisher {
     producer: Option<Producer>,
     /// (instance id of the camera bus, width, height) of the current bus.
     source: Option<(u64, u32, u32)>,
-    last_seq: u64,
     scratch: Vec<u8>,
     /// The first frame of a new camera bus, decoded (rows `width` apart)
     /// before the local bus is re-created for it, so a bad payload from a
@@ -81,7 +81,6 @@ impl Republisher {
             config,
             producer: None,
             source: None,
-            last_seq: 0,
             scratch: Vec::new(),
             staged: Vec::new(),
             counters: RepublishCounters::default(),
@@ -133,9 +132,9 @@ impl Republisher {
             }
         };
         let source = (header.source_instance, header.width, header.height);
-        let mut new_bus = false;
-        let mut staged = false;
-        if self.source != Some(source) || self.producer.is_none() {
+        // The local bus exists exactly when `self.source` is set.
+        let new_bus = self.source != Some(source);
+        if new_bus {
             // Check the whole frame before anything is torn down: only a
             // frame that decodes re-creates the bus.
             let width = header.width as usize;
@@ -145,7 +144,6 @@ impl Republisher {
                 self.counters.invalid += 1;
                 return Ok(Outcome::Invalid(e));
             }
-            staged = true;
             if let Some((instance, w, h)) = self.source {
                 tracing::info!(
                     bus = %self.config.bus,
@@ -161,9 +159,9 @@ impl Republisher {
                 Ok(p) => {
                     self.producer = Some(p);
                     self.source = Some(source);
-                    self.last_seq = 0;
+                    // A new bus instance: its consumers accept any numbers.
+                    self.counters.last_seq = 0;
                     self.counters.buses_created += 1;
-                    new_bus = true;
                 }
                 Err(e @ (ProducerError::Layout(_) | ProducerError::NoSpace { .. })) => {
                     self.counters.invalid += 1;
@@ -172,12 +170,13 @@ impl Republisher {
                 Err(e) => return Err(e.into()),
             }
         }
-        if header.seq <= self.last_seq {
+        let last_seq = self.counters.last_seq;
+        if header.seq <= last_seq {
             self.counters.stale += 1;
             return Ok(Outcome::Stale { seq: header.seq });
         }
-        if self.last_seq != 0 {
-            self.counters.lost += header.seq - self.last_seq - 1;
+        if last_seq != 0 {
+            self.counters.lost += header.seq - last_seq - 1;
         }
         let Some(producer) = self.producer.as_mut() else {
             // Unreachable: created above.
@@ -189,7 +188,8 @@ impl Republisher {
         let mut failure = None;
         let published = producer.publish(|_, slot| {
             let stride = slot.stride() as usize;
-            if staged {
+            if new_bus {
+                // Decoded (and checked) above, before the bus was made.
                 let width = header.width as usize;
                 for (row, src) in slot
                     .data()
@@ -216,18 +216,19 @@ impl Republisher {
         match published {
             Ok(seq) => {
                 debug_assert_eq!(seq, header.seq);
-                self.last_seq = seq;
                 self.counters.published += 1;
                 self.counters.last_seq = seq;
                 Ok(Outcome::Published { seq, new_bus })
             }
-            Err(ProducerError::Source(_)) if failure.is_some() => {
-                self.counters.invalid += 1;
-                Ok(Outcome::Invalid(failure.unwrap_or(PayloadError::Read(
-                    "the frame could not be read".into(),
-                ))))
-            }
-            Err(e) => Err(e.into()),
+            // The payload's pixels were bad (the fill failed, nothing was
+            // published); any other failure is the bus's own.
+            Err(e) => match failure {
+                Some(bad) => {
+                    self.counters.invalid += 1;
+                    Ok(Outcome::Invalid(bad))
+                }
+                None => Err(e.into()),
+            },
         }
     }
 

@@ -23,10 +23,11 @@ pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
 pub const STATS_DIR_NAME: &str = ".bridge";
 
 /// Which end of a bridge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// `framebus bridge out`: reads a local bus, publishes to the network.
+    #[default]
     Out,
     /// `framebus bridge in`: subscribes, produces a local bus.
     In,
@@ -44,7 +45,7 @@ impl Role {
 
 /// What a bridge reports. Counters only grow over the bridge's life; the
 /// rates cover the last [`STATS_INTERVAL`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BridgeStats {
     /// Which end.
@@ -105,39 +106,6 @@ pub struct BridgeStats {
     pub started_unix_ms: u64,
     /// When this file was written, Unix milliseconds.
     pub updated_unix_ms: u64,
-}
-
-impl Default for BridgeStats {
-    fn default() -> Self {
-        Self {
-            role: Role::Out,
-            bus: String::new(),
-            key: String::new(),
-            pid: 0,
-            endpoints: Vec::new(),
-            peers: 0,
-            compression: String::new(),
-            frames_sent: 0,
-            bytes_sent: 0,
-            frames_skipped: 0,
-            frames_unmatched: 0,
-            send_errors: 0,
-            frames_received: 0,
-            bytes_received: 0,
-            frames_published: 0,
-            frames_lost: 0,
-            dropped_overrun: 0,
-            dropped_invalid: 0,
-            dropped_stale: 0,
-            buses_created: 0,
-            last_seq: 0,
-            fps: 0.0,
-            bytes_per_s: 0.0,
-            last_error: None,
-            started_unix_ms: 0,
-            updated_unix_ms: 0,
-        }
-    }
 }
 
 impl BridgeStats {
@@ -207,7 +175,7 @@ pub fn read_stats_in(dir: &Path, bus: &BusName) -> Vec<StatsReport> {
             let stats: BridgeStats = serde_json::from_slice(&text).ok()?;
             // A dotted bus name may share the prefix of another's files.
             (stats.bus == bus.as_str()).then(|| StatsReport {
-                alive: pid_alive(stats.pid),
+                alive: framebus_consumer::process_alive(stats.pid),
                 age_ms: now.saturating_sub(stats.updated_unix_ms),
                 stats,
                 path,
@@ -216,21 +184,6 @@ pub fn read_stats_in(dir: &Path, bus: &BusName) -> Vec<StatsReport> {
         .collect();
     found.sort_by_key(|r| r.age_ms);
     found
-}
-
-/// Whether a process with this pid exists (0 = no).
-fn pid_alive(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
-        // It exists but belongs to someone else.
-        Err(e) => e == rustix::io::Errno::PERM,
-    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -424,12 +377,5 @@ mod tests {
         assert!(read_stats_in(&dir, &bus).is_empty());
         drop(next);
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_dead_pid_is_not_alive() {
-        assert!(!pid_alive(0));
-        assert!(pid_alive(std::process::id()));
-        assert!(!pid_alive(u32::MAX));
     }
 }
