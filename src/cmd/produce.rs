@@ -33,8 +33,7 @@ struct Summary {
     reclaimed: u64,
 }
 
-/// Default fake-camera size and rate.
-const FAKE_SIZE: (u32, u32) = (640, 480);
+/// Default fake-camera rate (its default size is `open_source`'s).
 const FAKE_FPS: f64 = 30.0;
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -54,10 +53,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let opts = SourceOptions {
-        size: match spec {
-            SourceSpec::Fake => Some(args.size.unwrap_or(FAKE_SIZE)),
-            _ => args.size,
-        },
+        size: args.size,
         fps: args.fps,
         looping: args.looping,
     };

@@ -126,12 +126,13 @@ impl<'a> BgrWriter<'a> {
             let tail = words.remainder();
             let last = words.len();
             for (k, chunk) in words.enumerate() {
+                // A constant 8 bytes: one load.
                 let mut word = [0u8; 8];
-                word.copy_from_slice(chunk); // a constant 8 bytes: one load
-                                             // SAFETY: word k < ceil(3w / 8) of row y lies inside the
-                                             // row's `stride` bytes (stride is a multiple of 8 and
-                                             // >= 3w, so >= 8 * ceil(3w / 8)); it is 8-aligned; the
-                                             // slot is only ever accessed atomically, by every process.
+                word.copy_from_slice(chunk);
+                // SAFETY: word k < ceil(3w / 8) of row y lies inside the
+                // row's `stride` bytes (stride is a multiple of 8 and
+                // >= 3w, so >= 8 * ceil(3w / 8)); it is 8-aligned; the
+                // slot is only ever accessed atomically, by every process.
                 let cell = unsafe { &*dst.add(k) };
                 cell.store(u64::from_ne_bytes(word), Ordering::Relaxed);
             }

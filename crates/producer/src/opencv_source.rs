@@ -13,7 +13,6 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use opencv::core::{Mat, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::imgproc;
@@ -170,28 +169,28 @@ impl OpenCvSource {
         if head_len == 0 {
             return Err(unreadable("the file is empty".into()));
         }
-        let not_decodable = || {
-            match media_kind(&head[..head_len]) {
+        // No video came out of it: a known media file without a video
+        // stream OpenCV decodes, or not a media file at all.
+        let no_video = |if_media: &str, otherwise: &str| match media_kind(&head[..head_len]) {
             Some(kind) => SourceError::NoVideoStream {
                 path: path.to_owned(),
-                why: format!("it is {kind}, but OpenCV found no video stream in it that it can decode (an audio-only file, or a codec this OpenCV build lacks)"),
+                why: format!("it is {kind}, but OpenCV {if_media}"),
             },
-            None => unreadable("OpenCV cannot decode it: it is not a video file (or of a format no OpenCV backend here knows)".into()),
-        }
+            None => unreadable(otherwise.into()),
         };
         let Some(mut cap) = open_file(path) else {
-            return Err(not_decodable());
+            return Err(no_video(
+                "found no video stream in it that it can decode (an audio-only file, or a codec this OpenCV build lacks)",
+                "OpenCV cannot decode it: it is not a video file (or of a format no OpenCV backend here knows)",
+            ));
         };
         let mut frame = Mat::default();
         let got = cap.read(&mut frame).unwrap_or(false);
         let Some((width, height)) = got.then(|| frame_size(&frame)).flatten() else {
-            return Err(match media_kind(&head[..head_len]) {
-                Some(kind) => SourceError::NoVideoStream {
-                    path: path.to_owned(),
-                    why: format!("it is {kind}, but OpenCV decoded no video frame from it"),
-                },
-                None => unreadable("OpenCV opened it but decoded no video frame from it".into()),
-            });
+            return Err(no_video(
+                "decoded no video frame from it",
+                "OpenCV opened it but decoded no video frame from it",
+            ));
         };
         let native_fps = cap
             .get(videoio::CAP_PROP_FPS)
@@ -393,16 +392,15 @@ impl FrameSource for OpenCvSource {
                 height: h,
             });
         }
-        let started = Instant::now();
-        self.convert_into(slot)?;
-        let convert_ns = started.elapsed().as_nanos() as u64;
         let t2 = sys::monotonic_ns();
-        self.write_bgr(slot, capture_ns)?;
+        self.convert_into(slot)?;
         let t3 = sys::monotonic_ns();
+        self.write_bgr(slot, capture_ns)?;
+        let t4 = sys::monotonic_ns();
         self.timings.frames += 1;
         self.timings.decode_ns_total += t1 - t0;
-        self.timings.convert_ns_total += convert_ns;
-        self.timings.bgr_ns_total += t3 - t2;
+        self.timings.convert_ns_total += t3 - t2;
+        self.timings.bgr_ns_total += t4 - t3;
         Ok(Captured { capture_ns })
     }
 
