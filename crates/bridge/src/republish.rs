@@ -270,6 +270,15 @@ mod tests {
         out
     }
 
+    /// `out` is `Published` with this seq and new-bus flag.
+    #[track_caller]
+    fn assert_published(out: &Outcome, seq: u64, new_bus: bool) {
+        assert!(
+            matches!(out, Outcome::Published { seq: s, new_bus: n } if *s == seq && *n == new_bus),
+            "expected Published {{ seq: {seq}, new_bus: {new_bus} }}, got {out:?}"
+        );
+    }
+
     fn take(consumer: &mut Consumer) -> (u64, u64, u32, bool) {
         let f = consumer
             .next_frame(Some(Duration::from_secs(5)))
@@ -290,16 +299,7 @@ mod tests {
         let out = r
             .handle_slice(&payload(7, 100, 96, 8, Compression::Lz4))
             .unwrap();
-        assert!(
-            matches!(
-                out,
-                Outcome::Published {
-                    seq: 100,
-                    new_bus: true
-                }
-            ),
-            "{out:?}"
-        );
+        assert_published(&out, 100, true);
         let first_instance = r.producer().unwrap().instance_id();
         let mut c = Consumer::attach(ConsumerConfig::new(name.clone())).unwrap();
         assert_eq!(take(&mut c), (100, 1334, 96, true));
@@ -307,16 +307,7 @@ mod tests {
         let out = r
             .handle_slice(&payload(7, 105, 96, 8, Compression::None))
             .unwrap();
-        assert!(
-            matches!(
-                out,
-                Outcome::Published {
-                    seq: 105,
-                    new_bus: false
-                }
-            ),
-            "{out:?}"
-        );
+        assert_published(&out, 105, false);
         assert_eq!(take(&mut c), (105, 1339, 96, true));
         let out = r
             .handle_slice(&payload(7, 104, 96, 8, Compression::None))
@@ -356,16 +347,7 @@ mod tests {
         let out = r
             .handle_slice(&payload(7, 107, 64, 4, Compression::None))
             .unwrap();
-        assert!(
-            matches!(
-                out,
-                Outcome::Published {
-                    seq: 107,
-                    new_bus: true
-                }
-            ),
-            "{out:?}"
-        );
+        assert_published(&out, 107, true);
         let second_instance = r.producer().unwrap().instance_id();
         assert_ne!(first_instance, second_instance);
         assert_eq!(take(&mut c), (107, 1341, 64, true));
@@ -375,16 +357,7 @@ mod tests {
         let out = r
             .handle_slice(&payload(8, 1, 64, 4, Compression::None))
             .unwrap();
-        assert!(
-            matches!(
-                out,
-                Outcome::Published {
-                    seq: 1,
-                    new_bus: true
-                }
-            ),
-            "{out:?}"
-        );
+        assert_published(&out, 1, true);
         assert_eq!(take(&mut c), (1, 1235, 64, true));
         assert_eq!(
             r.counters(),
