@@ -83,9 +83,10 @@ fn foreign_object() {
 fn wrong_version() {
     let bus = Bus::new("version");
     let (mut bytes, l) = valid_header(64, 48);
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    // Version 1 is the pid-era layout: a consumer of this build refuses it.
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
     plant(&bus, &bytes, l.total_size);
-    fails(&bus, &["consume", "--bus", &bus.name], "layout version 2");
+    fails(&bus, &["consume", "--bus", &bus.name], "layout version 1");
 }
 
 #[test]
@@ -158,21 +159,29 @@ fn absurd_sizes() {
     assert!(!bus.shm_path().exists());
 }
 
+/// A file planted where entry 0's first FIFO goes does not stop the
+/// consumer: it gives the claim back and claims again (a new generation,
+/// hence a new FIFO name), and the file stays untouched.
 #[test]
 fn fifo_path_is_a_regular_file() {
     let mut bus = Bus::new("fifo");
     bus.producer(&["--fps", "50"]);
-    let fifo = bus.trigger_dir().join("consumer-0.fifo");
+    let fifo = bus.trigger_dir().join("consumer-0-1.fifo");
     std::fs::write(&fifo, b"not a fifo").expect("plant a regular file");
-    fails(&bus, &["consume", "--bus", &bus.name], "regular file");
+    let (status, out, err) = bus.run(&[
+        "consume", "--bus", &bus.name, "--algo", "verify", "--frames", "3", "--json",
+    ]);
+    assert!(status.success(), "{err}");
+    assert!(err.contains("regular file"), "the obstacle is named: {err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("summary")).expect("json");
+    assert_eq!(summary["frames"], 3, "{out}");
+    assert_eq!(summary["bad_frames"], 0, "{out}");
     assert_eq!(
         std::fs::read(&fifo).expect("still there"),
         b"not a fifo",
         "the file must be left untouched"
     );
-    // The entry it claimed was given back: a consumer can still attach to
-    // another entry once the file is removed.
-    std::fs::remove_file(&fifo).expect("remove");
     let v = bus.inspect();
     assert!(
         v["consumers"].as_array().expect("consumers").is_empty(),

@@ -403,7 +403,7 @@ impl Netns {
         let mut child = std::process::Command::new("ip")
             .args(["netns", "exec", &self.ns[side], common::EXE])
             .args(args)
-            .env("XDG_RUNTIME_DIR", &root)
+            .env("FRAMEBUS_RUNTIME_DIR", &root)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -1,5 +1,5 @@
 //! `framebus clean` and environment independence: the producer lock and
-//! the trigger directory do not depend on `XDG_RUNTIME_DIR`.
+//! the trigger directory do not depend on `FRAMEBUS_RUNTIME_DIR`.
 
 mod common;
 
@@ -10,7 +10,7 @@ use rustix::process::Signal;
 
 const T: Duration = Duration::from_secs(30);
 
-/// A consumer whose XDG_RUNTIME_DIR differs from its producer's still gets
+/// A consumer whose FRAMEBUS_RUNTIME_DIR differs from its producer's still gets
 /// frames: it uses the trigger directory the producer recorded in the bus.
 #[test]
 fn consumer_with_another_runtime_dir_connects() {
@@ -21,7 +21,7 @@ fn consumer_with_another_runtime_dir_connects() {
         .command(&[
             "consume", "--bus", &bus.name, "--algo", "verify", "--frames", "20", "--json",
         ])
-        .env("XDG_RUNTIME_DIR", &other)
+        .env("FRAMEBUS_RUNTIME_DIR", &other)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn consumer");
@@ -31,7 +31,7 @@ fn consumer_with_another_runtime_dir_connects() {
 }
 
 /// `clean` leaves a live producer's bus alone — even run with another
-/// XDG_RUNTIME_DIR — and removes a killed producer's object and FIFOs.
+/// FRAMEBUS_RUNTIME_DIR — and removes a killed producer's object and FIFOs.
 #[test]
 fn clean_removes_only_stale_buses() {
     let mut bus = Bus::new("clean");
@@ -46,7 +46,7 @@ fn clean_removes_only_stale_buses() {
     let other = tempdir("clean-other");
     let out = bus
         .command(&["clean", "--bus", &name])
-        .env("XDG_RUNTIME_DIR", &other)
+        .env("FRAMEBUS_RUNTIME_DIR", &other)
         .output()
         .expect("run clean");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -60,7 +60,8 @@ fn clean_removes_only_stale_buses() {
     consumer.signal(Signal::STOP);
     producer.signal(Signal::KILL);
     bus.wait(&producer, T);
-    let fifo = bus.trigger_dir().join("consumer-0.fifo");
+    // Entry 0's first owner: generation 1.
+    let fifo = bus.trigger_dir().join("consumer-0-1.fifo");
     let lock = std::path::PathBuf::from(format!("/dev/shm/.framebus-lock.{name}"));
     assert!(fifo.exists() && bus.shm_path().exists() && lock.exists());
     let (status, out, err) = bus.run(&["clean", "--bus", &name]);

@@ -5,7 +5,7 @@
 //! - every test owns a bus named `lib-<tag>-<pid>` and a [`TestBus`] guard
 //!   that removes `/dev/shm/framebus.<bus>` and the bus's trigger directory
 //!   on drop, even when the test panics;
-//! - the trigger root is private to this test process: `XDG_RUNTIME_DIR` is
+//! - the trigger root is private to this test process: `FRAMEBUS_RUNTIME_DIR` is
 //!   set once per binary to `/tmp/framebus-libtests-<pid>` (0700), removed
 //!   when the last running test ends;
 //! - the producer is driven explicitly (`publish`, `housekeeping`); every wait
@@ -33,12 +33,12 @@ static ENV_INIT: Once = Once::new();
 /// private runtime directory, the first one in (re)creates it.
 static ACTIVE: Mutex<usize> = Mutex::new(0);
 
-/// `/tmp/framebus-libtests-<pid>`: this process's `XDG_RUNTIME_DIR`.
+/// `/tmp/framebus-libtests-<pid>`: this process's `FRAMEBUS_RUNTIME_DIR`.
 fn runtime_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/framebus-libtests-{}", std::process::id()))
 }
 
-/// The root of this process's trigger directories (`$XDG_RUNTIME_DIR/framebus`).
+/// The root of this process's trigger directories (`$FRAMEBUS_RUNTIME_DIR/framebus`).
 fn trigger_root() -> PathBuf {
     shm_layout::naming::runtime_root(runtime_dir().to_str(), 0)
 }
@@ -85,7 +85,7 @@ impl TestBus {
         ENV_INIT.call_once(|| {
             // Set once, before any test of this binary touches a bus (every
             // test starts here and `call_once` blocks the others meanwhile).
-            std::env::set_var("XDG_RUNTIME_DIR", runtime_dir());
+            std::env::set_var("FRAMEBUS_RUNTIME_DIR", runtime_dir());
         });
         {
             let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
@@ -524,11 +524,11 @@ fn consumer_reattaches_after_producer_restart() {
     assert_eq!(old_frame.instance_id(), first_id);
 
     // Dropping the old frame ends the old registration; it must not remove
-    // the FIFO the consumer now uses on the new bus (same path).
-    let fifo = tb.trigger_dir.join(format!(
-        "consumer-{}.fifo",
-        consumer.info().expect("attached").entry
-    ));
+    // the FIFO the consumer now uses on the new bus.
+    let info = consumer.info().expect("attached");
+    let fifo = tb
+        .trigger_dir
+        .join(format!("consumer-{}-{}.fifo", info.entry, info.generation));
     assert!(fifo.exists(), "{} missing", fifo.display());
     drop(old_frame);
     assert!(

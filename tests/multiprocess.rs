@@ -77,9 +77,13 @@ fn killed_consumer_pin_is_reclaimed() {
         consumer_entry(v, victim.pid)
             .is_some_and(|c| !c["pinned_slots"].as_array().is_some_and(Vec::is_empty))
     });
-    let index = u(&consumer_entry(&entry, victim.pid).expect("victim entry")["index"]);
+    let victim_entry = consumer_entry(&entry, victim.pid).expect("victim entry");
+    let index = u(&victim_entry["index"]);
+    let generation = u(&victim_entry["generation"]);
     let bit = 1u64 << index;
-    let fifo = bus.trigger_dir().join(format!("consumer-{index}.fifo"));
+    let fifo = bus
+        .trigger_dir()
+        .join(format!("consumer-{index}-{generation}.fifo"));
     assert!(
         fifo.exists(),
         "FIFO {fifo:?} should exist while the consumer runs"

@@ -27,7 +27,7 @@ fn mode(path: &std::path::Path) -> u32 {
 fn as_nobody(mut cmd: Command) -> (bool, String) {
     cmd.uid(NOBODY)
         .gid(NOBODY)
-        .env("XDG_RUNTIME_DIR", "/nonexistent")
+        .env("FRAMEBUS_RUNTIME_DIR", "/nonexistent")
         .stdout(std::process::Stdio::null());
     cmd.stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn as nobody");
@@ -50,9 +50,11 @@ fn owner_only_by_default() {
             .as_array()
             .is_some_and(|c| c.len() == 1 && u(&c[0]["frames"]) > 0)
     });
-    let fifo = bus
-        .trigger_dir()
-        .join(format!("consumer-{}.fifo", u(&v["consumers"][0]["index"])));
+    let fifo = bus.trigger_dir().join(format!(
+        "consumer-{}-{}.fifo",
+        u(&v["consumers"][0]["index"]),
+        u(&v["consumers"][0]["generation"])
+    ));
     assert_eq!(mode(&bus.shm_path()), 0o600, "shm object");
     assert_eq!(mode(&bus.trigger_dir()), 0o700, "trigger directory");
     assert_eq!(mode(&fifo), 0o600, "FIFO");
@@ -132,7 +134,7 @@ fn group_sharing_admits_members_only() {
     member
         .uid(NOBODY)
         .gid(GROUP)
-        .env("XDG_RUNTIME_DIR", "/nonexistent");
+        .env("FRAMEBUS_RUNTIME_DIR", "/nonexistent");
     member
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());

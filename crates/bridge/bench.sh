@@ -18,7 +18,7 @@ secs=${1:-10}
 warmup=2
 [ -x "$exe" ] || { echo "build first: cargo build --release --features bridge ($exe missing)" >&2; exit 1; }
 work=$(mktemp -d)
-export XDG_RUNTIME_DIR=$work
+export FRAMEBUS_RUNTIME_DIR=$work
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -1,4 +1,4 @@
-"""Harness: a unique bus and a private XDG_RUNTIME_DIR per test, real
+"""Harness: a unique bus and a private FRAMEBUS_RUNTIME_DIR per test, real
 ``framebus`` processes, every wait bounded, and cleanup (processes, the
 shared memory object) even when a test fails."""
 
@@ -214,12 +214,12 @@ def _framebus_binary():
 
 @pytest.fixture
 def bus(request, tmp_path, monkeypatch):
-    """A unique bus name and a private XDG_RUNTIME_DIR, set in os.environ so
+    """A unique bus name and a private FRAMEBUS_RUNTIME_DIR, set in os.environ so
     that every process the test starts, and the framebus consumer in this
     process (which reads it when it attaches), use it."""
     runtime_dir = tmp_path / "run"
     runtime_dir.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
+    monkeypatch.setenv("FRAMEBUS_RUNTIME_DIR", str(runtime_dir))
     monkeypatch.setenv("RUST_LOG", "info")
     test = "".join(c if c.isalnum() else "-" for c in request.node.name)[:30].strip("-")
     name = f"py-{test}-{os.getpid()}-{next(_counter)}"

@@ -271,6 +271,7 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
                 instance_id: 0,
                 producer_pid: 0,
                 entry: 0,
+                generation: 0,
             };
             algo.setup(&info)
                 .map_err(|m| anyhow::anyhow!("algorithm setup failed: {m}"))?;

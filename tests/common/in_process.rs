@@ -12,12 +12,12 @@ static ENV_INIT: Once = Once::new();
 /// private runtime directory, the first one in (re)creates it.
 static ACTIVE: Mutex<usize> = Mutex::new(0);
 
-/// `/tmp/framebus-inproc-<pid>`: this test binary's `XDG_RUNTIME_DIR`.
+/// `/tmp/framebus-inproc-<pid>`: this test binary's `FRAMEBUS_RUNTIME_DIR`.
 fn runtime_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/framebus-inproc-{}", std::process::id()))
 }
 
-/// An in-process test's bus: a private `XDG_RUNTIME_DIR` for this test
+/// An in-process test's bus: a private `FRAMEBUS_RUNTIME_DIR` for this test
 /// binary (set once, before any bus exists), and on drop the shared memory
 /// object removed even if the test failed.
 pub struct InProcess {
@@ -28,7 +28,7 @@ pub struct InProcess {
 impl InProcess {
     /// A bus named `<prefix>-<tag>-<pid>`.
     pub fn new(prefix: &str, tag: &str) -> Self {
-        ENV_INIT.call_once(|| std::env::set_var("XDG_RUNTIME_DIR", runtime_dir()));
+        ENV_INIT.call_once(|| std::env::set_var("FRAMEBUS_RUNTIME_DIR", runtime_dir()));
         {
             let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
             if *active == 0 {

@@ -53,7 +53,7 @@ impl Bus {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(EXE);
         c.args(args)
-            .env("XDG_RUNTIME_DIR", &self.root)
+            .env("FRAMEBUS_RUNTIME_DIR", &self.root)
             .env("RUST_LOG", "info");
         c
     }

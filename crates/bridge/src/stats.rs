@@ -1,8 +1,11 @@
 //! A running bridge's counters, for `framebus inspect`: every
 //! [`STATS_INTERVAL`] the bridge rewrites a small JSON file,
 //! `<runtime root>/.bridge/<bus>.<role>.<pid>.json` (the runtime root is the
-//! one that holds the trigger directories: `$XDG_RUNTIME_DIR/framebus`, else
-//! `/tmp/framebus-<uid>`), and removes it when it stops. The bus's shared
+//! one that holds the trigger directories: `/dev/shm/framebus-<uid>`, or
+//! `$FRAMEBUS_RUNTIME_DIR/framebus`), and removes it when it stops. Beside
+//! it, `.<file>.lock` holds the bridge's liveness token
+//! (`framebus_platform::token`): a reader tells a killed bridge's leftover
+//! file by the token's absence, never by its pid. The bus's shared
 //! memory layout is unchanged, and the producer's trigger directory holds
 //! nothing but FIFOs. The file is replaced by a rename, so a reader never
 //! sees half of one.
@@ -144,9 +147,24 @@ pub struct StatsReport {
 
 /// The directory of the stats files for this user and environment.
 pub fn stats_dir() -> PathBuf {
-    let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-    let uid = rustix::process::geteuid().as_raw();
-    shm_layout::naming::runtime_root(xdg.as_deref(), uid).join(STATS_DIR_NAME)
+    framebus_platform::runtime_root().join(STATS_DIR_NAME)
+}
+
+/// The liveness lock beside a stats file.
+fn lock_path(stats: &Path) -> PathBuf {
+    let name = stats
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("stats");
+    stats.with_file_name(format!(".{name}.lock"))
+}
+
+/// Whether the bridge that writes `stats` still runs: it holds the token of
+/// the lock file beside it.
+fn writer_alive(stats: &Path) -> bool {
+    std::fs::File::open(lock_path(stats)).is_ok_and(|f| {
+        framebus_platform::token_held(&f, framebus_platform::TokenId::Producer).unwrap_or(true)
+    })
 }
 
 /// Every bridge stats file of `bus` in [`stats_dir`], newest first.
@@ -175,7 +193,7 @@ pub fn read_stats_in(dir: &Path, bus: &BusName) -> Vec<StatsReport> {
             let stats: BridgeStats = serde_json::from_slice(&text).ok()?;
             // A dotted bus name may share the prefix of another's files.
             (stats.bus == bus.as_str()).then(|| StatsReport {
-                alive: framebus_consumer::process_alive(stats.pid),
+                alive: writer_alive(&path),
                 age_ms: now.saturating_sub(stats.updated_unix_ms),
                 stats,
                 path,
@@ -199,6 +217,8 @@ pub struct StatsFile {
     path: PathBuf,
     tmp: PathBuf,
     warned: bool,
+    /// The open lock file holding this bridge's liveness token.
+    lock: Option<std::fs::File>,
 }
 
 impl StatsFile {
@@ -213,6 +233,7 @@ impl StatsFile {
         for stale in read_stats_in(dir, bus).iter().filter(|r| !r.alive) {
             tracing::debug!(path = %stale.path.display(), pid = stale.stats.pid, "removing the stats file of a bridge that is gone");
             let _ = std::fs::remove_file(&stale.path);
+            let _ = std::fs::remove_file(lock_path(&stale.path));
         }
         let pid = std::process::id();
         let name = format!("{}.{}.{pid}.json", bus.as_str(), role.as_str());
@@ -220,6 +241,7 @@ impl StatsFile {
             path: dir.join(&name),
             tmp: dir.join(format!(".{name}.tmp")),
             warned: false,
+            lock: None,
         }
     }
 
@@ -240,9 +262,20 @@ impl StatsFile {
         }
     }
 
-    fn try_write(&self, stats: &BridgeStats) -> std::io::Result<()> {
+    fn try_write(&mut self, stats: &BridgeStats) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             create_private_dir(dir)?;
+        }
+        if self.lock.is_none() {
+            let lock = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode_private()
+                .open(lock_path(&self.path))?;
+            framebus_platform::try_hold_token(&lock, framebus_platform::TokenId::Producer)?;
+            self.lock = Some(lock);
         }
         let text = serde_json::to_vec_pretty(stats).map_err(std::io::Error::other)?;
         let mut f = std::fs::OpenOptions::new()
@@ -260,6 +293,9 @@ impl StatsFile {
     pub fn remove(&mut self) {
         let _ = std::fs::remove_file(&self.tmp);
         let _ = std::fs::remove_file(&self.path);
+        if self.lock.take().is_some() {
+            let _ = std::fs::remove_file(lock_path(&self.path));
+        }
         // The directory too once no bridge uses it (fails harmlessly if
         // another bridge's file is still there).
         if let Some(dir) = self.path.parent() {

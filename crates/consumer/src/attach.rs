@@ -3,17 +3,43 @@
 //! FIFO. Frames keep it alive through an `Arc`, so the mapping outlives every
 //! pixel slice handed out, even across a producer restart.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 
+use shm_layout::entry::{self, HoldTokens};
 use shm_layout::header::HeaderFixed;
 use shm_layout::naming::fifo_file_name;
 use shm_layout::pin::consumer_bit;
-use shm_layout::sync::Ordering;
-use shm_layout::{view, BusName, ConsumerState, ControlView, Layout, Owner, ProducerState};
+use shm_layout::{view, BusName, ControlView, Layout, Owner, ProducerState};
 
 use crate::error::ConsumerError;
-use crate::sys::{self, FifoError, TriggerPipe};
+use crate::sys::{self, FifoError, ForkGuard, TokenId, TriggerPipe};
+
+/// How many entries a registration tries when something is in the way of
+/// its FIFO (each new claim has a new generation, hence a new FIFO name).
+const FIFO_ATTEMPTS: u32 = 4;
+
+/// Consumer-entry tokens taken and let go through this consumer's own open
+/// of the bus object (see `framebus_platform::token`).
+pub(crate) struct EntryTokens<'a>(pub(crate) BorrowedFd<'a>);
+
+impl HoldTokens for EntryTokens<'_> {
+    fn try_hold(&self, index: u32) -> bool {
+        sys::try_hold_token(self.0, TokenId::Consumer(index)).unwrap_or_else(|e| {
+            tracing::debug!(entry = index, "cannot take the entry's liveness token: {e}");
+            false
+        })
+    }
+
+    fn release(&self, index: u32) {
+        if let Err(e) = sys::release_token(self.0, TokenId::Consumer(index)) {
+            tracing::debug!(
+                entry = index,
+                "cannot let the entry's liveness token go: {e}"
+            );
+        }
+    }
+}
 
 /// Options of one registration.
 #[derive(Debug, Clone)]
@@ -21,6 +47,9 @@ pub(crate) struct Registration<'a> {
     pub(crate) bus: &'a BusName,
     pub(crate) name: &'a str,
     pub(crate) max_fps_milli: u32,
+    /// An instance whose producer this consumer already saw go: never
+    /// registered on again (it waits for the next producer instead).
+    pub(crate) gone_instance: Option<u64>,
 }
 
 pub(crate) struct Attachment {
@@ -36,7 +65,11 @@ pub(crate) struct Attachment {
     pub(crate) held: AtomicU32,
     pixels: memmap2::MmapRaw,
     _control_map: memmap2::MmapRaw,
-    _fd: OwnedFd,
+    /// This consumer's own open of the bus object: it holds the entry's
+    /// liveness token (and the mappings keep the open alive too).
+    fd: OwnedFd,
+    /// In a forked child, the registration, pins and FIFO are the parent's.
+    fork: ForkGuard,
 }
 
 // SAFETY: the raw mappings are only read through `ControlView` (atomics) and
@@ -105,10 +138,11 @@ impl MappedBus {
         })
     }
 
-    /// Whether the producer is running: state Running and its pid alive.
+    /// Whether the producer is running: state Running and its liveness
+    /// token held (the kernel's word, whatever pid namespace it runs in).
     pub(crate) fn producer_running(&self) -> bool {
         self.control.dynamic().state() == Some(ProducerState::Running)
-            && sys::pid_alive(self.header.producer_pid)
+            && producer_token_held(&self.fd)
     }
 
     /// Gray slot `slot`'s bytes (`slot < slot_count`, validated layout).
@@ -131,37 +165,15 @@ impl Attachment {
     pub(crate) fn register(reg: &Registration<'_>) -> Result<Self, ConsumerError> {
         let bus = reg.bus;
         let mapped = MappedBus::open(bus)?;
-        if !mapped.producer_running() {
-            return Err(ConsumerError::NotRunning {
-                bus: bus.to_string(),
-                pid: mapped.header.producer_pid,
-            });
-        }
-        let pid = sys::my_pid();
-        let (index, owner) =
-            claim_entry(&mapped.control, pid).ok_or_else(|| ConsumerError::BusFull {
-                bus: bus.to_string(),
-                max: mapped.header.max_consumers,
-            })?;
-        let entry = &mapped.control.consumers()[index as usize];
-        // A CAS from our claim: if the producer reclaimed the entry
-        // meanwhile, it is the producer's to free.
-        let free_entry = || {
-            let _ = entry.owner.compare_exchange(
-                owner.0,
-                owner.freed().0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+        let not_running = || ConsumerError::NotRunning {
+            bus: bus.to_string(),
+            pid: mapped.header.producer_pid,
         };
-        entry.reset_figures();
-        entry.set_name(reg.name);
-        entry
-            .max_fps_milli
-            .store(reg.max_fps_milli, Ordering::Relaxed);
+        if reg.gone_instance == Some(mapped.header.instance_id) || !mapped.producer_running() {
+            return Err(not_running());
+        }
         let dir = mapped.trigger_dir.clone();
         if !shm_layout::naming::is_trigger_dir_for(&dir, bus) {
-            free_entry();
             return Err(ConsumerError::Layout {
                 bus: bus.to_string(),
                 source: shm_layout::LayoutError::TriggerDir {
@@ -169,56 +181,74 @@ impl Attachment {
                 },
             });
         }
-        let shared = match sys::check_trigger_dir(&dir) {
-            Ok(shared) => shared,
-            Err(e) => {
-                free_entry();
-                let what = format!("trigger directory {}", dir.display());
-                return Err(ConsumerError::Os { what, source: e });
-            }
-        };
-        let path = dir.join(fifo_file_name(index as usize));
-        let pipe = match TriggerPipe::create(&path, if shared { 0o620 } else { 0o600 }) {
-            Ok(p) => p,
-            Err(e) => {
-                free_entry();
-                return Err(match e {
-                    FifoError::Occupied(what) => ConsumerError::FifoPathOccupied { path, what },
-                    FifoError::Io(source) => ConsumerError::Os {
-                        what: format!("cannot create FIFO {}", path.display()),
-                        source,
-                    },
-                });
-            }
-        };
-        let ready = owner.with_state(ConsumerState::Ready);
-        // Release: the figures, name and FIFO are in place before the
-        // producer (Acquire in its CAS) sees Ready.
-        if entry
-            .owner
-            .compare_exchange(owner.0, ready.0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            // The producer reclaimed the entry meanwhile (it thought us dead).
-            drop(pipe);
-            return Err(ConsumerError::NotRunning {
-                bus: bus.to_string(),
-                pid: mapped.header.producer_pid,
+        let shared = sys::check_trigger_dir(&dir).map_err(|e| ConsumerError::Os {
+            what: format!("trigger directory {}", dir.display()),
+            source: e,
+        })?;
+        let tokens = EntryTokens(mapped.fd.as_fd());
+        let consumers = mapped.control.consumers();
+        let pid = sys::my_pid();
+        let mut occupied = None;
+        for _ in 0..FIFO_ATTEMPTS {
+            // Token first, then the claim (shm_layout::entry).
+            let (index, owner) =
+                entry::claim(consumers, pid, &tokens).ok_or_else(|| ConsumerError::BusFull {
+                    bus: bus.to_string(),
+                    max: mapped.header.max_consumers,
+                })?;
+            let entry = &consumers[index as usize];
+            entry.reset_figures();
+            entry.set_name(reg.name);
+            entry
+                .max_fps_milli
+                .store(reg.max_fps_milli, shm_layout::sync::Ordering::Relaxed);
+            let path = dir.join(fifo_file_name(index as usize, owner.generation()));
+            let pipe = match TriggerPipe::create(&path, if shared { 0o620 } else { 0o600 }) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Free the entry and let its token go; a new claim has a
+                    // new generation, hence another FIFO name.
+                    entry::leave(entry, index, owner, &tokens);
+                    match e {
+                        FifoError::Occupied(what) => {
+                            tracing::warn!(path = %path.display(), "{what} is in the way of a trigger FIFO; trying another entry");
+                            occupied = Some(ConsumerError::FifoPathOccupied { path, what });
+                            continue;
+                        }
+                        FifoError::Io(source) => {
+                            return Err(ConsumerError::Os {
+                                what: format!("cannot create FIFO {}", path.display()),
+                                source,
+                            })
+                        }
+                    }
+                }
+            };
+            // Release (in the CAS): the figures, name and FIFO are in place
+            // before the producer (Acquire in its CAS) sees Ready.
+            let Some(ready) = entry::mark_ready(entry, owner) else {
+                // The producer took the entry over meanwhile (it found our
+                // token free: we cannot be here, unless it was forged).
+                drop(pipe);
+                entry::leave(entry, index, owner, &tokens);
+                return Err(not_running());
+            };
+            tracing::debug!(bus = %bus, entry = index, fifo = %pipe.path().display(), "registered");
+            return Ok(Self {
+                pipe,
+                control: mapped.control,
+                header: mapped.header,
+                index,
+                bit: consumer_bit(index),
+                owner: ready,
+                held: AtomicU32::new(0),
+                pixels: mapped.pixels,
+                _control_map: mapped.control_map,
+                fd: mapped.fd,
+                fork: ForkGuard::new(),
             });
         }
-        tracing::debug!(bus = %bus, entry = index, fifo = %pipe.path().display(), "registered");
-        Ok(Self {
-            pipe,
-            control: mapped.control,
-            header: mapped.header,
-            index,
-            bit: consumer_bit(index),
-            owner: ready,
-            held: AtomicU32::new(0),
-            pixels: mapped.pixels,
-            _control_map: mapped.control_map,
-            _fd: mapped.fd,
-        })
+        Err(occupied.unwrap_or_else(not_running))
     }
 
     pub(crate) fn bus_info(&self) -> crate::consumer::BusInfo {
@@ -227,13 +257,14 @@ impl Attachment {
             instance_id: self.header.instance_id,
             producer_pid: self.header.producer_pid,
             entry: self.index,
+            generation: self.owner.generation(),
         }
     }
 
     /// Whether this is the process that registered (not a forked child,
     /// whose drops must not release the parent's pins or registration).
     pub(crate) fn in_owner_process(&self) -> bool {
-        sys::my_pid() == self.owner.pid()
+        !self.fork.in_child()
     }
 
     pub(crate) fn layout(&self) -> &Layout {
@@ -250,84 +281,45 @@ impl Attachment {
         self.control.consumers()[self.index as usize].owner()
     }
 
-    /// Whether the registration still stands and the producer runs.
     /// Whether the entry is still ours: same pid and generation, in a
     /// state the producer leaves to its owner. After an eviction the
-    /// producer keeps the entry Reclaiming until this process exits.
+    /// producer keeps the entry Reclaiming until this consumer lets its
+    /// token go.
     pub(crate) fn registered(&self) -> bool {
-        let own = self.entry_owner();
-        own.pid() == self.owner.pid()
-            && own.generation() == self.owner.generation()
-            && matches!(
-                own.state(),
-                Some(ConsumerState::Ready | ConsumerState::Connected)
-            )
+        entry::still_registered(&self.control.consumers()[self.index as usize], self.owner)
     }
 
-    /// Whether the registration still stands and the producer runs.
-    pub(crate) fn alive(&self) -> bool {
-        self.registered()
-            && self.control.dynamic().state() == Some(ProducerState::Running)
-            && sys::pid_alive(self.header.producer_pid)
+    /// Whether the producer still runs: state Running and its token held.
+    pub(crate) fn producer_running(&self) -> bool {
+        self.control.dynamic().state() == Some(ProducerState::Running)
+            && producer_token_held(&self.fd)
     }
 }
 
-/// Claims the first free entry: CAS from its free word (keeping the
-/// generation) to Claimed by `pid` with the generation bumped.
-fn claim_entry(control: &ControlView, pid: u32) -> Option<(u32, Owner)> {
-    for (i, entry) in control.consumers().iter().enumerate() {
-        let cur = entry.owner();
-        if cur.state() != Some(ConsumerState::Free) {
-            continue;
-        }
-        let claimed = Owner::new(
-            pid,
-            cur.generation().wrapping_add(1),
-            ConsumerState::Claimed,
-        );
-        // AcqRel: Acquire sees the producer's reclaim (bits cleared) before
-        // we use the entry's bit; Release orders nothing yet but is harmless.
-        if entry
-            .owner
-            .compare_exchange(cur.0, claimed.0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            return Some((i as u32, claimed));
-        }
-    }
-    None
+/// Whether the producer's liveness token on the bus object is held. If the
+/// kernel cannot tell, the producer is taken for alive (the pipe's end of
+/// file still tells its death).
+fn producer_token_held(fd: &OwnedFd) -> bool {
+    sys::token_held(fd, TokenId::Producer).unwrap_or_else(|e| {
+        tracing::debug!("cannot test the producer's liveness token: {e}");
+        true
+    })
 }
 
 impl Drop for Attachment {
     fn drop(&mut self) {
         // Every frame of this attachment is gone (they hold the Arc), so no
-        // pin of ours remains. Leave in order: free the entry if it is still
-        // ours and the producer is not reclaiming it (then the producer
-        // frees it), keeping its generation; then remove our FIFO if it is
-        // still the one we created (a new owner of the entry has its own
-        // inode there). Freeing first means the producer never sees a Ready
-        // entry without its FIFO, which it would take for a dead consumer.
-        // Release: our releases happen-before a new claimant's use.
+        // pin of ours remains. Leave: free the entry if it is still ours
+        // and the producer is not reclaiming it, then let the token go (the
+        // producer frees a reclaiming entry once it sees the token free);
+        // then remove our FIFO (its name is ours alone: per generation).
         if !self.in_owner_process() {
-            // A forked child: the registration and FIFO are the parent's.
-            self.pipe.disown();
+            // A forked child: the registration, token and FIFO are the
+            // parent's; the child's descriptors just close.
             return;
         }
         let entry = &self.control.consumers()[self.index as usize];
-        let cur = entry.owner();
-        let ours = cur.pid() == self.owner.pid() && cur.generation() == self.owner.generation();
-        let leavable = matches!(
-            cur.state(),
-            Some(ConsumerState::Claimed | ConsumerState::Ready | ConsumerState::Connected)
-        );
-        if ours && leavable {
-            let _ = entry.owner.compare_exchange(
-                cur.0,
-                cur.freed().0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-        }
+        entry::leave(entry, self.index, self.owner, &EntryTokens(self.fd.as_fd()));
         self.pipe.unlink();
     }
 }

@@ -51,6 +51,9 @@ pub struct BusInfo {
     pub producer_pid: u32,
     /// This consumer's entry index (its pin bit).
     pub entry: u32,
+    /// The entry's claim generation (its FIFO is
+    /// `consumer-<entry>-<generation>.fifo`).
+    pub generation: u32,
 }
 
 /// A consumer of one bus.
@@ -66,6 +69,12 @@ pub struct Consumer {
     next_due_ns: u64,
     reattached: u64,
     frames: u64,
+    /// The instance whose producer was last seen gone: never registered on
+    /// again, so a consumer re-attaches exactly once per new producer.
+    gone_instance: Option<u64>,
+    /// In a forked child every call fails: the registration is the
+    /// parent's.
+    fork: sys::ForkGuard,
 }
 
 impl Consumer {
@@ -104,6 +113,8 @@ impl Consumer {
             next_due_ns: 0,
             reattached: 0,
             frames: 0,
+            gone_instance: None,
+            fork: sys::ForkGuard::new(),
         }
     }
 
@@ -115,6 +126,7 @@ impl Consumer {
             bus: &self.config.bus,
             name: &self.config.name,
             max_fps_milli,
+            gone_instance: self.gone_instance,
         })?;
         let instance = att.header.instance_id;
         if self.last_instance != 0 {
@@ -179,6 +191,11 @@ impl Consumer {
     }
 
     fn next<'a>(&mut self, timeout: Option<Duration>) -> Result<Option<Frame<'a>>, ConsumerError> {
+        if self.fork.in_child() {
+            return Err(ConsumerError::Forked {
+                bus: self.config.bus.to_string(),
+            });
+        }
         let deadline = timeout.map(|t| sys::monotonic_ns().saturating_add(t.as_nanos() as u64));
         let remaining = |now: u64| deadline.map(|d| d.saturating_sub(now));
         // The first round always looks for a frame, so a zero timeout is a
@@ -216,9 +233,7 @@ impl Consumer {
                         nap = nap.min(r);
                     }
                     std::thread::sleep(Duration::from_nanos(nap));
-                    if !att.alive() {
-                        self.detach("the producer is gone");
-                    }
+                    self.detach_if_dead(&att);
                     continue;
                 }
             }
@@ -229,7 +244,7 @@ impl Consumer {
                 .pipe_drain()
                 .map_err(ConsumerError::os("cannot read the trigger FIFO"))?;
             if drained == Drained::NoWriter && self.connected {
-                self.detach("the producer closed the trigger pipe");
+                self.lost_pipe(&att);
                 continue;
             }
             if let Some(frame) = self.take_newest(&att)? {
@@ -244,13 +259,9 @@ impl Consumer {
                 .map_err(ConsumerError::os("cannot poll the trigger FIFO"))?
             {
                 Readiness::Readable => {}
-                Readiness::HungUp if self.connected => {
-                    self.detach("the producer closed the trigger pipe")
-                }
+                Readiness::HungUp if self.connected => self.lost_pipe(&att),
                 Readiness::HungUp | Readiness::Timeout => {
-                    if !att.alive() {
-                        self.detach("the producer is gone");
-                    } else if !self.connected {
+                    if !self.detach_if_dead(&att) && !self.connected {
                         // Not yet connected: poll returns HUP at once on a
                         // FIFO without writers on some kernels; don't spin.
                         std::thread::sleep(Duration::from_millis(1));
@@ -272,6 +283,42 @@ impl Consumer {
             tracing::info!(bus = %self.config.bus, "{why}; waiting for the next producer");
         }
         self.connected = false;
+    }
+
+    /// Detaches for good from an instance whose producer is gone: it is
+    /// never registered on again, so the next attachment is to a new
+    /// producer (exactly one re-attachment per restart).
+    fn producer_gone(&mut self, att: &Attachment, why: &str) {
+        self.gone_instance = Some(att.header.instance_id);
+        self.detach(why);
+    }
+
+    /// The producer closed our trigger pipe: it evicted us (our entry is no
+    /// longer ours: register again on the same bus), or it stopped or died
+    /// (a live producer closes the pipe of a registered consumer only when
+    /// it shuts down) — even if its liveness token has not been dropped yet
+    /// by the exiting kernel.
+    fn lost_pipe(&mut self, att: &Attachment) {
+        if att.registered() {
+            self.producer_gone(att, "the producer closed the trigger pipe");
+        } else {
+            self.detach("the producer dropped this consumer's registration");
+        }
+    }
+
+    /// The periodic check while no trigger comes: detaches if the producer
+    /// is gone (token free or state not Running) or dropped our
+    /// registration. Returns whether it detached.
+    fn detach_if_dead(&mut self, att: &Attachment) -> bool {
+        if !att.producer_running() {
+            self.producer_gone(att, "the producer is gone");
+            true
+        } else if !att.registered() {
+            self.detach("the producer dropped this consumer's registration");
+            true
+        } else {
+            false
+        }
     }
 
     /// Pins the newest frame if it is newer than the last one handed out.

@@ -64,6 +64,13 @@ pub enum ConsumerError {
         /// The OS error.
         source: io::Error,
     },
+    /// The consumer was used in a forked child of the process that attached
+    /// it: its registration, pins and trigger pipe belong to the parent.
+    #[error("this consumer of bus {bus:?} belongs to the process that attached it, and this is a forked child of it; attach a new consumer in the child")]
+    Forked {
+        /// The bus name.
+        bus: String,
+    },
     /// An algorithm failed.
     #[error("algorithm {name} failed: {message}")]
     Algorithm {

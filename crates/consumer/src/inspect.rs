@@ -8,7 +8,13 @@ use shm_layout::{BusName, ConsumerState};
 
 use crate::attach::MappedBus;
 use crate::error::ConsumerError;
-use crate::sys;
+use crate::sys::{self, TokenId};
+
+/// Whether a liveness token is held; `true` if the kernel cannot tell (as
+/// the producer judges it).
+fn token_held(fd: &std::os::fd::OwnedFd, id: TokenId) -> bool {
+    sys::token_held(fd, id).unwrap_or(true)
+}
 
 /// One slot as seen at snapshot time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +39,12 @@ pub struct ConsumerSnapshot {
     /// State name (`claimed`, `ready`, `connected`, `reclaiming`, or
     /// `invalid(N)`).
     pub state: String,
-    /// Owning pid.
+    /// Owning pid, in the owner's own pid namespace (for people: liveness
+    /// is `alive`).
     pub pid: u32,
+    /// Claim generation of the entry (names its FIFO:
+    /// `consumer-<index>-<generation>.fifo`).
+    pub generation: u32,
     /// Its name.
     pub name: String,
     /// Frames processed.
@@ -47,6 +57,9 @@ pub struct ConsumerSnapshot {
     pub last_seq: u64,
     /// Its rate limit in frames per second (0 = none).
     pub max_fps: f64,
+    /// Whether its owner holds the entry's liveness token (has the bus
+    /// open): the kernel's word, whatever pid namespace it runs in.
+    pub alive: bool,
     /// Slots it holds pinned.
     pub pinned_slots: Vec<u32>,
 }
@@ -58,9 +71,10 @@ pub struct BusSnapshot {
     pub bus: String,
     /// Producer instance id.
     pub instance_id: u64,
-    /// Producer pid.
+    /// Producer pid (in the producer's own pid namespace; for people).
     pub producer_pid: u32,
-    /// Whether that pid is alive.
+    /// Whether the producer holds its liveness token: it has the bus open,
+    /// in whatever pid namespace it runs.
     pub producer_alive: bool,
     /// Producer state name.
     pub producer_state: String,
@@ -134,12 +148,14 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
                 index: i as u32,
                 state,
                 pid: owner.pid(),
+                generation: owner.generation(),
                 name: e.name(),
                 frames: e.frames.load(Ordering::Relaxed),
                 coalesced: e.coalesced.load(Ordering::Relaxed),
                 last_latency_ns: e.last_latency_ns.load(Ordering::Relaxed),
                 last_seq: e.last_seq.load(Ordering::Relaxed),
                 max_fps: f64::from(e.max_fps_milli.load(Ordering::Relaxed)) / 1000.0,
+                alive: token_held(&mapped.fd, TokenId::Consumer(i as u32)),
                 pinned_slots: slots
                     .iter()
                     .filter(|s| s.pins & bit != 0)
@@ -153,7 +169,7 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
         bus: bus.to_string(),
         instance_id: h.instance_id,
         producer_pid: h.producer_pid,
-        producer_alive: sys::pid_alive(h.producer_pid),
+        producer_alive: token_held(&mapped.fd, TokenId::Producer),
         producer_state: d
             .state()
             .map_or_else(|| "invalid".to_owned(), |s| s.as_str().to_owned()),

@@ -21,7 +21,7 @@ mod consumer;
 mod error;
 mod frame;
 mod inspect;
-mod sys;
+use framebus_platform as sys;
 mod view;
 
 pub use algorithm::{builtin, Algorithm, AlgorithmSummary};
@@ -31,16 +31,3 @@ pub use error::ConsumerError;
 pub use frame::Frame;
 pub use inspect::{inspect, BusSnapshot, ConsumerSnapshot, SlotSnapshot};
 pub use view::FrameView;
-
-/// Whether process `pid` is running, judged as framebus judges the
-/// processes of a bus: one of another user counts, a zombie (exited, not
-/// yet reaped) does not, and pid 0 is no process.
-///
-/// ```
-/// assert!(framebus_consumer::process_alive(std::process::id()));
-/// assert!(!framebus_consumer::process_alive(0));
-/// assert!(!framebus_consumer::process_alive(u32::MAX));
-/// ```
-pub fn process_alive(pid: u32) -> bool {
-    sys::pid_alive(pid)
-}

@@ -15,10 +15,14 @@ use crate::sys;
 /// The producer's mapping of its bus.
 pub(crate) struct BusMemory {
     map: memmap2::MmapRaw,
-    _fd: OwnedFd,
+    /// The producer's open of the object: it holds the producer's liveness
+    /// token (byte 0) for as long as this open (or the mapping) lives.
+    fd: OwnedFd,
     control: ControlView,
     shm_name: String,
     unlinked: bool,
+    /// A forked child's copy never unlinks the parent's object.
+    fork: sys::ForkGuard,
 }
 
 impl BusMemory {
@@ -79,7 +83,29 @@ impl BusMemory {
                 source,
             });
         }
-        let map = match sys::map_rw(&fd, layout.total_size) {
+        // The producer's liveness token, before anyone can see the bus:
+        // consumers test it instead of a pid. The object is new (exclusive
+        // create), so nobody else can hold it.
+        match sys::try_hold_token(&fd, sys::TokenId::Producer) {
+            Ok(true) => {}
+            Ok(false) => {
+                undo();
+                return Err(
+                    ProducerError::os(format!("cannot lock /dev/shm{shm_name}"))(
+                        std::io::Error::other(
+                            "another process holds the producer token of a bus just created",
+                        ),
+                    ),
+                );
+            }
+            Err(e) => {
+                undo();
+                return Err(ProducerError::os(format!(
+                    "cannot take the producer's liveness token on /dev/shm{shm_name} (open file description locks need Linux 3.15 or later)"
+                ))(e));
+            }
+        }
+        let map = match sys::map_rw_populated(&fd, layout.total_size) {
             Ok(m) => m,
             Err(e) => {
                 undo();
@@ -126,11 +152,17 @@ impl BusMemory {
         unsafe { &*(base as *const AtomicU64) }.store(MAGIC, Ordering::Release);
         Ok(Self {
             map,
-            _fd: fd,
+            fd,
             control,
             shm_name,
             unlinked: false,
+            fork: sys::ForkGuard::new(),
         })
+    }
+
+    /// The producer's open of the object.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 
     pub(crate) fn control(&self) -> &ControlView {
@@ -171,6 +203,9 @@ impl BusMemory {
 
     /// Removes the object's name; the mapping stays valid until drop.
     pub(crate) fn unlink(&mut self) {
+        if self.fork.in_child() {
+            return;
+        }
         if !self.unlinked {
             self.unlinked = true;
             if let Err(e) = sys::unlink_shm(&self.shm_name) {

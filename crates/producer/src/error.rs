@@ -57,6 +57,13 @@ pub enum ProducerError {
         /// The bus name.
         bus: String,
     },
+    /// The producer was used in a forked child of the process that created
+    /// it: the bus belongs to the parent.
+    #[error("this producer of bus {bus:?} belongs to the process that created it, and this is a forked child of it; publish from the parent, or create a new Producer in the child on another bus")]
+    Forked {
+        /// The bus name.
+        bus: String,
+    },
     /// The frame source failed.
     #[error(transparent)]
     Source(#[from] SourceError),

@@ -26,7 +26,7 @@ mod opencv_source;
 mod producer;
 mod registry;
 mod source;
-mod sys;
+use framebus_platform as sys;
 
 pub use bgr::BgrWriter;
 pub use clean::{buses_on_machine, clean, CleanOutcome};

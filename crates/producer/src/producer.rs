@@ -84,6 +84,9 @@ pub struct Producer {
     last_housekeeping_ns: u64,
     stats: ProducerStats,
     closed: bool,
+    /// In a forked child, the bus is the parent's: nothing is published
+    /// or shut down from here.
+    fork: sys::ForkGuard,
 }
 
 impl Producer {
@@ -130,13 +133,17 @@ impl Producer {
         {
             tracing::warn!(
                 "members of group {} cannot reach the trigger directory {}: {} does not let them through; \
-                 start the producer with XDG_RUNTIME_DIR set to a directory they can traverse (or unset, for /tmp/framebus-<uid>)",
+                 start the producer with FRAMEBUS_RUNTIME_DIR set to a directory they can traverse (or unset, for /dev/shm/framebus-<uid>)",
                 config.group.unwrap_or_default(),
                 dir.display(),
                 blocked.display()
             );
         }
-        let registry = Registry::new(dir, config.max_consumers, config.group);
+        let bus_fd = mem
+            .fd()
+            .try_clone()
+            .map_err(ProducerError::os("cannot duplicate the bus descriptor"))?;
+        let registry = Registry::new(bus_fd, dir, config.max_consumers, config.group);
         Ok(Self {
             _lock: lock,
             config,
@@ -148,6 +155,7 @@ impl Producer {
             last_housekeeping_ns: now,
             stats: ProducerStats::default(),
             closed: false,
+            fork: sys::ForkGuard::new(),
         })
     }
 
@@ -183,6 +191,9 @@ impl Producer {
     /// if [`HOUSEKEEPING_INTERVAL`] has passed. [`Producer::publish`] calls
     /// it; call it yourself while no frames are published.
     pub fn housekeeping(&mut self) {
+        if self.fork.in_child() {
+            return;
+        }
         let now = sys::monotonic_ns();
         self.registry.sync(self.mem.control());
         if now.saturating_sub(self.last_housekeeping_ns) >= HOUSEKEEPING_INTERVAL.as_nanos() as u64
@@ -205,6 +216,11 @@ impl Producer {
     where
         F: FnOnce(u64, &mut SlotWriter<'_>) -> Result<Captured, SourceError>,
     {
+        if self.fork.in_child() {
+            return Err(ProducerError::Forked {
+                bus: self.config.bus.to_string(),
+            });
+        }
         let start = sys::monotonic_ns();
         self.housekeeping();
         let slot = self.acquire_slot()?;
@@ -333,9 +349,11 @@ impl Producer {
     }
 
     /// Stops the bus: state Stopping, every trigger pipe closed (consumers
-    /// see EOF), FIFOs and the shared memory object removed. Also done on drop.
+    /// see EOF), FIFOs and the shared memory object removed. Also done on
+    /// drop. In a forked child it does nothing: the bus is the parent's
+    /// (the child's copies of the descriptors just close).
     pub fn shutdown(&mut self) {
-        if self.closed {
+        if self.closed || self.fork.in_child() {
             return;
         }
         self.closed = true;

@@ -1,22 +1,26 @@
 //! The producer's side of the consumer table: connecting to consumers'
 //! trigger FIFOs as they appear, fanning triggers out, and reclaiming the
-//! entries (and pins) of consumers that died or misbehave. Every field a
-//! consumer writes is untrusted input here.
+//! entries (and pins) of consumers that are gone. Every field a consumer
+//! writes is untrusted input here.
 //!
-//! A reclaimed entry's pin bits are cleared at once, but the entry itself is
-//! freed (its bit made reusable) only once its process is gone: a live
-//! process that was evicted may still release "its" bit later, and that must
-//! never touch a new owner's pins.
+//! Who is gone is the kernel's word: an entry's liveness token
+//! (`framebus_platform::token_held`), never a pid. An entry whose FIFO
+//! broke is evicted (no more triggers, nobody may claim it) but keeps its
+//! pin bits until its token is free, so a frame a live process holds is
+//! never rewritten; only a consumer that breaks the protocol (more pins
+//! than its budget, a state only the producer sets) loses its pins at once.
+//! The state machine itself is `shm_layout::entry`.
 
 use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
+use shm_layout::entry::{self, Reaped, TestTokens};
 use shm_layout::naming::fifo_file_name;
-use shm_layout::pin::{self, consumer_bit, WRITER};
 use shm_layout::sync::Ordering;
 use shm_layout::{ConsumerState, ControlView, Owner};
 
-use crate::sys::{self, FifoOpen, TriggerWrite};
+use crate::sys::{self, FifoOpen, TokenId, TriggerWrite};
 
 /// Size of one trigger message: `seq: u64, slot: u32, flags: u32`, LE.
 pub const TRIGGER_LEN: usize = 16;
@@ -34,7 +38,29 @@ struct Connection {
     pipe: File,
 }
 
+/// Consumer tokens tested through the producer's open of the bus object.
+pub(crate) struct BusTokens<'a>(pub(crate) BorrowedFd<'a>);
+
+impl TestTokens for BusTokens<'_> {
+    fn held(&self, index: u32) -> bool {
+        match sys::token_held(self.0, TokenId::Consumer(index)) {
+            Ok(held) => held,
+            Err(e) => {
+                // Cannot tell: alive is the safe answer (a reclaim waits).
+                tracing::warn!(
+                    entry = index,
+                    "cannot test a consumer's liveness token: {e}"
+                );
+                true
+            }
+        }
+    }
+}
+
 pub(crate) struct Registry {
+    /// The producer's open of the bus object (a duplicate: the same open
+    /// file description), through which consumer tokens are tested.
+    bus: OwnedFd,
     dir: PathBuf,
     conns: Vec<Option<Connection>>,
     reclaimed: u64,
@@ -49,8 +75,9 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(dir: PathBuf, max_consumers: u32, group: Option<u32>) -> Self {
+    pub(crate) fn new(bus: OwnedFd, dir: PathBuf, max_consumers: u32, group: Option<u32>) -> Self {
         Self {
+            bus,
             dir,
             conns: (0..max_consumers).map(|_| None).collect(),
             reclaimed: 0,
@@ -69,8 +96,8 @@ impl Registry {
         self.reclaimed
     }
 
-    fn fifo_path(&self, index: usize) -> PathBuf {
-        self.dir.join(fifo_file_name(index))
+    fn fifo_path(&self, index: usize, owner: Owner) -> PathBuf {
+        self.dir.join(fifo_file_name(index, owner.generation()))
     }
 
     /// Connected consumers.
@@ -97,12 +124,12 @@ impl Registry {
                     self.connect(control, i, owner);
                 }
                 Some(ConsumerState::Connected) if ours == Some(owner) => {}
-                // Waiting for its process to exit (see check_liveness).
+                // Waiting for its token to go (see check_liveness).
                 Some(ConsumerState::Reclaiming) => self.conns[i] = None,
                 Some(ConsumerState::Connected) | None => {
-                    // Only this producer sets Connected; the entry was
-                    // written by someone else.
-                    self.reclaim(
+                    // Only this producer sets Connected: the entry was
+                    // written by someone else, who broke the protocol.
+                    self.strip(
                         control,
                         i,
                         owner,
@@ -118,17 +145,12 @@ impl Registry {
     }
 
     fn connect(&mut self, control: &ControlView, i: usize, owner: Owner) {
-        let path = self.fifo_path(i);
+        let path = self.fifo_path(i, owner);
         match sys::open_fifo_writer(&path, self.group) {
             FifoOpen::Open(pipe) => {
-                let connected = owner.with_state(ConsumerState::Connected);
                 // AcqRel: Acquire sees the consumer's setup (name, figures);
                 // the CAS fails if the consumer left meanwhile.
-                if control.consumers()[i]
-                    .owner
-                    .compare_exchange(owner.0, connected.0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
+                if let Some(connected) = entry::connect(&control.consumers()[i], owner) {
                     tracing::debug!(entry = i, pid = owner.pid(), "consumer connected");
                     self.conns[i] = Some(Connection {
                         owner: connected,
@@ -138,8 +160,8 @@ impl Registry {
             }
             // A Ready consumer opened its FIFO before it said so: no reader
             // now means it closed it (it left or died).
-            FifoOpen::NoReader => self.reclaim(control, i, owner, "its trigger FIFO has no reader"),
-            FifoOpen::Foreign(what) => self.reclaim(
+            FifoOpen::NoReader => self.evict(control, i, owner, "its trigger FIFO has no reader"),
+            FifoOpen::Foreign(what) => self.evict(
                 control,
                 i,
                 owner,
@@ -171,139 +193,101 @@ impl Registry {
                 }
                 TriggerWrite::Gone => {
                     let owner = conn.owner;
-                    self.reclaim(control, i, owner, "its trigger FIFO has no reader");
+                    self.evict(control, i, owner, "its trigger FIFO has no reader");
                 }
             }
         }
     }
 
-    /// Reclaims the entries of dead processes, and frees reclaimed entries
-    /// whose process has exited since.
+    /// The liveness pass: every entry whose owner's token is free is
+    /// reclaimed — pins cleared, FIFO removed, entry freed. One token test
+    /// (one syscall) per entry that is not Free.
     pub(crate) fn check_liveness(&mut self, control: &ControlView) {
         for i in 0..self.conns.len() {
-            let entry = &control.consumers()[i];
-            let owner = entry.owner();
-            match owner.state() {
-                Some(ConsumerState::Free) => {}
-                Some(ConsumerState::Reclaiming) if !sys::pid_alive(owner.pid()) => {
-                    // Its bits were cleared when it was reclaimed; any it
-                    // set again since die with it now.
-                    pin::reclaim(control.slots(), consumer_bit(i as u32));
-                    let _ = entry.owner.compare_exchange(
-                        owner.0,
-                        owner.freed().0,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                }
-                Some(ConsumerState::Reclaiming) => {}
-                _ if !sys::pid_alive(owner.pid()) => {
-                    self.reclaim(control, i, owner, "its process is gone")
-                }
-                _ => {}
-            }
+            self.reap(control, i);
         }
     }
 
-    /// Reclaims entry `i` if its owner word is still `observed`: marks it
-    /// Reclaiming (so no consumer claims it), clears its pin bit from every
-    /// slot, removes its FIFO, and frees the entry if its process is gone
-    /// (else `check_liveness` frees it once the process exits).
-    pub(crate) fn reclaim(&mut self, control: &ControlView, i: usize, observed: Owner, why: &str) {
-        self.conns[i] = None;
-        let entry = &control.consumers()[i];
-        let reclaiming = observed.with_state(ConsumerState::Reclaiming);
-        // The CAS fails if the entry changed hands since `observed`: then the
-        // new owner's bit must not be touched. The generation makes it ABA-proof.
-        if entry
-            .owner
-            .compare_exchange(
-                observed.0,
-                reclaiming.0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
-            return;
-        }
-        let cleared = pin::reclaim(control.slots(), consumer_bit(i as u32));
-        sys::remove_fifo(&self.fifo_path(i));
-        if !sys::pid_alive(observed.pid()) {
-            // Release (in the CAS): the cleared bits are visible before the
-            // entry is free.
-            let _ = entry.owner.compare_exchange(
-                reclaiming.0,
-                observed.freed().0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
+    fn reap(&mut self, control: &ControlView, i: usize) -> Reaped {
+        let reaped = entry::reap(
+            control.slots(),
+            control.consumers(),
+            i as u32,
+            &BusTokens(self.bus.as_fd()),
+        );
+        if let Reaped::Freed { owner, cleared } = reaped {
+            self.conns[i] = None;
+            sys::remove_fifo(&self.fifo_path(i, owner));
+            self.reclaimed += 1;
+            tracing::info!(
+                entry = i,
+                pid = owner.pid(),
+                pins = cleared,
+                "reclaimed consumer: its process is gone"
             );
         }
-        self.reclaimed += 1;
-        tracing::info!(
-            entry = i,
-            pid = observed.pid(),
-            pins = cleared,
-            "reclaimed consumer: {why}"
-        );
+        reaped
     }
 
-    /// Called when passes found no free slot: clears writer bits this
-    /// producer does not hold (it holds none between publishes) and bits of
-    /// entries that do not exist or are free, and evicts consumers found
-    /// over their pin budget by two counts in a row (one count can see a
-    /// moving consumer twice).
+    /// Stops serving entry `i` (its FIFO broke): Reclaiming, no more
+    /// triggers. Its pins stay until its token is free — tested at once, so
+    /// a consumer that died is reclaimed now, one that lives (or is just
+    /// leaving) keeps its frames until it lets go.
+    fn evict(&mut self, control: &ControlView, i: usize, observed: Owner, why: &str) {
+        self.conns[i] = None;
+        if !entry::evict(&control.consumers()[i], observed) {
+            return;
+        }
+        tracing::info!(entry = i, pid = observed.pid(), "evicted consumer: {why}");
+        // A dead consumer's token is usually gone already: reclaim it now;
+        // else the liveness pass does once it is.
+        self.reap(control, i);
+    }
+
+    /// Evicts entry `i` for breaking the protocol and clears its pins now.
+    fn strip(&mut self, control: &ControlView, i: usize, observed: Owner, why: &str) {
+        self.conns[i] = None;
+        if let Some(cleared) =
+            entry::evict_and_strip(control.slots(), &control.consumers()[i], i as u32, observed)
+        {
+            self.reclaimed += 1;
+            tracing::warn!(
+                entry = i,
+                pid = observed.pid(),
+                pins = cleared,
+                "evicted consumer and cleared its pins: {why}"
+            );
+        }
+    }
+
+    /// Called when passes found no free slot: see
+    /// [`shm_layout::entry::enforce_budgets`].
     pub(crate) fn enforce_budgets(&mut self, control: &ControlView, budget: u32) {
-        let slots = control.slots();
-        let n = self.conns.len() as u32;
-        let stray = !WRITER & !((1u64 << n) - 1);
-        for s in slots {
-            let p = pin::pins(s);
-            if p & (WRITER | stray) != 0 {
-                tracing::warn!(
-                    pins = p,
-                    "clearing pin bits no consumer of this bus can own"
-                );
-                s.pins.fetch_and(!(WRITER | stray), Ordering::Release);
-            }
+        let report = entry::enforce_budgets(
+            control.slots(),
+            control.consumers(),
+            budget,
+            self.over_budget,
+        );
+        if report.stray_slots > 0 || report.stray_entries != 0 {
+            tracing::warn!(
+                slots = report.stray_slots,
+                entries = report.stray_entries,
+                "cleared pin bits no consumer of this bus can own"
+            );
         }
-        let mut over = 0u64;
         for i in 0..self.conns.len() {
-            let bit = consumer_bit(i as u32);
-            let held = slots.iter().filter(|s| pin::pins(s) & bit != 0).count() as u32;
-            if held == 0 {
-                continue;
-            }
-            let entry = &control.consumers()[i];
-            let owner = entry.owner();
-            if owner.state() == Some(ConsumerState::Free) {
-                // Lock the free entry against claims while its stray bits go.
-                let locked = owner.with_state(ConsumerState::Reclaiming);
-                if entry
-                    .owner
-                    .compare_exchange(owner.0, locked.0, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    pin::reclaim(slots, bit);
-                    let _ = entry.owner.compare_exchange(
-                        locked.0,
-                        owner.0,
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
-                }
-            } else if owner.state() == Some(ConsumerState::Reclaiming) {
-                // Evicted but alive: it has no right to any slot.
-                pin::reclaim(slots, bit);
-            } else if held > budget {
-                over |= bit;
-                if self.over_budget & bit != 0 {
-                    let why = format!("it held {held} frames, more than its budget of {budget}");
-                    self.reclaim(control, i, owner, &why);
-                }
+            if report.evicted & (1 << i) != 0 {
+                self.conns[i] = None;
+                self.reclaimed += 1;
+                tracing::warn!(
+                    entry = i,
+                    budget,
+                    "evicted consumer and cleared its pins: it held more frames than its budget"
+                );
             }
         }
-        self.over_budget = over;
+        self.over_budget = report.over;
     }
 
     /// Closes every write end (consumers see EOF) and removes the FIFOs.

@@ -8,7 +8,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// `b"FRAMEBUS"` read as a little-endian `u64`; written last, with Release.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"FRAMEBUS");
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes of the header proper (fixed + dynamic + BGR seqlock); the header
 /// section is padded to [`PAGE`].
 pub const HEADER_SIZE: u32 = 256;
@@ -213,7 +213,7 @@ const _: () = {
 /// Offset, in the header page, of the trigger directory's path: written once
 /// by the producer before the magic, NUL-padded UTF-8. Consumers create
 /// their FIFOs there, so producer and consumers agree on the directory
-/// whatever their environments (`XDG_RUNTIME_DIR`) say.
+/// whatever their environments (`FRAMEBUS_RUNTIME_DIR`) say.
 pub const TRIGGER_DIR_OFFSET: u64 = 256;
 /// Bytes reserved for the trigger directory path (at most 255 of path and
 /// a NUL).

@@ -431,7 +431,13 @@ mod tests {
             Err(LayoutError::BadMagic { .. })
         ));
         assert!(matches!(
-            Layout::validate(&HeaderFixed { version: 2, ..h }, l.total_size),
+            Layout::validate(
+                &HeaderFixed {
+                    version: LAYOUT_VERSION + 1,
+                    ..h
+                },
+                l.total_size
+            ),
             Err(LayoutError::Version { .. })
         ));
         assert!(Layout::validate(&HeaderFixed { slot_count: 5, ..h }, l.total_size).is_err());

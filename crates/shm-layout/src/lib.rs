@@ -13,6 +13,7 @@
 //! with `loom` (`RUSTFLAGS="--cfg loom" cargo test -p shm-layout --release`).
 #![warn(missing_docs)]
 
+pub mod entry;
 pub mod error;
 pub mod header;
 pub mod layout;

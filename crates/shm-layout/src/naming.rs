@@ -86,12 +86,15 @@ pub const SHM_PREFIX: &str = "framebus.";
 /// never start with `.`, so no bus object can be taken for a lock.
 pub const LOCK_PREFIX: &str = ".framebus-lock.";
 
-/// The root of all trigger directories: `$XDG_RUNTIME_DIR/framebus` when that
-/// variable names an absolute path, else `/tmp/framebus-<uid>`.
-pub fn runtime_root(xdg_runtime_dir: Option<&str>, uid: u32) -> PathBuf {
-    match xdg_runtime_dir {
+/// The root of all trigger directories: `<dir>/framebus` when an absolute
+/// override `dir` is given (`FRAMEBUS_RUNTIME_DIR`), else
+/// `/dev/shm/framebus-<uid>` — beside the bus objects, so that every process
+/// that can see a bus (containers sharing only `/dev/shm` included) can
+/// reach its FIFOs.
+pub fn runtime_root(dir: Option<&str>, uid: u32) -> PathBuf {
+    match dir {
         Some(dir) if dir.starts_with('/') => Path::new(dir).join("framebus"),
-        _ => PathBuf::from(format!("/tmp/framebus-{uid}")),
+        _ => PathBuf::from(format!("/dev/shm/framebus-{uid}")),
     }
 }
 
@@ -110,10 +113,12 @@ pub fn is_trigger_dir_for(dir: &Path, bus: &BusName) -> bool {
         && parent.is_some_and(|p| p == "framebus" || p.starts_with("framebus-"))
 }
 
-/// The file name of consumer entry `index`'s trigger FIFO inside the trigger
-/// directory: `consumer-<index>.fifo`.
-pub fn fifo_file_name(index: usize) -> String {
-    format!("consumer-{index}.fifo")
+/// The file name of the trigger FIFO of consumer entry `index`'s owner of
+/// claim generation `generation`: `consumer-<index>-<generation>.fifo`.
+/// Every owner of an entry has its own name, so a leaving owner can never
+/// remove, or be taken for, its successor's FIFO.
+pub fn fifo_file_name(index: usize, generation: u32) -> String {
+    format!("consumer-{index}-{generation}.fifo")
 }
 
 #[cfg(test)]
@@ -152,17 +157,21 @@ mod tests {
             b.trigger_dir(&runtime_root(Some("/run/user/1000"), 1000)),
             PathBuf::from("/run/user/1000/framebus/cam0")
         );
-        assert_eq!(runtime_root(None, 7), PathBuf::from("/tmp/framebus-7"));
+        assert_eq!(runtime_root(None, 7), PathBuf::from("/dev/shm/framebus-7"));
         assert_eq!(
             runtime_root(Some("relative"), 7),
-            PathBuf::from("/tmp/framebus-7")
+            PathBuf::from("/dev/shm/framebus-7")
         );
-        assert_eq!(fifo_file_name(3), "consumer-3.fifo");
+        assert_eq!(fifo_file_name(3, 17), "consumer-3-17.fifo");
         assert!(is_trigger_dir_for(
             Path::new("/run/user/1/framebus/cam0"),
             &b
         ));
         assert!(is_trigger_dir_for(Path::new("/tmp/framebus-0/cam0"), &b));
+        assert!(is_trigger_dir_for(
+            Path::new("/dev/shm/framebus-0/cam0"),
+            &b
+        ));
         assert!(!is_trigger_dir_for(Path::new("/etc/cam0"), &b));
         assert!(!is_trigger_dir_for(Path::new("/tmp/framebus-0/cam1"), &b));
         assert!(!is_trigger_dir_for(Path::new("framebus/cam0"), &b));

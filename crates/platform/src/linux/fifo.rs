@@ -1,8 +1,9 @@
-//! Linux: shared memory mappings, the consumer's trigger FIFO, poll, clocks.
+//! Trigger pipes: the consumer's FIFO (created, read, polled, removed) and
+//! the producer's non-blocking write end.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,120 +11,142 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::Mode;
 use rustix::io::Errno;
-use rustix::shm;
 
-/// Opens a bus object read-write (for its atomics), with its size.
-/// `Ok(None)` if it does not exist.
-pub(crate) fn open_shm(name: &str) -> io::Result<Option<(OwnedFd, u64)>> {
-    match shm::open(name, shm::OFlags::RDWR, Mode::empty()) {
-        Ok(fd) => {
-            let size = rustix::fs::fstat(&fd)?.st_size as u64;
-            Ok(Some((fd, size)))
+use crate::linux::process::{my_uid, ForkGuard};
+
+/// What opening a consumer's FIFO found.
+#[derive(Debug)]
+pub enum FifoOpen {
+    /// Open for writing.
+    Open(File),
+    /// No reader (ENXIO) or no FIFO (ENOENT): the consumer is gone.
+    NoReader,
+    /// Something that is not this user's FIFO is at the path.
+    Foreign(String),
+    /// Opening failed for a reason that says nothing about the consumer
+    /// (out of descriptors, memory...): try again later.
+    Failed(io::Error),
+}
+
+/// Opens a consumer's FIFO for writing without blocking. It must be a FIFO
+/// owned by this user or, on a bus shared with `group`, in that group.
+pub fn open_fifo_writer(path: &Path, group: Option<u32>) -> FifoOpen {
+    let file = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(Errno::NXIO.raw_os_error()) => {
+            return FifoOpen::NoReader
         }
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Maps `len` bytes from offset 0 read-write.
-pub(crate) fn map_rw(fd: &OwnedFd, len: u64) -> io::Result<memmap2::MmapRaw> {
-    memmap2::MmapOptions::new().len(to_usize(len)?).map_raw(fd)
-}
-
-/// Maps `len` bytes at `offset` (page aligned) read-only: the pixels. A
-/// buggy algorithm cannot scribble on frames other consumers read.
-pub(crate) fn map_ro(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<memmap2::MmapRaw> {
-    memmap2::MmapOptions::new()
-        .offset(offset)
-        .len(to_usize(len)?)
-        .map_raw_read_only(fd)
-}
-
-fn to_usize(len: u64) -> io::Result<usize> {
-    usize::try_from(len).map_err(|_| io::Error::other("bus larger than the address space"))
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds, the producer's timestamp base.
-pub(crate) fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// Whether process `pid` is running (a process of another user counts). A
-/// zombie — exited, not yet reaped by its parent — holds no memory and no
-/// descriptors, so for a bus it is gone.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Some(p) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return FifoOpen::NoReader,
+        // O_NOFOLLOW on a symlink.
+        Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => {
+            return FifoOpen::Foreign(format!("{} is a symbolic link", path.display()))
+        }
+        // Out of descriptors or memory, or interrupted: says nothing about
+        // the consumer.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR | libc::EAGAIN)
+            ) =>
+        {
+            return FifoOpen::Failed(e)
+        }
+        // A directory (EISDIR), a path we may not write (EACCES)...: not a
+        // FIFO this consumer made for us.
+        Err(e) => return FifoOpen::Foreign(format!("{}: {e}", path.display())),
     };
-    if matches!(rustix::process::test_kill_process(p), Err(Errno::SRCH)) {
-        return false;
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return FifoOpen::Failed(e),
+    };
+    if !meta.file_type().is_fifo() {
+        return FifoOpen::Foreign(format!("{} is not a FIFO", path.display()));
     }
-    match std::fs::read(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the command name in "(...)".
-        Ok(stat) => !matches!(
-            stat.iter()
-                .rposition(|&b| b == b')')
-                .and_then(|i| stat.get(i + 2)),
-            Some(b'Z' | b'X')
-        ),
-        Err(_) => true, // no /proc to ask: trust kill()
+    if meta.uid() != my_uid() && group != Some(meta.gid()) {
+        return FifoOpen::Foreign(format!(
+            "{} belongs to uid {} and group {}",
+            path.display(),
+            meta.uid(),
+            meta.gid()
+        ));
+    }
+    FifoOpen::Open(file)
+}
+
+/// What became of one trigger write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerWrite {
+    /// Written whole.
+    Sent,
+    /// The pipe is full (the consumer is behind), or the write failed in a
+    /// way that says nothing about the consumer.
+    Full,
+    /// The reader is gone (EPIPE).
+    Gone,
+}
+
+/// One non-blocking write of a whole trigger message (< PIPE_BUF, so the
+/// kernel writes all of it or nothing). Only EPIPE says the reader is gone;
+/// any other failure drops this one trigger, like a full pipe.
+pub fn write_trigger(file: &mut File, msg: &[u8]) -> TriggerWrite {
+    match file.write(msg) {
+        Ok(_) => TriggerWrite::Sent,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => TriggerWrite::Gone,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => TriggerWrite::Full,
+        Err(e) => {
+            tracing::debug!("trigger write failed ({e}); dropped like a full pipe");
+            TriggerWrite::Full
+        }
     }
 }
 
-/// This process's id.
-pub(crate) fn my_pid() -> u32 {
-    rustix::process::getpid().as_raw_nonzero().get() as u32
+/// Removes a FIFO if it is one; anything else at the path is left alone.
+/// Returns whether it removed one.
+pub fn remove_fifo(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_fifo() => match std::fs::remove_file(path) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("could not remove {}: {e}", path.display());
+                false
+            }
+        },
+        _ => false,
+    }
 }
 
-/// Checks the trigger directory a producer recorded in its bus: a real
-/// directory that is ours, or one shared with a group this process belongs
-/// to (setgid and group-writable, as `--group` makes it). Returns whether it
-/// is shared: then FIFOs are made writable by the group (the producer writes
-/// them as a group member).
-pub(crate) fn check_trigger_dir(dir: &Path) -> io::Result<bool> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        return Err(io::Error::other(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
+/// Removes every FIFO in a trigger directory, then the directory if empty.
+/// Returns the FIFOs removed.
+pub fn remove_trigger_dir(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if remove_fifo(&entry.path()) {
+                removed.push(entry.path());
+            }
+        }
     }
-    let shared = meta.permissions().mode() & 0o2070 == 0o2070;
-    if meta.uid() == rustix::process::geteuid().as_raw() {
-        return Ok(shared);
-    }
-    let gid = meta.gid();
-    let mine = rustix::process::getegid().as_raw() == gid
-        || rustix::process::getgroups().is_ok_and(|g| g.iter().any(|x| x.as_raw() == gid));
-    if shared && mine {
-        return Ok(true);
-    }
-    Err(io::Error::other(format!(
-        "{} belongs to uid {} and is not shared with a group of this user (mode {:o})",
-        dir.display(),
-        meta.uid(),
-        meta.permissions().mode() & 0o7777
-    )))
+    let _ = std::fs::remove_dir(dir);
+    removed
 }
 
 /// A consumer's open trigger FIFO.
 #[derive(Debug)]
-pub(crate) struct TriggerPipe {
+pub struct TriggerPipe {
     file: File,
     path: PathBuf,
     ino: (u64, u64),
-    /// False once a forked child disowned it: then it never unlinks.
-    owned: bool,
+    /// A forked child's copy never unlinks the FIFO (it is the parent's).
+    fork: ForkGuard,
 }
 
 /// Why a FIFO could not be created.
 #[derive(Debug)]
-pub(crate) enum FifoError {
+pub enum FifoError {
     /// Something other than a FIFO is at the path.
     Occupied(&'static str),
     /// An OS call failed.
@@ -132,7 +155,7 @@ pub(crate) enum FifoError {
 
 /// What a drain of the trigger pipe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drained {
+pub enum Drained {
     /// Read everything there was (maybe nothing).
     Empty,
     /// No writer: the producer closed its end or never opened it.
@@ -141,7 +164,7 @@ pub(crate) enum Drained {
 
 /// What poll said about the trigger pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Readiness {
+pub enum Readiness {
     /// Triggers are waiting.
     Readable,
     /// The writer closed its end.
@@ -154,7 +177,7 @@ impl TriggerPipe {
     /// Creates the FIFO at `path` (mode `mode`) and opens it for reading
     /// without blocking. A stale FIFO there is replaced; anything else is an
     /// error and stays untouched.
-    pub(crate) fn create(path: &Path, mode: u32) -> Result<Self, FifoError> {
+    pub fn create(path: &Path, mode: u32) -> Result<Self, FifoError> {
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_fifo() => {
                 std::fs::remove_file(path).map_err(FifoError::Io)?
@@ -187,19 +210,19 @@ impl TriggerPipe {
             file,
             path: path.to_path_buf(),
             ino: (meta.dev(), meta.ino()),
-            owned: true,
+            fork: ForkGuard::new(),
         })
     }
 
     /// The FIFO's path.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Reads every waiting trigger (non-blocking). Whole 16-byte messages
     /// are what the producer writes; their content is not needed, since the
     /// consumer always takes the newest frame from the header.
-    pub(crate) fn drain(&self) -> io::Result<Drained> {
+    pub fn drain(&self) -> io::Result<Drained> {
         let mut buf = [0u8; 4096];
         loop {
             match (&self.file).read(&mut buf) {
@@ -213,7 +236,7 @@ impl TriggerPipe {
     }
 
     /// Waits until triggers arrive, the writer hangs up, or `timeout`.
-    pub(crate) fn wait(&self, timeout: Duration) -> io::Result<Readiness> {
+    pub fn wait(&self, timeout: Duration) -> io::Result<Readiness> {
         let fd = self.file.as_fd();
         let mut fds = [PollFd::new(&fd, PollFlags::IN)];
         let ts = rustix::time::Timespec {
@@ -240,8 +263,8 @@ impl TriggerPipe {
 impl TriggerPipe {
     /// Removes the FIFO if it is still the one we created: after a producer
     /// restart another consumer may own a FIFO at this path. Idempotent.
-    pub(crate) fn unlink(&self) {
-        if !self.owned {
+    pub fn unlink(&self) {
+        if self.fork.in_child() {
             return;
         }
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
@@ -251,14 +274,6 @@ impl TriggerPipe {
                 }
             }
         }
-    }
-}
-
-impl TriggerPipe {
-    /// Marks the FIFO as another process's (a forked child's copy): it will
-    /// not be unlinked by this process.
-    pub(crate) fn disown(&mut self) {
-        self.owned = false;
     }
 }
 

@@ -1,0 +1,17 @@
+//! Linux: POSIX shared memory in /dev/shm, FIFOs with rustix,
+//! open-file-description locks as liveness tokens, signal flags with
+//! signal-hook.
+
+pub mod dir;
+pub mod fifo;
+pub mod lock;
+pub mod process;
+pub mod shm;
+pub mod token;
+
+pub use dir::*;
+pub use fifo::*;
+pub use lock::*;
+pub use process::*;
+pub use shm::*;
+pub use token::*;
