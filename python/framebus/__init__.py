@@ -27,6 +27,7 @@ from ._errors import (
     BusNotFound,
     BusNotRunning,
     ConsumerClosed,
+    ForkedConsumerError,
     FrameReleasedError,
     FramebusError,
     FramebusOSError,
@@ -52,4 +53,5 @@ __all__ = [
     "FrameReleasedError",
     "ConsumerClosed",
     "FramebusOSError",
+    "ForkedConsumerError",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "FrameReleasedError",
     "ConsumerClosed",
     "FramebusOSError",
+    "ForkedConsumerError",
 ]
 
 
@@ -70,6 +71,13 @@ class ConsumerClosed(FramebusError):
     """The consumer was closed."""
 
 
+class ForkedConsumerError(FramebusError):
+    """The consumer was used in a forked child (``os.fork``,
+    ``multiprocessing`` with the fork start method) of the process that
+    attached it: its registration and pins belong to the parent. Create a new
+    :class:`framebus.Consumer` in the child."""
+
+
 class FramebusOSError(FramebusError, OSError):
     """An operating system call failed (shared memory, FIFO, poll).
     ``errno`` is set when the OS gave one."""
@@ -87,6 +95,7 @@ for _cls in (
     FrameReleasedError,
     ConsumerClosed,
     FramebusOSError,
+    ForkedConsumerError,
 ):
     _cls.__module__ = "framebus"
 del _cls

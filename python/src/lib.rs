@@ -123,6 +123,12 @@ fn consumer_error(py: Python<'_>, e: ConsumerError) -> PyErr {
                 message.clone(),
                 &[("held", held.into_bound_py_any(py)?)],
             ),
+            ConsumerError::Forked { bus } => framebus_error(
+                py,
+                "ForkedConsumerError",
+                message.clone(),
+                &[("bus", bus.as_str().into_bound_py_any(py)?)],
+            ),
             ConsumerError::FifoPathOccupied { .. } => {
                 framebus_error(py, "FramebusOSError", message.clone(), &[])
             }
