@@ -39,6 +39,59 @@ impl Bus {
         }
     }
 
+    /// Like [`Bus::new`], with the trigger root under `/dev/shm`, which
+    /// simulated containers (private `/tmp`) share with the host.
+    pub fn new_in_dev_shm(test: &str) -> Self {
+        let mut bus = Self::new(test);
+        let _ = std::fs::remove_dir_all(&bus.root);
+        bus.root = PathBuf::from(format!("/dev/shm/framebus-test-{}", bus.name));
+        std::fs::create_dir_all(&bus.root).expect("create test runtime dir in /dev/shm");
+        bus
+    }
+
+    /// A `framebus` command run in a simulated container: its own pid and
+    /// mount namespaces (`unshare --pid --fork --mount --mount-proc`) and a
+    /// private `/tmp`; only `/dev/shm` (and the uid) are shared. The
+    /// `framebus` process is pid 1 of its namespace.
+    pub fn container_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("unshare");
+        c.args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--mount-proc",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg("mount -t tmpfs tmpfs /tmp && exec \"$0\" \"$@\"")
+        .arg(EXE)
+        .args(args)
+        .env("FRAMEBUS_RUNTIME_DIR", &self.root)
+        .env("RUST_LOG", "info");
+        c
+    }
+
+    /// Starts `cmd` with its stdout lines captured.
+    pub fn spawn_command(&mut self, mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let lines = line_channel(child.stdout.take().expect("stdout"));
+        let stderr = drain(child.stderr.take().expect("stderr"));
+        let pid = child.id();
+        self.children.push(child);
+        Proc {
+            pid,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
     /// The shm object's path.
     pub fn shm_path(&self) -> PathBuf {
         PathBuf::from(format!("/dev/shm/framebus.{}", self.name))
@@ -79,22 +132,8 @@ impl Bus {
 
     /// Starts a process whose stdout lines are captured.
     pub fn spawn(&mut self, args: &[&str]) -> Proc {
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn framebus");
-        let lines = line_channel(child.stdout.take().expect("stdout"));
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let pid = child.id();
-        self.children.push(child);
-        Proc {
-            pid,
-            lines,
-            seen: Vec::new(),
-            stderr: Some(stderr),
-        }
+        let cmd = self.command(args);
+        self.spawn_command(cmd)
     }
 
     /// Starts a producer and waits for its `ready bus=NAME` line.
@@ -230,6 +269,18 @@ impl Proc {
         }
     }
 
+    /// Whether stdout has closed (the process is ending), reading what is
+    /// there without waiting: `Some(())` once closed.
+    pub fn try_finished(&mut self) -> Option<()> {
+        loop {
+            match self.lines.try_recv() {
+                Ok(l) => self.seen.push(l),
+                Err(mpsc::TryRecvError::Empty) => return None,
+                Err(mpsc::TryRecvError::Disconnected) => return Some(()),
+            }
+        }
+    }
+
     /// Everything the process wrote to stderr (after it exited).
     pub fn stderr(&mut self) -> String {
         self.stderr
@@ -274,6 +325,43 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
         if Instant::now() >= deadline {
             return None;
         }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Why simulated containers cannot run here (`None` if they can): they
+/// need root and `unshare` with pid and mount namespaces.
+pub fn containers_unavailable() -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("not root".into());
+    }
+    match Command::new("unshare")
+        .args(["--pid", "--fork", "--mount", "--mount-proc", "true"])
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("unshare --pid --fork --mount failed ({s})")),
+        Err(e) => Some(format!("no unshare ({e})")),
+    }
+}
+
+/// Prints why a test is skipped, where the test runner shows it.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// The host pid of the first child of process `pid` (e.g. the pid-1
+/// process that `unshare --fork` started), waiting for it to exist.
+pub fn first_child(pid: u32, timeout: Duration) -> u32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(c) = children.split_whitespace().next() {
+            return c.parse().expect("a pid");
+        }
+        assert!(Instant::now() < deadline, "process {pid} started no child");
         std::thread::sleep(Duration::from_millis(5));
     }
 }

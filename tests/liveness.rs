@@ -1,0 +1,370 @@
+//! Liveness is the kernel's word (issue: containers, fork, pid reuse and a
+//! held frame that never changes). Real producers and consumers on real
+//! shared memory; simulated containers are `unshare --pid --fork --mount`
+//! with a private `/tmp` (root only: skipped with a message elsewhere).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{containers_unavailable, first_child, skip, u, Bus};
+use framebus_consumer::{Consumer, ConsumerConfig, ConsumerError};
+use rustix::process::Signal;
+use serde_json::Value;
+use shm_layout::BusName;
+
+const T: Duration = Duration::from_secs(30);
+
+fn consumers(v: &Value) -> &Vec<Value> {
+    v["consumers"].as_array().expect("consumers")
+}
+
+/// A consumer in its own pid and mount namespaces (pid 1 there, private
+/// `/tmp`), sharing only `/dev/shm` with the producer: it attaches with no
+/// option, gets every frame whole, and when it is SIGKILLed its entry is
+/// reclaimed — although host pid 1 (its number in the table) is alive.
+#[test]
+fn container_consumer_attaches_and_is_reclaimed_after_kill() {
+    if let Some(why) = containers_unavailable() {
+        return skip(
+            "container_consumer_attaches_and_is_reclaimed_after_kill",
+            &why,
+        );
+    }
+    let mut bus = Bus::new_in_dev_shm("ctc");
+    bus.producer(&["--size", "160x120", "--fps", "200"]);
+    let name = bus.name.clone();
+    let cmd = bus.container_command(&[
+        "consume", "--bus", &name, "--algo", "verify", "--frames", "100", "--json",
+    ]);
+    let mut counted = bus.spawn_command(cmd);
+    let summary = counted.last_json(T);
+    assert_eq!(summary["frames"], 100, "{summary}");
+    assert_eq!(summary["bad_frames"], 0, "{summary}");
+    assert_eq!(summary["reattached"], 0, "{summary}");
+
+    let cmd = bus.container_command(&["consume", "--bus", &name, "--algo", "busy:20"]);
+    let mut victim = bus.spawn_command(cmd);
+    victim.expect_line("attached bus=", T);
+    let v = bus.wait_for(
+        "the namespaced consumer with pid 1 holding frames",
+        T,
+        |v| {
+            consumers(v)
+                .iter()
+                .any(|c| c["pid"] == 1 && c["alive"] == true && u(&c["frames"]) > 0)
+        },
+    );
+    assert_eq!(consumers(&v).len(), 1, "{v:#}");
+    let pid1 = first_child(victim.pid, T);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid1 as i32).expect("pid"),
+        Signal::KILL,
+    )
+    .expect("kill the namespaced consumer");
+    let killed = Instant::now();
+    let v = bus.wait_for("its entry reclaimed", T, |v| consumers(v).is_empty());
+    eprintln!(
+        "namespaced pid-1 consumer reclaimed {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    assert!(
+        v["slots"]
+            .as_array()
+            .expect("slots")
+            .iter()
+            .all(|s| u(&s["pins"]) & !(1 << 63) == 0),
+        "no pin left: {v:#}"
+    );
+}
+
+/// A producer in its own pid and mount namespaces (pid 1 there): host
+/// consumers attach, get every frame whole and are never evicted.
+#[test]
+fn container_producer_serves_host_consumers() {
+    if let Some(why) = containers_unavailable() {
+        return skip("container_producer_serves_host_consumers", &why);
+    }
+    let mut bus = Bus::new_in_dev_shm("ctp");
+    let name = bus.name.clone();
+    let cmd = bus.container_command(&[
+        "produce", "--bus", &name, "--size", "160x120", "--fps", "200",
+    ]);
+    let mut producer = bus.spawn_command(cmd);
+    producer.expect_line(&format!("ready bus={name}"), T);
+    let v = bus.inspect();
+    assert_eq!(v["producer"]["pid"], 1, "the header names pid 1: {v:#}");
+    assert_eq!(v["producer"]["alive"], true, "{v:#}");
+    let mut a = bus.spawn(&[
+        "consume", "--bus", &name, "--algo", "verify", "--frames", "300", "--json",
+    ]);
+    let mut b = bus.spawn(&[
+        "consume", "--bus", &name, "--algo", "verify", "--frames", "300", "--json",
+    ]);
+    for c in [&mut a, &mut b] {
+        let s = c.last_json(T);
+        assert_eq!(s["frames"], 300, "{s}");
+        assert_eq!(s["bad_frames"], 0, "{s}");
+        assert_eq!(s["reattached"], 0, "never evicted: {s}");
+    }
+    // The producer is pid 1 of its namespace, a child of `unshare`.
+    let pid1 = first_child(producer.pid, T);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid1 as i32).expect("pid"),
+        Signal::TERM,
+    )
+    .expect("stop the namespaced producer");
+    bus.wait(&producer, T);
+    assert!(!bus.shm_path().exists(), "a clean stop removes the bus");
+}
+
+/// A frame held by a live consumer stays byte-identical for 3 s at 1000 fps
+/// while other consumers join, leave and die around it.
+#[test]
+fn held_frame_never_changes_while_others_come_and_go() {
+    let mut bus = Bus::new("held");
+    bus.producer(&["--size", "160x120", "--fps", "1000", "--max-consumers", "6"]);
+    let mut consumer = Consumer::attach(ConsumerConfig::new(
+        BusName::new(&bus.name).expect("bus name"),
+    ))
+    .expect("attach");
+    let frame = consumer
+        .next_frame_owned(Some(T))
+        .expect("a frame")
+        .expect("before the timeout");
+    let copy = frame.pixels().to_vec();
+    let start_published = u(&bus.inspect()["producer"]["frames_published"]);
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        rounds += 1;
+        let leaver = bus.consumer(&["--algo", "verify", "--frames", "20"]);
+        let victim = bus.consumer(&["--algo", "busy:5"]);
+        victim.signal(Signal::KILL);
+        bus.wait(&victim, T);
+        bus.wait(&leaver, T);
+        assert!(
+            frame.pixels() == copy.as_slice(),
+            "the held frame changed (round {rounds})"
+        );
+    }
+    let v = bus.inspect();
+    assert!(
+        u(&v["producer"]["frames_published"]) >= start_published + 1000,
+        "the producer kept publishing: {v:#}"
+    );
+    assert!(frame.pixels() == copy.as_slice(), "the held frame changed");
+    let seq = frame.seq();
+    drop(frame);
+    let next = consumer
+        .next_frame(Some(T))
+        .expect("next")
+        .expect("a frame");
+    assert!(next.seq() > seq);
+    eprintln!("{rounds} rounds of join/leave/kill around a held frame");
+}
+
+/// Every owner of an entry has its own FIFO name: a leaver that removes its
+/// FIFO late can never remove its successor's, and a stray file at one
+/// FIFO name stops nobody. 60 hand-overs of one entry, each successor gets
+/// frames after the predecessor's (late) removal of its own FIFO.
+#[test]
+fn fifo_hand_over_is_race_free() {
+    let mut bus = Bus::new("handover");
+    bus.producer(&["--size", "64x48", "--fps", "500", "--max-consumers", "1"]);
+    let name = BusName::new(&bus.name).expect("bus name");
+    let mut failures = 0;
+    let mut previous: Option<std::path::PathBuf> = None;
+    for round in 0..60 {
+        let mut c = Consumer::attach_wait(ConsumerConfig::new(name.clone()), T).expect("attach");
+        let info = c.info().expect("attached");
+        assert_eq!(info.entry, 0, "one entry only");
+        let fifo = bus
+            .trigger_dir()
+            .join(format!("consumer-0-{}.fifo", info.generation));
+        assert!(fifo.exists(), "round {round}: {} missing", fifo.display());
+        if let Some(old) = previous.take() {
+            assert_ne!(old, fifo, "a successor reuses its predecessor's FIFO name");
+            // The predecessor's delayed removal of *its* FIFO: a no-op
+            // for the successor.
+            let _ = std::fs::remove_file(&old);
+        }
+        match c.next_frame(Some(T)) {
+            Ok(Some(_)) => {}
+            other => {
+                failures += 1;
+                eprintln!("round {round}: {other:?}");
+            }
+        }
+        previous = Some(fifo);
+    }
+    assert_eq!(failures, 0);
+}
+
+/// After every producer SIGKILL the consumer attaches exactly once to the
+/// next producer: `reattached` equals the number of restarts.
+#[test]
+fn reattached_equals_producer_restarts() {
+    const RESTARTS: u64 = 30;
+    let mut bus = Bus::new("reatt");
+    let mut producer = bus.producer(&["--size", "64x48", "--fps", "200"]);
+    let mut consumer = bus.consumer(&["--algo", "verify", "--json"]);
+    for _ in 0..RESTARTS {
+        let instance = bus.inspect()["instance_id"].clone();
+        producer.signal(Signal::KILL);
+        bus.wait(&producer, T);
+        producer = bus.producer(&["--size", "64x48", "--fps", "200"]);
+        bus.wait_for("the consumer on the new instance", T, |v| {
+            v["instance_id"] != instance
+                && consumers(v)
+                    .iter()
+                    .any(|c| c["state"] == "connected" && u(&c["frames"]) > 0)
+        });
+    }
+    consumer.signal(Signal::TERM);
+    let summary = consumer.last_json(T);
+    assert_eq!(summary["reattached"], RESTARTS, "{summary}");
+    assert_eq!(summary["bad_frames"], 0, "{summary}");
+}
+
+/// The child of `fork` in a process that holds a consumer: every consumer
+/// call fails naming the fork, and dropping the child's copies of the
+/// consumer and of a held frame does nothing to the parent, whose frame
+/// stays byte-identical and whose registration stands.
+#[test]
+fn forked_consumer_child_never_acts_for_its_parent() {
+    let mut bus = Bus::new("forkc");
+    bus.producer(&["--size", "160x120", "--fps", "500"]);
+    let mut consumer = Consumer::attach(ConsumerConfig::new(
+        BusName::new(&bus.name).expect("bus name"),
+    ))
+    .expect("attach");
+    let frame = consumer
+        .next_frame_owned(Some(T))
+        .expect("a frame")
+        .expect("before the timeout");
+    let copy = frame.pixels().to_vec();
+    let entry = consumer.info().expect("attached").entry;
+    // SAFETY: the child only calls the consumer (which checks for the fork
+    // first), drops values (munmap/close) and `_exit`s: no lock that
+    // another thread of this process may hold is taken.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed");
+    if child == 0 {
+        let forked = matches!(
+            consumer.next_frame(Some(Duration::ZERO)),
+            Err(ConsumerError::Forked { .. })
+        );
+        drop(frame);
+        drop(consumer);
+        // SAFETY: ends the child at once, without running the parent's
+        // atexit handlers or test harness.
+        unsafe { libc::_exit(if forked { 0 } else { 3 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out pointer.
+    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+    assert_eq!(waited, child);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child's consumer call did not fail with Forked (status {status:#x})"
+    );
+    let published = u(&bus.inspect()["producer"]["frames_published"]);
+    let v = bus.wait_for("200 more frames after the child exited", T, |v| {
+        u(&v["producer"]["frames_published"]) >= published + 200
+    });
+    let me = consumers(&v)
+        .iter()
+        .find(|c| u(&c["index"]) == u64::from(entry))
+        .unwrap_or_else(|| panic!("the parent's entry is gone: {v:#}"));
+    assert_eq!(me["state"], "connected", "{v:#}");
+    assert_eq!(
+        me["pinned_slots"].as_array().map(Vec::len),
+        Some(1),
+        "{v:#}"
+    );
+    assert!(
+        frame.pixels() == copy.as_slice(),
+        "the parent's frame changed"
+    );
+    let seq = frame.seq();
+    drop(frame);
+    let next = consumer
+        .next_frame(Some(T))
+        .expect("next")
+        .expect("a frame");
+    assert!(next.seq() > seq);
+}
+
+/// The child of `fork` in a process that runs a producer: publishing fails
+/// naming the fork, and dropping the child's copy of the producer removes
+/// nothing — the bus, its lock and the FIFOs stay the parent's, a second
+/// producer is still refused, and the parent's consumer never notices.
+#[test]
+fn forked_producer_child_never_shuts_the_bus_down() {
+    use framebus_producer::{FakeSource, FrameSource, Producer, ProducerConfig, ProducerError};
+    let mut bus = Bus::new("forkp");
+    let name = BusName::new(&bus.name).expect("bus name");
+    let mut source = FakeSource::new(64, 48);
+    let mut producer = Producer::create(ProducerConfig::new(name.clone()), 64, 48).expect("create");
+    let trigger_dir = producer.trigger_dir();
+    let bus_name = bus.name.clone();
+    let mut consumer = bus.spawn(&[
+        "consume", "--bus", &bus_name, "--algo", "verify", "--frames", "200", "--json",
+    ]);
+    consumer.expect_line("attached bus=", T);
+    // SAFETY: the child only calls the producer (which checks for the fork
+    // first), drops it (close/munmap) and `_exit`s.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork failed");
+    if child == 0 {
+        let forked = matches!(
+            producer.publish(|seq, slot| source.fill(seq, slot)),
+            Err(ProducerError::Forked { .. })
+        );
+        drop(producer);
+        // SAFETY: ends the child at once, without the parent's handlers.
+        unsafe { libc::_exit(if forked { 0 } else { 3 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out pointer.
+    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+    assert_eq!(waited, child);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child's publish did not fail with Forked (status {status:#x})"
+    );
+    assert!(bus.shm_path().exists(), "the child removed the bus");
+    assert!(
+        std::path::Path::new(&format!("/dev/shm/.framebus-lock.{}", bus.name)).exists(),
+        "the child removed the bus lock"
+    );
+    assert!(
+        trigger_dir.is_dir(),
+        "the child removed the trigger directory"
+    );
+    assert!(matches!(
+        Producer::create(ProducerConfig::new(name), 64, 48),
+        Err(ProducerError::BusBusy { .. })
+    ));
+    let deadline = Instant::now() + T;
+    while consumer.try_finished().is_none() {
+        producer
+            .publish(|seq, slot| source.fill(seq, slot))
+            .expect("the parent still publishes");
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not get 200 frames"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let summary = consumer.last_json(T);
+    assert_eq!(summary["frames"], 200, "{summary}");
+    assert_eq!(summary["bad_frames"], 0, "{summary}");
+    assert_eq!(summary["reattached"], 0, "{summary}");
+    drop(producer);
+    assert!(
+        !bus.shm_path().exists(),
+        "the parent's drop removes the bus"
+    );
+}
