@@ -123,7 +123,7 @@ def fork(args) -> int:
                 bus.next_frame(timeout=1)
                 code = 3
             except framebus.FramebusError as e:
-                print(f"child refused: {e}", flush=True)
+                print(f"child refused: {type(e).__name__}: {e}", flush=True)
             bus.close()
             del bus
             gc.collect()

@@ -106,6 +106,7 @@ def test_exception_hierarchy():
         framebus.FrameReleasedError,
         framebus.ConsumerClosed,
         framebus.FramebusOSError,
+        framebus.ForkedConsumerError,
     ):
         assert issubclass(cls, framebus.FramebusError), cls
         assert cls.__module__ == "framebus"

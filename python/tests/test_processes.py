@@ -117,7 +117,10 @@ def test_a_forked_child_leaves_the_parents_pins_alone(bus):
     bus.produce(size="160x120", fps=200, pins=2)
     p = bus.py_consumer("--mode", "fork")
     assert p.wait_exit(60) == 0, p.describe()
-    assert any(l.startswith("child refused: this framebus.Consumer") for l in p.lines), p.describe()
+    refusals = [l for l in p.lines if l.startswith("child refused: ")]
+    assert len(refusals) == 1, p.describe()
+    assert refusals[0].startswith("child refused: ForkedConsumerError: "), refusals
+    assert "fork" in refusals[0].split(": ", 2)[2], refusals
     r = p.last_json()
     assert r == {
         "child_exit": 0,
