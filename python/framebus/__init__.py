@@ -20,6 +20,10 @@ frame when it advances; holding more frames than the producer's
 ``--pins-per-consumer`` budget raises :class:`PinBudgetExceeded` rather than
 ever showing a rewritten slot. ``frame.copy()`` and ``frame.to_rgb()`` are the
 only calls that copy pixels.
+
+A consumer belongs to the process that created it: in a ``fork()``-ed child
+every call on an inherited consumer raises :class:`ForkedConsumerError`, so a
+child must create its own :class:`Consumer`.
 """
 
 from ._errors import (

@@ -75,7 +75,7 @@ class ForkedConsumerError(FramebusError):
     """The consumer was used in a forked child (``os.fork``,
     ``multiprocessing`` with the fork start method) of the process that
     attached it: its registration and pins belong to the parent. Create a new
-    :class:`framebus.Consumer` in the child."""
+    :class:`framebus.Consumer` in the child. Attribute ``bus``."""
 
 
 class FramebusOSError(FramebusError, OSError):

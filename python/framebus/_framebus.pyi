@@ -55,7 +55,11 @@ class Frame:
     ) -> bool: ...
 
 class Consumer:
-    """A consumer of one framebus bus."""
+    """A consumer of one framebus bus.
+
+    It belongs to the process that created it: in a ``fork()``-ed child every
+    call on it raises ``framebus.ForkedConsumerError``; create a new
+    ``Consumer`` in the child."""
 
     def __init__(
         self,
