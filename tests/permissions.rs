@@ -122,8 +122,8 @@ fn group_sharing_admits_members_only() {
     assert_eq!(mode(&bus.shm_path()), 0o660, "a shared bus is 0660");
     assert_eq!(
         mode(&bus.trigger_dir()),
-        0o2770,
-        "a shared trigger directory is setgid 2770"
+        0o3770,
+        "a shared trigger directory is setgid and sticky 3770"
     );
     let name = bus.name.clone();
 
@@ -131,10 +131,13 @@ fn group_sharing_admits_members_only() {
     member.args([
         "consume", "--bus", &name, "--algo", "verify", "--frames", "20",
     ]);
+    // The bus belongs to root (this test's user): a member trusts it
+    // explicitly, as the docs say.
     member
         .uid(NOBODY)
         .gid(GROUP)
-        .env("FRAMEBUS_RUNTIME_DIR", "/nonexistent");
+        .env("FRAMEBUS_RUNTIME_DIR", "/nonexistent")
+        .env("FRAMEBUS_TRUST_OWNERS", "0");
     member
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());

@@ -14,6 +14,7 @@ use shm_layout::{view, BusName, ControlView, Layout, Owner, ProducerState};
 
 use crate::error::ConsumerError;
 use crate::sys::{self, FifoError, ForkGuard, TokenId, TriggerPipe};
+use crate::trust::Trust;
 
 /// How many entries a registration tries when something is in the way of
 /// its FIFO (each new claim has a new generation, hence a new FIFO name).
@@ -50,6 +51,8 @@ pub(crate) struct Registration<'a> {
     /// An instance whose producer this consumer already saw go: never
     /// registered on again (it waits for the next producer instead).
     pub(crate) gone_instance: Option<u64>,
+    /// Who may own the bus.
+    pub(crate) trust: &'a Trust,
 }
 
 pub(crate) struct Attachment {
@@ -63,8 +66,8 @@ pub(crate) struct Attachment {
     pub(crate) owner: Owner,
     /// Frames pinned through this attachment and not yet dropped.
     pub(crate) held: AtomicU32,
-    pixels: memmap2::MmapRaw,
-    _control_map: memmap2::MmapRaw,
+    pixels: sys::GuardedMap,
+    control_map: sys::GuardedMap,
     /// This consumer's own open of the bus object: it holds the entry's
     /// liveness token (and the mappings keep the open alive too).
     fd: OwnedFd,
@@ -81,17 +84,27 @@ unsafe impl Sync for Attachment {}
 /// Reads and validates a bus's header: maps it, checks everything, maps
 /// the control part read-write and the pixels read-only.
 pub(crate) struct MappedBus {
+    /// The object's owner (trusted: checked at open).
+    pub(crate) owner: u32,
     pub(crate) control: ControlView,
     /// Where the producer wants consumers' FIFOs (from the header page).
     pub(crate) trigger_dir: std::path::PathBuf,
     pub(crate) header: HeaderFixed,
-    pub(crate) pixels: memmap2::MmapRaw,
-    pub(crate) control_map: memmap2::MmapRaw,
+    pub(crate) pixels: sys::GuardedMap,
+    pub(crate) control_map: sys::GuardedMap,
     pub(crate) fd: OwnedFd,
 }
 
 impl MappedBus {
+    /// Opens `bus` for a process that trusts only its own user and the
+    /// owners in `FRAMEBUS_TRUST_OWNERS`.
     pub(crate) fn open(bus: &BusName) -> Result<Self, ConsumerError> {
+        Self::open_trusting(bus, &Trust::new(&[])?)
+    }
+
+    /// Opens `bus` if `trust` accepts its owner and mode (checked with
+    /// `fstat` on the open object, before anything is mapped).
+    pub(crate) fn open_trusting(bus: &BusName, trust: &Trust) -> Result<Self, ConsumerError> {
         let name = bus.shm_name();
         let layout_err = |source| ConsumerError::Layout {
             bus: bus.to_string(),
@@ -104,6 +117,7 @@ impl MappedBus {
                 bus: bus.to_string(),
             });
         };
+        let owner = trust.check_object(bus.as_str(), &fd)?;
         let min = u64::from(shm_layout::header::HEADER_SIZE);
         if size < min {
             return Err(layout_err(shm_layout::LayoutError::TooSmall { size, min }));
@@ -129,6 +143,7 @@ impl MappedBus {
         // long as `control` is used.
         let control = unsafe { ControlView::new(control_map.as_ptr(), layout) };
         Ok(Self {
+            owner,
             control,
             trigger_dir: trigger_dir.into(),
             header,
@@ -145,12 +160,14 @@ impl MappedBus {
             && producer_token_held(&self.fd)
     }
 
+    /// Whether the object was truncated under the mappings (they now show
+    /// zero pages): nothing read from them since can be trusted.
+    pub(crate) fn truncated(&self) -> bool {
+        self.control_map.broken() || self.pixels.broken()
+    }
+
     /// Gray slot `slot`'s bytes (`slot < slot_count`, validated layout).
-    pub(crate) fn gray_slot_ptr(
-        pixels: &memmap2::MmapRaw,
-        layout: &Layout,
-        slot: u32,
-    ) -> *const u8 {
+    pub(crate) fn gray_slot_ptr(pixels: &sys::GuardedMap, layout: &Layout, slot: u32) -> *const u8 {
         assert!(slot < layout.slot_count);
         let offset = (layout.gray_slot_offset(slot) - layout.bgr_offset) as usize;
         // SAFETY: validation put every gray slot inside [bgr_offset,
@@ -164,7 +181,7 @@ impl Attachment {
     /// FIFO and marks the entry Ready for the producer to connect.
     pub(crate) fn register(reg: &Registration<'_>) -> Result<Self, ConsumerError> {
         let bus = reg.bus;
-        let mapped = MappedBus::open(bus)?;
+        let mapped = MappedBus::open_trusting(bus, reg.trust)?;
         let not_running = || ConsumerError::NotRunning {
             bus: bus.to_string(),
             pid: mapped.header.producer_pid,
@@ -181,6 +198,7 @@ impl Attachment {
                 },
             });
         }
+        reg.trust.check_trigger_dir(&dir, mapped.owner)?;
         let shared = sys::check_trigger_dir(&dir).map_err(|e| ConsumerError::Os {
             what: format!("trigger directory {}", dir.display()),
             source: e,
@@ -243,7 +261,7 @@ impl Attachment {
                 owner: ready,
                 held: AtomicU32::new(0),
                 pixels: mapped.pixels,
-                _control_map: mapped.control_map,
+                control_map: mapped.control_map,
                 fd: mapped.fd,
                 fork: ForkGuard::new(),
             });
@@ -287,6 +305,16 @@ impl Attachment {
     /// token go.
     pub(crate) fn registered(&self) -> bool {
         entry::still_registered(&self.control.consumers()[self.index as usize], self.owner)
+    }
+
+    /// Whether the bus object was truncated under this attachment: a fault
+    /// was repaired in one of its mappings (two atomic loads), or, when
+    /// `check_size`, the object is now shorter than its layout (`fstat`).
+    pub(crate) fn truncated(&self, check_size: bool) -> bool {
+        self.control_map.broken()
+            || self.pixels.broken()
+            || (check_size
+                && sys::object_size(&self.fd).is_ok_and(|size| size < self.layout().total_size))
     }
 
     /// Whether the producer still runs: state Running and its token held.

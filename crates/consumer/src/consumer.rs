@@ -13,6 +13,7 @@ use crate::attach::{Attachment, Registration};
 use crate::error::ConsumerError;
 use crate::frame::Frame;
 use crate::sys::{self, Drained, Readiness};
+use crate::trust::Trust;
 
 /// How often a waiting consumer checks that its producer still runs, and
 /// how often a detached one looks for a new producer.
@@ -27,6 +28,9 @@ pub struct ConsumerConfig {
     pub name: String,
     /// Frame rate limit; `None` = every frame the consumer can keep up with.
     pub max_fps: Option<f64>,
+    /// Users (uids) besides this process's own whose buses it may use (see
+    /// [`crate::Trust`]; `FRAMEBUS_TRUST_OWNERS` adds more).
+    pub trusted_owners: Vec<u32>,
 }
 
 impl ConsumerConfig {
@@ -36,6 +40,7 @@ impl ConsumerConfig {
             bus,
             name: String::from("consumer"),
             max_fps: None,
+            trusted_owners: Vec::new(),
         }
     }
 }
@@ -72,6 +77,8 @@ pub struct Consumer {
     /// The instance whose producer was last seen gone: never registered on
     /// again, so a consumer re-attaches exactly once per new producer.
     gone_instance: Option<u64>,
+    /// The periodic check found the object shorter than its layout.
+    truncated: bool,
     /// In a forked child every call fails: the registration is the
     /// parent's.
     fork: sys::ForkGuard,
@@ -114,6 +121,7 @@ impl Consumer {
             reattached: 0,
             frames: 0,
             gone_instance: None,
+            truncated: false,
             fork: sys::ForkGuard::new(),
         }
     }
@@ -122,7 +130,9 @@ impl Consumer {
         let max_fps_milli = self.config.max_fps.map_or(0, |f| {
             (f * 1000.0).round().clamp(0.0, u32::MAX as f64) as u32
         });
+        let trust = Trust::new(&self.config.trusted_owners)?;
         let att = Attachment::register(&Registration {
+            trust: &trust,
             bus: &self.config.bus,
             name: &self.config.name,
             max_fps_milli,
@@ -206,6 +216,11 @@ impl Consumer {
             if !std::mem::take(&mut first) && deadline.is_some_and(|d| now >= d) {
                 return Ok(None);
             }
+            if std::mem::take(&mut self.truncated) {
+                return Err(ConsumerError::BusTruncated {
+                    bus: self.config.bus.to_string(),
+                });
+            }
             let Some(att) = self.att.clone() else {
                 match self.try_register() {
                     Ok(()) => continue,
@@ -236,6 +251,10 @@ impl Consumer {
                     self.detach_if_dead(&att);
                     continue;
                 }
+            }
+            if att.truncated(false) {
+                self.lost_to_truncation(&att);
+                continue;
             }
             if !self.connected && att.entry_owner().state() == Some(ConsumerState::Connected) {
                 self.connected = true;
@@ -293,6 +312,14 @@ impl Consumer {
         self.detach(why);
     }
 
+    /// The bus object was truncated under us: detach for good from this
+    /// instance; the next round of `next` reports `BusTruncated` once.
+    fn lost_to_truncation(&mut self, att: &Attachment) {
+        self.truncated = true;
+        tracing::warn!(bus = %self.config.bus, "BusTruncated: the bus object was truncated while mapped");
+        self.producer_gone(att, "the bus object was truncated");
+    }
+
     /// The producer closed our trigger pipe: it evicted us (our entry is no
     /// longer ours: register again on the same bus), or it stopped or died
     /// (a live producer closes the pipe of a registered consumer only when
@@ -310,6 +337,10 @@ impl Consumer {
     /// is gone (token free or state not Running) or dropped our
     /// registration. Returns whether it detached.
     fn detach_if_dead(&mut self, att: &Attachment) -> bool {
+        if att.truncated(true) {
+            self.lost_to_truncation(att);
+            return true;
+        }
         if !att.producer_running() {
             self.producer_gone(att, "the producer is gone");
             true

@@ -71,6 +71,34 @@ pub enum ConsumerError {
         /// The bus name.
         bus: String,
     },
+    /// The bus object or its trigger directory belongs to someone this
+    /// process does not trust, or everyone may write it.
+    #[error("refusing {path}: {why} (owner uid {owner}, mode {mode:04o}); a bus is used only if this user or a trusted one owns it — to trust its owner, set FRAMEBUS_TRUST_OWNERS={owner} (or the library's ConsumerConfig::trusted_owners)")]
+    Untrusted {
+        /// The object or directory.
+        path: String,
+        /// Its owner.
+        owner: u32,
+        /// Its mode bits.
+        mode: u32,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// `FRAMEBUS_TRUST_OWNERS` holds something that is not a uid.
+    #[error("FRAMEBUS_TRUST_OWNERS holds {item:?}, which is not a numeric uid; list uids separated by commas (see `id -u USER`)")]
+    BadTrustList {
+        /// The offending item.
+        item: String,
+    },
+    /// The bus object was truncated while this consumer had it mapped
+    /// (another process with write access shrank it). The process survives:
+    /// the mapping now shows zero pages, frames held from it are garbage,
+    /// and the next call waits for the next producer.
+    #[error("bus {bus:?} was truncated while mapped (another process shrank /dev/shm/framebus.{bus}); frames held from it are invalid; waiting for the producer to re-create the bus")]
+    BusTruncated {
+        /// The bus name.
+        bus: String,
+    },
     /// An algorithm failed.
     #[error("algorithm {name} failed: {message}")]
     Algorithm {

@@ -164,6 +164,12 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
             })
         })
         .collect();
+    if mapped.truncated() {
+        // What was read after the fault is zeros, not the bus.
+        return Err(ConsumerError::BusTruncated {
+            bus: bus.to_string(),
+        });
+    }
     let now = sys::monotonic_ns();
     Ok(BusSnapshot {
         bus: bus.to_string(),

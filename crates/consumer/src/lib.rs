@@ -21,6 +21,7 @@ mod consumer;
 mod error;
 mod frame;
 mod inspect;
+mod trust;
 use framebus_platform as sys;
 mod view;
 
@@ -30,4 +31,5 @@ pub use consumer::{BusInfo, Consumer, ConsumerConfig, LIVENESS_INTERVAL};
 pub use error::ConsumerError;
 pub use frame::Frame;
 pub use inspect::{inspect, BusSnapshot, ConsumerSnapshot, SlotSnapshot};
+pub use trust::{Trust, TRUST_OWNERS_VAR};
 pub use view::FrameView;

@@ -14,7 +14,7 @@ use crate::sys;
 
 /// The producer's mapping of its bus.
 pub(crate) struct BusMemory {
-    map: memmap2::MmapRaw,
+    map: sys::GuardedMap,
     /// The producer's open of the object: it holds the producer's liveness
     /// token (byte 0) for as long as this open (or the mapping) lives.
     fd: OwnedFd,
@@ -158,6 +158,15 @@ impl BusMemory {
             unlinked: false,
             fork: sys::ForkGuard::new(),
         })
+    }
+
+    /// Whether the object was truncated under the mapping: a fault was
+    /// repaired (writes since went to zero pages no consumer sees), or, when
+    /// `check_size`, `fstat` says it is shorter than the layout.
+    pub(crate) fn truncated(&self, check_size: bool) -> bool {
+        self.map.broken()
+            || (check_size
+                && sys::object_size(&self.fd).is_ok_and(|size| size < self.layout().total_size))
     }
 
     /// The producer's open of the object.

@@ -57,6 +57,14 @@ pub enum ProducerError {
         /// The bus name.
         bus: String,
     },
+    /// Another process truncated the bus object while it was mapped. The
+    /// producer survived (its mapping shows zero pages now); the bus must
+    /// be created again, which [`crate::run_source`] does by itself.
+    #[error("bus {bus:?} was truncated while mapped (another process shrank /dev/shm/framebus.{bus}); create the bus again")]
+    BusTruncated {
+        /// The bus name.
+        bus: String,
+    },
     /// The producer was used in a forked child of the process that created
     /// it: the bus belongs to the parent.
     #[error("this producer of bus {bus:?} belongs to the process that created it, and this is a forked child of it; publish from the parent, or create a new Producer in the child on another bus")]

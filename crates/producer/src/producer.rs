@@ -36,7 +36,7 @@ pub struct ProducerConfig {
     /// 0o660 (shared with `group`).
     pub mode: u32,
     /// The group to share the bus with (gid): the object gets this group,
-    /// the trigger directory becomes setgid 2770 in it, and FIFOs of its
+    /// the trigger directory becomes setgid and sticky 3770 in it, and FIFOs of its
     /// members are accepted. `None` = owner only.
     pub group: Option<u32>,
     /// Whether the debug BGR slot is written.
@@ -84,6 +84,8 @@ pub struct Producer {
     last_housekeeping_ns: u64,
     stats: ProducerStats,
     closed: bool,
+    /// The bus object was found shorter than its layout.
+    truncated: bool,
     /// In a forked child, the bus is the parent's: nothing is published
     /// or shut down from here.
     fork: sys::ForkGuard,
@@ -155,6 +157,7 @@ impl Producer {
             last_housekeeping_ns: now,
             stats: ProducerStats::default(),
             closed: false,
+            truncated: false,
             fork: sys::ForkGuard::new(),
         })
     }
@@ -199,6 +202,9 @@ impl Producer {
         if now.saturating_sub(self.last_housekeeping_ns) >= HOUSEKEEPING_INTERVAL.as_nanos() as u64
         {
             self.last_housekeeping_ns = now;
+            if self.mem.truncated(true) {
+                self.truncated = true;
+            }
             self.registry.check_liveness(self.mem.control());
             self.mem
                 .control()
@@ -223,6 +229,7 @@ impl Producer {
         }
         let start = sys::monotonic_ns();
         self.housekeeping();
+        self.check_truncated()?;
         let slot = self.acquire_slot()?;
         let seq = self.seq + 1;
         let layout = *self.mem.layout();
@@ -275,6 +282,12 @@ impl Producer {
                 return Err(e.into());
             }
         };
+        if self.mem.truncated(false) {
+            // The frame went to zero pages nobody else sees.
+            pin::end_write(entry);
+            self.truncated = true;
+            self.check_truncated()?;
+        }
         self.seq = seq;
         entry.seq.store(seq, Ordering::Relaxed);
         entry
@@ -299,6 +312,19 @@ impl Producer {
         self.stats.publish_ns_total += end - start;
         self.stats.fill_ns_total += fill_end - fill_start;
         Ok(seq)
+    }
+
+    /// `BusTruncated` once the object was found truncated: another process
+    /// shrank it under the mapping (the producer survives: faults in the
+    /// mapping are repaired with zero pages). Drop this producer and create
+    /// the bus again ([`run_source`] does).
+    fn check_truncated(&self) -> Result<(), ProducerError> {
+        if self.truncated || self.mem.truncated(false) {
+            return Err(ProducerError::BusTruncated {
+                bus: self.config.bus.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Numbers the next published frame `seq` instead of the last one + 1,
@@ -519,6 +545,16 @@ pub fn run_source(
             .load(Ordering::Relaxed);
         frames_left = frames_left.map(|n| n.saturating_sub(published));
         match result {
+            Err(ProducerError::BusTruncated { .. }) => {
+                tracing::warn!(bus = %config.bus, "BusTruncated: another process shrank the bus object; re-creating the bus");
+                drop(producer);
+                let done = stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || frames_left == Some(0)
+                    || opts.duration.is_some_and(|d| elapsed() >= d);
+                if done {
+                    return Ok(total);
+                }
+            }
             Err(ProducerError::Source(SourceError::GeometryChanged {
                 width: w,
                 height: h,

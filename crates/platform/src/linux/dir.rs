@@ -20,28 +20,44 @@ pub fn runtime_root() -> PathBuf {
 }
 
 /// Creates (or checks) a trigger directory: a real directory, ours, mode
-/// 0700 — or, shared with `group`, setgid 2770 in that group (so the FIFOs
-/// group members create there belong to the group), below a root that the
-/// group may traverse (0711). The root is created 0700 otherwise.
+/// 0700 — or, shared with `group`, setgid and sticky 3770 in that group (the
+/// FIFOs group members create there belong to the group, and none of them
+/// can rename or remove another's), below a root that the group may
+/// traverse (0711). The root is created 0700 otherwise. Modes and owners
+/// are set through descriptors opened without following links.
 pub fn ensure_trigger_dir(path: &Path, group: Option<u32>) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         ensure_dir(parent, 0o700)?;
         if group.is_some() {
             // Search (not list) for others, so group members reach the
             // bus's directory; what is in the root stays hidden.
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+            let fd = crate::linux::fifo::open_dir_nofollow(parent)?;
+            rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o711))?;
         }
     }
-    ensure_dir(path, if group.is_some() { 0o2770 } else { 0o700 })?;
+    ensure_dir(
+        path,
+        if group.is_some() {
+            SHARED_DIR_MODE
+        } else {
+            0o700
+        },
+    )?;
+    let fd = crate::linux::fifo::open_dir_nofollow(path)?;
     if let Some(g) = group {
-        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(g)))?;
+        rustix::fs::fchown(&fd, None, Some(rustix::fs::Gid::from_raw(g)))?;
         // chown may clear the setgid bit: set the mode again.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o2770))?;
+        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(SHARED_DIR_MODE))?;
     } else {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o700))?;
     }
     Ok(())
 }
+
+/// The mode of a trigger directory shared with a group: setgid (FIFOs take
+/// the directory's group), sticky (members cannot rename or remove each
+/// other's FIFOs), rwx for owner and group.
+pub const SHARED_DIR_MODE: u32 = 0o3770;
 
 fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
     match std::fs::DirBuilder::new().mode(mode).create(path) {

@@ -8,8 +8,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+
 use rustix::event::{PollFd, PollFlags};
-use rustix::fs::Mode;
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::linux::process::{my_uid, ForkGuard};
@@ -104,14 +107,29 @@ pub fn write_trigger(file: &mut File, msg: &[u8]) -> TriggerWrite {
     }
 }
 
-/// Removes a FIFO if it is one; anything else at the path is left alone.
-/// Returns whether it removed one.
-pub fn remove_fifo(path: &Path) -> bool {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_fifo() => match std::fs::remove_file(path) {
+/// Opens a directory without following a symbolic link at its last
+/// component (`O_DIRECTORY | O_NOFOLLOW`), for operations relative to it.
+pub fn open_dir_nofollow(dir: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+fn is_fifo(st: &rustix::fs::Stat) -> bool {
+    rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+}
+
+/// Removes `name` in the directory open as `dir` if it is a FIFO (never
+/// following a link); anything else is left alone. Returns whether it
+/// removed one.
+fn remove_fifo_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> bool {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if is_fifo(&st) => match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
             Ok(()) => true,
             Err(e) => {
-                tracing::debug!("could not remove {}: {e}", path.display());
+                tracing::debug!("could not remove {name:?}: {e}");
                 false
             }
         },
@@ -119,15 +137,49 @@ pub fn remove_fifo(path: &Path) -> bool {
     }
 }
 
+/// Removes a FIFO if it is one; anything else at the path is left alone,
+/// and so is a path whose directory is a symbolic link. Returns whether it
+/// removed one.
+pub fn remove_fifo(path: &Path) -> bool {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    open_dir_nofollow(dir).is_ok_and(|fd| remove_fifo_at(&fd, name))
+}
+
 /// Removes every FIFO in a trigger directory, then the directory if empty.
-/// Returns the FIFOs removed.
+/// Returns the FIFOs removed. A trigger directory that is a symbolic link,
+/// or not this user's, is refused: nothing in it is touched.
 pub fn remove_trigger_dir(dir: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if remove_fifo(&entry.path()) {
-                removed.push(entry.path());
-            }
+    let Ok(fd) = open_dir_nofollow(dir) else {
+        tracing::debug!(
+            "not removing {}: not a directory of ours (or a link)",
+            dir.display()
+        );
+        return removed;
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if st.st_uid == my_uid() => {}
+        _ => {
+            tracing::warn!(
+                "not cleaning {}: it is not this user's directory",
+                dir.display()
+            );
+            return removed;
+        }
+    }
+    let names: Vec<std::ffi::OsString> = match rustix::fs::Dir::read_from(&fd) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+            .filter(|n| n != "." && n != "..")
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    for name in names {
+        if remove_fifo_at(&fd, &name) {
+            removed.push(dir.join(name));
         }
     }
     let _ = std::fs::remove_dir(dir);
@@ -178,38 +230,54 @@ impl TriggerPipe {
     /// without blocking. A stale FIFO there is replaced; anything else is an
     /// error and stays untouched.
     pub fn create(path: &Path, mode: u32) -> Result<Self, FifoError> {
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_fifo() => {
-                std::fs::remove_file(path).map_err(FifoError::Io)?
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(FifoError::Io(io::Error::other(
+                "a FIFO path needs a directory",
+            )));
+        };
+        // Everything relative to the directory, opened without following a
+        // link: a member of a shared directory cannot redirect any step.
+        let dirfd = open_dir_nofollow(dir).map_err(FifoError::Io)?;
+        match rustix::fs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                use rustix::fs::FileType;
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Fifo => rustix::fs::unlinkat(&dirfd, name, AtFlags::empty())
+                        .map_err(|e| FifoError::Io(e.into()))?,
+                    FileType::Directory => return Err(FifoError::Occupied("a directory")),
+                    FileType::Symlink => return Err(FifoError::Occupied("a symbolic link")),
+                    FileType::RegularFile => return Err(FifoError::Occupied("a regular file")),
+                    _ => return Err(FifoError::Occupied("a special file")),
+                }
             }
-            Ok(meta) if meta.is_dir() => return Err(FifoError::Occupied("a directory")),
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(FifoError::Occupied("a symbolic link"))
-            }
-            Ok(meta) if meta.is_file() => return Err(FifoError::Occupied("a regular file")),
-            Ok(_) => return Err(FifoError::Occupied("a special file")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FifoError::Io(e)),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(FifoError::Io(e.into())),
         }
-        rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(mode))
+        // Owner-only while it is made (the umask may only narrow it), and
+        // the exact mode set on the opened FIFO itself (fchmod), never by
+        // path: no window in which a renamed link gets our chmod.
+        rustix::fs::mkfifoat(&dirfd, name, Mode::from_raw_mode(mode & 0o600))
             .map_err(|e| FifoError::Io(e.into()))?;
-        // mkfifo's mode is filtered by the umask; set it exactly.
-        rustix::fs::chmod(path, Mode::from_raw_mode(mode)).map_err(|e| FifoError::Io(e.into()))?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(
-                (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32,
-            )
-            .open(path)
-            .map_err(FifoError::Io)?;
-        let meta = file.metadata().map_err(FifoError::Io)?;
-        if !meta.file_type().is_fifo() {
-            return Err(FifoError::Occupied("not a FIFO after creation"));
+        let fd = rustix::fs::openat(
+            &dirfd,
+            name,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::LOOP => FifoError::Occupied("a symbolic link (swapped in after creation)"),
+            e => FifoError::Io(e.into()),
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| FifoError::Io(e.into()))?;
+        if !is_fifo(&st) || st.st_uid != my_uid() {
+            // Someone renamed their own file over ours: not ours to use.
+            return Err(FifoError::Occupied("a file swapped in by someone else"));
         }
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| FifoError::Io(e.into()))?;
         Ok(Self {
-            file,
+            file: File::from(fd),
             path: path.to_path_buf(),
-            ino: (meta.dev(), meta.ino()),
+            ino: (st.st_dev, st.st_ino),
             fork: ForkGuard::new(),
         })
     }
@@ -267,9 +335,15 @@ impl TriggerPipe {
         if self.fork.in_child() {
             return;
         }
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.ino {
-                if let Err(e) = std::fs::remove_file(&self.path) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let Ok(dirfd) = open_dir_nofollow(dir) else {
+            return;
+        };
+        if let Ok(st) = rustix::fs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            if (st.st_dev, st.st_ino) == self.ino {
+                if let Err(e) = rustix::fs::unlinkat(&dirfd, name, AtFlags::empty()) {
                     tracing::debug!("could not remove {}: {e}", self.path.display());
                 }
             }

@@ -3,6 +3,7 @@
 //! signal-hook.
 
 pub mod dir;
+pub mod fault;
 pub mod fifo;
 pub mod lock;
 pub mod process;
@@ -10,6 +11,7 @@ pub mod shm;
 pub mod token;
 
 pub use dir::*;
+pub use fault::*;
 pub use fifo::*;
 pub use lock::*;
 pub use process::*;

@@ -1,5 +1,6 @@
 //! The bus object: a POSIX shared memory object in /dev/shm, and its
-//! mappings.
+//! mappings — every one a [`GuardedMap`], which survives the object being
+//! truncated under it.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -7,6 +8,8 @@ use std::os::fd::OwnedFd;
 use rustix::fs::{FallocateFlags, Mode};
 use rustix::io::Errno;
 use rustix::shm;
+
+use crate::linux::fault::GuardedMap;
 
 /// Creates a new shared memory object exclusively, with exactly `mode` and,
 /// if given, group `group`. `Ok(None)` if it exists.
@@ -92,26 +95,31 @@ pub fn size_shm(fd: &OwnedFd, size: u64) -> io::Result<()> {
 /// Maps the whole object read-write with its page tables populated (a first
 /// copy into never-touched pages is several times slower): the producer's
 /// mapping.
-pub fn map_rw_populated(fd: &OwnedFd, len: u64) -> io::Result<memmap2::MmapRaw> {
-    memmap2::MmapOptions::new()
+pub fn map_rw_populated(fd: &OwnedFd, len: u64) -> io::Result<GuardedMap> {
+    let map = memmap2::MmapOptions::new()
         .len(to_usize(len)?)
         .populate()
-        .map_raw(fd)
+        .map_raw(fd)?;
+    GuardedMap::new(map, true)
 }
 
 /// Maps `len` bytes from offset 0 read-write: a consumer's view of the
 /// header and tables (atomics only).
-pub fn map_rw(fd: &OwnedFd, len: u64) -> io::Result<memmap2::MmapRaw> {
-    memmap2::MmapOptions::new().len(to_usize(len)?).map_raw(fd)
+pub fn map_rw(fd: &OwnedFd, len: u64) -> io::Result<GuardedMap> {
+    let map = memmap2::MmapOptions::new()
+        .len(to_usize(len)?)
+        .map_raw(fd)?;
+    GuardedMap::new(map, true)
 }
 
 /// Maps `len` bytes at `offset` (page aligned) read-only: the pixels. A
 /// buggy algorithm cannot scribble on frames other consumers read.
-pub fn map_ro(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<memmap2::MmapRaw> {
-    memmap2::MmapOptions::new()
+pub fn map_ro(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<GuardedMap> {
+    let map = memmap2::MmapOptions::new()
         .offset(offset)
         .len(to_usize(len)?)
-        .map_raw_read_only(fd)
+        .map_raw_read_only(fd)?;
+    GuardedMap::new(map, false)
 }
 
 fn to_usize(len: u64) -> io::Result<usize> {

@@ -1,0 +1,186 @@
+//! Hostile peers (another process of the same user, or a group member):
+//! a bus they own or made writable by everyone is refused, a symbolic link
+//! in place of a trigger directory is neither used nor followed, and a
+//! directory planted at a consumer's FIFO path gets that consumer evicted
+//! (and re-registered) instead of retried forever. Truncation under load is
+//! in `truncation.rs`.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::time::Duration;
+
+use common::{u, Bus};
+use rustix::process::Signal;
+use shm_layout::header::MAGIC;
+use shm_layout::{Layout, LayoutRequest};
+
+const T: Duration = Duration::from_secs(30);
+const NOBODY: u32 = 65534;
+
+/// A valid-looking bus object made by hand, `size` bytes, mode 0600.
+fn plant_bus(bus: &Bus) {
+    let l = Layout::compute(LayoutRequest {
+        width: 64,
+        height: 48,
+        max_consumers: 2,
+        pins_per_consumer: 1,
+    })
+    .expect("layout");
+    let mut h = l.header(1, std::process::id(), 0, 0, 0);
+    h.magic = MAGIC;
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(bus.shm_path())
+        .expect("create the forged object");
+    f.write_all(bytemuck::bytes_of(&h)).expect("write");
+    f.set_len(l.total_size).expect("size");
+}
+
+fn refused(bus: &Bus, args: &[&str], expect: &[&str]) {
+    let (status, _, err) = bus.run(args);
+    assert!(!status.success(), "{args:?} used an untrusted bus: {err}");
+    assert_ne!(status.code(), Some(101), "{args:?} panicked: {err}");
+    for e in expect {
+        assert!(err.contains(e), "{args:?}: expected {e:?} in: {err}");
+    }
+}
+
+/// A bus object another user made (here: uid 65534, as a group member or a
+/// 0666 object would allow) is refused by consume, inspect and snapshot,
+/// with the owner and the mode named; trusting that uid explicitly lifts
+/// the refusal.
+#[test]
+fn a_bus_owned_by_another_user_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        return common::skip(
+            "a_bus_owned_by_another_user_is_refused",
+            "not root (needs chown)",
+        );
+    }
+    let bus = Bus::new("forged");
+    plant_bus(&bus);
+    rustix::fs::chown(
+        bus.shm_path(),
+        Some(rustix::fs::Uid::from_raw(NOBODY)),
+        None,
+    )
+    .expect("chown the forged object");
+    let name = bus.name.clone();
+    let expect = [
+        "refusing",
+        "owner uid 65534",
+        "mode 0600",
+        "FRAMEBUS_TRUST_OWNERS=65534",
+    ];
+    refused(&bus, &["consume", "--bus", &name, "--frames", "1"], &expect);
+    refused(&bus, &["inspect", "--bus", &name], &expect);
+    let png = bus.root.join("x.png");
+    refused(
+        &bus,
+        &[
+            "snapshot",
+            "--bus",
+            &name,
+            "-o",
+            png.to_str().expect("utf-8"),
+        ],
+        &expect,
+    );
+    assert!(!png.exists(), "snapshot wrote the forged bus's frame");
+    // Trusted on purpose: inspect gets past the owner check (and stops at
+    // the forged header's missing trigger directory instead).
+    let mut cmd = bus.command(&["inspect", "--bus", &name, "--json"]);
+    cmd.env("FRAMEBUS_TRUST_OWNERS", "65534");
+    let out = cmd.output().expect("inspect");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("refusing"), "{err}");
+    assert!(err.contains("trigger directory"), "{err}");
+}
+
+/// Our own bus made writable by everyone is refused too.
+#[test]
+fn a_world_writable_bus_is_refused() {
+    let mut bus = Bus::new("w666");
+    bus.producer(&["--fps", "50", "--size", "64x48"]);
+    std::fs::set_permissions(bus.shm_path(), std::fs::Permissions::from_mode(0o666))
+        .expect("chmod");
+    let name = bus.name.clone();
+    refused(
+        &bus,
+        &["consume", "--bus", &name, "--frames", "1"],
+        &["refusing", "everyone may write it", "mode 0666"],
+    );
+}
+
+/// A trigger directory swapped for a symbolic link: a new consumer refuses
+/// to create its FIFO through it, and the producer's shutdown does not
+/// follow it (the files where it points stay).
+#[test]
+fn a_symlinked_trigger_directory_is_neither_used_nor_followed() {
+    let mut bus = Bus::new("symdir");
+    let producer = bus.producer(&["--fps", "50", "--size", "64x48"]);
+    let dir = bus.trigger_dir();
+    let decoy = bus.root.join("decoy");
+    std::fs::create_dir(&decoy).expect("decoy dir");
+    let planted = decoy.join("consumer-0-1.fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &planted,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("a FIFO in the decoy");
+    std::fs::write(decoy.join("keep.txt"), b"mine").expect("a file in the decoy");
+    let moved = bus.root.join("moved-away");
+    std::fs::rename(&dir, &moved).expect("move the trigger directory");
+    std::os::unix::fs::symlink(&decoy, &dir).expect("symlink in its place");
+    let name = bus.name.clone();
+    refused(
+        &bus,
+        &["consume", "--bus", &name, "--frames", "1"],
+        &["refusing", "symbolic link"],
+    );
+    producer.signal(Signal::TERM);
+    bus.wait(&producer, T);
+    assert!(
+        planted.exists(),
+        "the producer's shutdown followed the link"
+    );
+    assert!(decoy.join("keep.txt").exists());
+    assert!(!bus.shm_path().exists(), "the bus itself is removed");
+}
+
+/// A directory planted at a Ready consumer's FIFO path: the producer evicts
+/// that registration (it cannot be a FIFO the consumer made) instead of
+/// retrying forever, and the consumer registers again and gets frames.
+#[test]
+fn a_directory_at_a_fifo_path_is_evicted_not_retried_forever() {
+    let mut bus = Bus::new("fifodir");
+    let producer = bus.producer(&["--fps", "200", "--size", "64x48"]);
+    // Stop the producer so the consumer stays Ready (not yet connected).
+    producer.signal(Signal::STOP);
+    let name = bus.name.clone();
+    let mut consumer = bus.spawn(&[
+        "consume", "--bus", &name, "--algo", "verify", "--frames", "50", "--json",
+    ]);
+    consumer.expect_line("attached bus=", T);
+    let v = bus.inspect();
+    let c = &v["consumers"][0];
+    assert_eq!(c["state"], "ready", "{v:#}");
+    let fifo = bus.trigger_dir().join(format!(
+        "consumer-{}-{}.fifo",
+        u(&c["index"]),
+        u(&c["generation"])
+    ));
+    std::fs::remove_file(&fifo).expect("remove the FIFO");
+    std::fs::create_dir(&fifo).expect("a directory in its place");
+    producer.signal(Signal::CONT);
+    let summary = consumer.last_json(T);
+    assert_eq!(summary["frames"], 50, "{summary}");
+    assert_eq!(summary["bad_frames"], 0, "{summary}");
+    assert!(fifo.is_dir(), "the planted directory is left alone");
+    std::fs::remove_dir(&fifo).expect("remove the planted directory");
+}
