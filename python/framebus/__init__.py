@@ -28,6 +28,8 @@ child must create its own :class:`Consumer`.
 
 from ._errors import (
     BusFull,
+    BusTruncated,
+    UntrustedBus,
     BusNotFound,
     BusNotRunning,
     ConsumerClosed,
@@ -58,4 +60,6 @@ __all__ = [
     "ConsumerClosed",
     "FramebusOSError",
     "ForkedConsumerError",
+    "BusTruncated",
+    "UntrustedBus",
 ]

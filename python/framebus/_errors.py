@@ -16,6 +16,8 @@ __all__ = [
     "ConsumerClosed",
     "FramebusOSError",
     "ForkedConsumerError",
+    "BusTruncated",
+    "UntrustedBus",
 ]
 
 
@@ -78,6 +80,19 @@ class ForkedConsumerError(FramebusError):
     :class:`framebus.Consumer` in the child. Attribute ``bus``."""
 
 
+class BusTruncated(FramebusError):
+    """Another process truncated the bus object while it was mapped. This
+    process survives (the mapping now shows zero pages); frames taken before
+    are invalid. The next ``next_frame`` waits for the producer to re-create
+    the bus."""
+
+
+class UntrustedBus(FramebusError, PermissionError):
+    """The bus object or its trigger directory belongs to a user this
+    process does not trust, or everyone may write it. ``owner`` and ``mode``
+    say what was found; trust an owner with ``FRAMEBUS_TRUST_OWNERS=<uid>``."""
+
+
 class FramebusOSError(FramebusError, OSError):
     """An operating system call failed (shared memory, FIFO, poll).
     ``errno`` is set when the OS gave one."""
@@ -96,6 +111,8 @@ for _cls in (
     ConsumerClosed,
     FramebusOSError,
     ForkedConsumerError,
+    BusTruncated,
+    UntrustedBus,
 ):
     _cls.__module__ = "framebus"
 del _cls

@@ -129,6 +129,21 @@ fn consumer_error(py: Python<'_>, e: ConsumerError) -> PyErr {
                 message.clone(),
                 &[("bus", bus.as_str().into_bound_py_any(py)?)],
             ),
+            ConsumerError::BusTruncated { bus } => framebus_error(
+                py,
+                "BusTruncated",
+                message.clone(),
+                &[("bus", bus.as_str().into_bound_py_any(py)?)],
+            ),
+            ConsumerError::Untrusted { owner, mode, .. } => framebus_error(
+                py,
+                "UntrustedBus",
+                message.clone(),
+                &[
+                    ("owner", owner.into_bound_py_any(py)?),
+                    ("mode", mode.into_bound_py_any(py)?),
+                ],
+            ),
             ConsumerError::FifoPathOccupied { .. } => {
                 framebus_error(py, "FramebusOSError", message.clone(), &[])
             }
@@ -758,19 +773,15 @@ impl Consumer {
 
     /// Refuses use from a fork()ed child.
     fn check_process(&self, py: Python<'_>) -> PyResult<()> {
-        let me = std::process::id();
-        if me == self.pid {
+        if std::process::id() == self.pid {
             return Ok(());
         }
-        Err(framebus_error(
+        // The same refusal the Rust consumer gives in a forked child.
+        Err(consumer_error(
             py,
-            "FramebusError",
-            format!(
-                "this framebus.Consumer of bus {:?} belongs to process {}, not to this forked \
-                 process {me}: create a new Consumer here (and copy() frames you pass across a fork)",
-                self.bus, self.pid
-            ),
-            &[],
+            ConsumerError::Forked {
+                bus: self.bus.clone(),
+            },
         ))
     }
 
@@ -1079,6 +1090,7 @@ fn inspect<'py>(py: Python<'py>, bus: &str) -> PyResult<Bound<'py, PyDict>> {
     geometry.set_item("nominal_fps", s.nominal_fps)?;
     geometry.set_item("total_size", s.total_size)?;
     d.set_item("geometry", geometry)?;
+    d.set_item("trigger_dir", &s.trigger_dir)?;
     match s.latest {
         Some((seq, slot)) => {
             let latest = PyDict::new(py);
@@ -1104,7 +1116,9 @@ fn inspect<'py>(py: Python<'py>, bus: &str) -> PyResult<Bound<'py, PyDict>> {
         let e = PyDict::new(py);
         e.set_item("index", c.index)?;
         e.set_item("state", &c.state)?;
+        e.set_item("alive", c.alive)?;
         e.set_item("pid", c.pid)?;
+        e.set_item("generation", c.generation)?;
         e.set_item("name", &c.name)?;
         e.set_item("frames", c.frames)?;
         e.set_item("coalesced", c.coalesced)?;

@@ -326,7 +326,10 @@ impl Consumer {
     /// it shuts down) — even if its liveness token has not been dropped yet
     /// by the exiting kernel.
     fn lost_pipe(&mut self, att: &Attachment) {
-        if att.registered() {
+        if att.truncated(true) {
+            // The producer re-creates a bus that was truncated: say why.
+            self.lost_to_truncation(att);
+        } else if att.registered() {
             self.producer_gone(att, "the producer closed the trigger pipe");
         } else {
             self.detach("the producer dropped this consumer's registration");
