@@ -8,10 +8,11 @@
 //! seqlock; it is kept only if the seqlock was even and unchanged, which
 //! proves no write overlapped it.
 
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use shm_layout::header::FLAG_DEBUG_BGR;
+use shm_layout::seqlock::{self, ReadOutcome};
 use shm_layout::BusName;
 
 use crate::attach::MappedBus;
@@ -128,7 +129,17 @@ pub fn read_bgr(bus: &BusName, timeout: Duration) -> Result<BgrFrame, BgrError> 
         }
         .into());
     }
-    let base = mapped.pixels.as_ptr() as *const AtomicU64;
+    // SAFETY: the first `words` 8-byte words of the pixel mapping are inside
+    // it and 8-aligned (checked above), and `mapped` keeps the mapping alive
+    // as long as `slot` is used. The producer writes these words only with
+    // atomic stores and nobody forms a plain reference to them, so relaxed
+    // loads through this shared `&[AtomicU64]` race with no non-atomic
+    // access. A relaxed 8-byte atomic load is a plain load on
+    // x86-64/aarch64 and is documented as sound on read-only memory
+    // (std::sync::atomic, "Atomic accesses to read-only memory"), and the
+    // reader only loads.
+    let slot =
+        unsafe { std::slice::from_raw_parts(mapped.pixels.as_ptr() as *const AtomicU64, words) };
     let lock = mapped.control.bgr_seqlock();
     let mut copy = vec![0u64; words];
     let start = sys::monotonic_ns();
@@ -137,71 +148,60 @@ pub fn read_bgr(bus: &BusName, timeout: Duration) -> Result<BgrFrame, BgrError> 
     let mut last_check = start;
     loop {
         let now = sys::monotonic_ns();
-        // Acquire: pairs with the writer's even Release store, so the
-        // stores of the frame it ended are visible to the copy below.
-        let s1 = lock.seqlock.load(Ordering::Acquire);
-        if s1 == 0 || s1 % 2 == 1 {
-            // Nothing written yet, or a write in progress: wait, watching
-            // the producer (a dead one never finishes its write).
-            if now.saturating_sub(last_check) >= 50_000_000 {
-                last_check = now;
-                if !mapped.producer_running() {
-                    return Err(BgrError::ProducerGone { bus: name() });
-                }
+        // The seqlock's reader protocol (shm_layout::seqlock): an Acquire
+        // load of the seqlock, the stamps and the words (Relaxed),
+        // fence(Acquire), the seqlock again.
+        let empty = match seqlock::try_read(lock, slot, &mut copy) {
+            ReadOutcome::Copied {
+                frame_seq,
+                capture_ns,
+            } => {
+                return Ok(pack(
+                    &copy,
+                    &layout,
+                    frame_seq,
+                    capture_ns,
+                    mapped.header.instance_id,
+                ));
             }
-            if now >= deadline {
-                return Err(if s1 == 0 {
-                    BgrError::NotWrittenYet {
-                        bus: name(),
-                        waited: timeout,
-                    }
-                } else {
-                    BgrError::TooFast {
+            ReadOutcome::Overlapped => {
+                failed += 1;
+                if failed >= BGR_MAX_ATTEMPTS {
+                    return Err(BgrError::TooFast {
                         bus: name(),
                         attempts: failed,
-                    }
-                });
+                    });
+                }
+                continue;
             }
-            if s1 == 0 {
-                std::thread::sleep(Duration::from_millis(2));
+            ReadOutcome::Empty => true,
+            ReadOutcome::Writing => false,
+        };
+        // Nothing written yet, or a write in progress: wait, watching the
+        // producer (a dead one never finishes its write).
+        if now.saturating_sub(last_check) >= 50_000_000 {
+            last_check = now;
+            if !mapped.producer_running() {
+                return Err(BgrError::ProducerGone { bus: name() });
+            }
+        }
+        if now >= deadline {
+            return Err(if empty {
+                BgrError::NotWrittenYet {
+                    bus: name(),
+                    waited: timeout,
+                }
             } else {
-                std::thread::yield_now();
-            }
-            continue;
-        }
-        let seq = lock.frame_seq.load(Ordering::Relaxed);
-        let capture_ns = lock.capture_ns.load(Ordering::Relaxed);
-        for (i, w) in copy.iter_mut().enumerate() {
-            // SAFETY: word i < words is inside the read-only pixel mapping
-            // (checked above), which `mapped` keeps alive; 8-aligned. The
-            // producer writes these words only with atomic stores and
-            // nobody forms a plain reference to them, so this relaxed load
-            // races with no non-atomic access. A relaxed 8-byte atomic load
-            // is a plain load on x86-64/aarch64 and is documented as sound
-            // on read-only memory (std::sync::atomic, "Atomic accesses to
-            // read-only memory").
-            *w = unsafe { &*base.add(i) }.load(Ordering::Relaxed);
-        }
-        // Acquire fence: if the copy saw any store of a later write, the
-        // writer's Release fence after its odd store synchronises with
-        // this fence, so the load below sees the odd value or later.
-        fence(Ordering::Acquire);
-        let s2 = lock.seqlock.load(Ordering::Relaxed);
-        if s2 == s1 {
-            return Ok(pack(
-                &copy,
-                &layout,
-                seq,
-                capture_ns,
-                mapped.header.instance_id,
-            ));
-        }
-        failed += 1;
-        if failed >= BGR_MAX_ATTEMPTS {
-            return Err(BgrError::TooFast {
-                bus: name(),
-                attempts: failed,
+                BgrError::TooFast {
+                    bus: name(),
+                    attempts: failed,
+                }
             });
+        }
+        if empty {
+            std::thread::sleep(Duration::from_millis(2));
+        } else {
+            std::thread::yield_now();
         }
     }
 }

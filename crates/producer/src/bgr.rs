@@ -4,13 +4,15 @@
 //! The BGR slot is never pinned: readers copy it and retry if the producer
 //! wrote meanwhile. Every byte of it is written and read as part of a
 //! relaxed `AtomicU64`, so a reader that races with the writer reads stale
-//! or new words, never undefined memory, and the fences below make a copy
-//! that the seqlock accepts one whole frame. Only the producer writes it.
+//! or new words, never undefined memory, and the fences of
+//! [`shm_layout::seqlock`] make a copy that the seqlock accepts one whole
+//! frame. Only the producer writes it.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use shm_layout::header::BgrSeqlock;
+use shm_layout::seqlock;
 
 use crate::source::SourceError;
 
@@ -85,10 +87,10 @@ impl<'a> BgrWriter<'a> {
     /// this frame's seq and `capture_ns`. `src` holds `height` rows of
     /// `3 * width` bytes, `src_stride` bytes apart.
     ///
-    /// Writer protocol: `seqlock` odd (Relaxed), `fence(Release)`, the
-    /// pixels and stamps as relaxed atomic stores, `seqlock` even
-    /// (Release). A reader that saw any of these stores sees the odd value
-    /// or a later one when it re-checks, and discards its copy.
+    /// Writer protocol ([`shm_layout::seqlock`]): `seqlock` odd (Relaxed),
+    /// `fence(Release)`, the pixels and stamps as relaxed atomic stores,
+    /// `seqlock` even (Release). A reader that saw any of these stores sees
+    /// the odd value or a later one when it re-checks, and discards its copy.
     pub fn write(
         &mut self,
         src: &[u8],
@@ -108,47 +110,27 @@ impl<'a> BgrWriter<'a> {
                 self.height
             )));
         }
-        let s = self.lock.seqlock.load(Ordering::Relaxed);
-        // Odd while writing. `s` is even unless a previous write never
-        // finished (a panic in between); either way `begin` is odd.
-        let begin = s | 1;
-        self.lock.seqlock.store(begin, Ordering::Relaxed);
-        // Release fence: the odd store is ordered before every store below,
-        // for any reader whose Acquire fence follows a load of one of them.
-        fence(Ordering::Release);
+        let begin = seqlock::begin_write(self.lock);
+        let row_words = row_len.div_ceil(8);
         for y in 0..rows {
             let row = &src[y * src_stride..y * src_stride + row_len];
             // SAFETY: row y starts at y * stride < stride * height, inside
-            // the slot (`new`'s contract); it is 8-aligned because base and
-            // stride are.
-            let dst = unsafe { self.base.add(y * self.stride as usize) } as *const AtomicU64;
-            let words = row.chunks_exact(8);
-            let tail = words.remainder();
-            let last = words.len();
-            for (k, chunk) in words.enumerate() {
-                // A constant 8 bytes: one load.
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                // SAFETY: word k < ceil(3w / 8) of row y lies inside the
-                // row's `stride` bytes (stride is a multiple of 8 and
-                // >= 3w, so >= 8 * ceil(3w / 8)); it is 8-aligned; the
-                // slot is only ever accessed atomically, by every process.
-                let cell = unsafe { &*dst.add(k) };
-                cell.store(u64::from_ne_bytes(word), Ordering::Relaxed);
-            }
-            if !tail.is_empty() {
-                let mut word = [0u8; 8];
-                word[..tail.len()].copy_from_slice(tail);
-                // SAFETY: as above, for the row's last, partial word.
-                let cell = unsafe { &*dst.add(last) };
-                cell.store(u64::from_ne_bytes(word), Ordering::Relaxed);
-            }
+            // the slot (`new`'s contract), and is 8-aligned because base and
+            // stride are. Its first ceil(3w / 8) words lie inside the row's
+            // `stride` bytes (stride is a multiple of 8 and >= 3w, so
+            // >= 8 * ceil(3w / 8)). A shared `&[AtomicU64]` over them is
+            // sound although other processes read them: the slot is only
+            // ever accessed atomically, by every process, and nothing in
+            // this process forms a plain reference to it (`new`'s contract).
+            let dst = unsafe {
+                std::slice::from_raw_parts(
+                    self.base.add(y * self.stride as usize) as *const AtomicU64,
+                    row_words,
+                )
+            };
+            seqlock::store_bytes(dst, row);
         }
-        self.lock.frame_seq.store(self.seq, Ordering::Relaxed);
-        self.lock.capture_ns.store(capture_ns, Ordering::Relaxed);
-        // Release: every store above happens-before a reader's Acquire load
-        // that sees this even value.
-        self.lock.seqlock.store(begin + 1, Ordering::Release);
+        seqlock::end_write(self.lock, begin, self.seq, capture_ns);
         Ok(())
     }
 }
@@ -156,6 +138,7 @@ impl<'a> BgrWriter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn writes_rows_and_bumps_the_seqlock_by_two() {

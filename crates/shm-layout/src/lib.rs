@@ -20,6 +20,7 @@ pub mod layout;
 pub mod naming;
 pub mod pattern;
 pub mod pin;
+pub mod seqlock;
 pub mod sync;
 pub mod tables;
 #[cfg(not(loom))]
