@@ -14,10 +14,11 @@
 #include <stdint.h>
 /* True (1) when a library of ABI version `v` (framebus_abi_version())
  * serves a program built against this header: same major, minor at least
- * this header's. */
+ * this header's. (Written `minor + 1 > MINOR` so that compilers do not
+ * warn about an unsigned `>= 0` while the minor is 0.) */
 #define FRAMEBUS_ABI_COMPATIBLE(v) \
   ((((v) >> 16) == FRAMEBUS_ABI_VERSION_MAJOR) && \
-   (((v) & 0xFFFFu) >= FRAMEBUS_ABI_VERSION_MINOR))
+   (((v) & 0xFFFFu) + 1u > FRAMEBUS_ABI_VERSION_MINOR))
 
 
 // Major version of the C ABI: bumped (with the shared library's soname,
