@@ -34,10 +34,7 @@ fn committed_header_matches_cbindgen() {
             .lines()
             .zip(fresh.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(
-                || committed.lines().count().min(fresh.lines().count()),
-                |i| i,
-            );
+            .unwrap_or_else(|| committed.lines().count().min(fresh.lines().count()));
         panic!(
             "{} is out of date with the Rust API (first difference at line {}):\n  committed: {:?}\n  generated: {:?}\n\
              regenerate it: FRAMEBUS_BLESS=1 cargo test -p framebus-ffi --test header",
