@@ -1,0 +1,80 @@
+//! The framebus C ABI: consumers and producers of a framebus bus for C,
+//! C++ and any language with a C FFI.
+//!
+//! The header `include/framebus.h` is generated from this crate by cbindgen
+//! (`cbindgen.toml`; the test `tests/header.rs` fails when it drifts, and
+//! `FRAMEBUS_BLESS=1 cargo test -p framebus-ffi --test header` rewrites it).
+//! `include/framebus.hpp` is a header-only C++17 wrapper over it.
+//! `doc/C_API.md` states the rules; in short:
+//!
+//! - **Ownership.** Every handle (`framebus_consumer`, `framebus_frame`,
+//!   `framebus_producer`) is created by one function of this library and
+//!   freed by exactly one other (`framebus_consumer_leave`,
+//!   `framebus_frame_release`, `framebus_producer_destroy`). A frame may
+//!   outlive its consumer: it keeps the bus mapped until it is released.
+//! - **Errors.** Every function that can fail returns a [`FramebusStatus`];
+//!   [`framebus_last_error_message`] gives the text of the last error on
+//!   the calling thread. No panic crosses the boundary: it becomes
+//!   `FRAMEBUS_ERROR_PANIC`.
+//! - **Threads.** A consumer or producer handle may move between threads
+//!   but serves one call at a time: a call made while another thread is
+//!   inside a call on the same handle fails with
+//!   `FRAMEBUS_ERROR_CONCURRENT_USE` (no undefined behaviour, no
+//!   deadlock). A frame handle is immutable: its accessors may be called
+//!   from any number of threads at once.
+#![warn(missing_docs)]
+
+mod consumer;
+mod error;
+mod pattern;
+mod producer;
+
+use std::ffi::c_char;
+
+pub use consumer::*;
+pub use error::{framebus_last_error_message, framebus_status_name, FramebusStatus};
+pub use pattern::*;
+pub use producer::*;
+
+/// Major version of the C ABI: bumped (with the shared library's soname,
+/// `libframebus.so.<major>`) by any change that breaks a program built
+/// against an older header.
+pub const FRAMEBUS_ABI_VERSION_MAJOR: u32 = 1;
+/// Minor version of the C ABI: bumped when functions or options-struct
+/// fields are added; a program built against minor `m` runs with any
+/// library of the same major and a minor `>= m`.
+pub const FRAMEBUS_ABI_VERSION_MINOR: u32 = 0;
+/// The ABI version this header describes, `major << 16 | minor`; compare
+/// with `framebus_abi_version()` at run time (`FRAMEBUS_ABI_COMPATIBLE`).
+pub const FRAMEBUS_ABI_VERSION: u32 = 65536;
+
+const _: () = assert!(
+    FRAMEBUS_ABI_VERSION == (FRAMEBUS_ABI_VERSION_MAJOR << 16 | FRAMEBUS_ABI_VERSION_MINOR)
+);
+
+/// Pixel formats a frame can have. Only 8-bit gray exists today; a frame's
+/// format accessor returns one of these so programs can refuse formats they
+/// do not know once more exist.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramebusFormat {
+    /// One byte per pixel, 0 = black, 255 = white; rows `stride` bytes apart.
+    FRAMEBUS_FORMAT_GRAY8 = 1,
+}
+
+/// The ABI version of the loaded library, `major << 16 | minor`. A program
+/// built against header version `FRAMEBUS_ABI_VERSION` works with it if the
+/// majors are equal and the library's minor is at least the header's
+/// (`FRAMEBUS_ABI_COMPATIBLE(framebus_abi_version())`). Cannot fail.
+#[no_mangle]
+pub extern "C" fn framebus_abi_version() -> u32 {
+    FRAMEBUS_ABI_VERSION
+}
+
+/// The library's release as a static NUL-terminated string (e.g. "0.1.0").
+/// Cannot fail; the pointer is valid for the life of the process.
+#[no_mangle]
+pub extern "C" fn framebus_library_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
