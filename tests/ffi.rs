@@ -226,7 +226,7 @@ impl Prog {
     fn spawn(program: &Path, args: &[&str], bus: &Bus) -> Self {
         let mut child = Command::new(program)
             .args(args)
-            .env("XDG_RUNTIME_DIR", &bus.root)
+            .env("FRAMEBUS_RUNTIME_DIR", &bus.root)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -528,10 +528,10 @@ fn errors_come_back_as_codes_with_messages() {
     );
 
     // A bus written by another layout version: a forged header page
-    // (magic, then version 2) in /dev/shm, removed by the Bus guard.
+    // (magic, then version 1, the pid-era layout) in /dev/shm, removed by the Bus guard.
     let mut page = vec![0u8; 4096];
     page[0..8].copy_from_slice(b"FRAMEBUS");
-    page[8..12].copy_from_slice(&2u32.to_le_bytes());
+    page[8..12].copy_from_slice(&1u32.to_le_bytes());
     page[12..16].copy_from_slice(&256u32.to_le_bytes());
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -548,7 +548,7 @@ fn errors_come_back_as_codes_with_messages() {
     let err = c.stderr();
     assert_eq!(status.code(), Some(3), "{err}");
     assert!(
-        err.contains("FRAMEBUS_ERROR_LAYOUT_VERSION (code 7)") && err.contains("layout version 2"),
+        err.contains("FRAMEBUS_ERROR_LAYOUT_VERSION (code 7)") && err.contains("layout version 1"),
         "{err}"
     );
     std::fs::remove_file(bus.shm_path()).expect("remove the forged object");

@@ -83,6 +83,16 @@ typedef enum {
   FRAMEBUS_ERROR_PANIC = 18,
   // Any other failure; the message says what.
   FRAMEBUS_ERROR_OTHER = 19,
+  // The handle was used in a forked child of the process that made it:
+  // it belongs to the parent. Make a new handle in the child.
+  FRAMEBUS_ERROR_FORKED = 20,
+  // Another process truncated the bus object while it was mapped; frames
+  // held from it are invalid. A consumer waits for the re-created bus on
+  // its next call; a producer must be destroyed and created again.
+  FRAMEBUS_ERROR_BUS_TRUNCATED = 21,
+  // The bus (or its trigger directory) belongs to a user this process
+  // does not trust, or everyone may write it (`FRAMEBUS_TRUST_OWNERS`).
+  FRAMEBUS_ERROR_UNTRUSTED = 22,
 } framebus_status;
 
 // Pixel formats a frame can have. Only 8-bit gray exists today; a frame's

@@ -62,10 +62,20 @@ pub enum FramebusStatus {
     FRAMEBUS_ERROR_PANIC = 18,
     /// Any other failure; the message says what.
     FRAMEBUS_ERROR_OTHER = 19,
+    /// The handle was used in a forked child of the process that made it:
+    /// it belongs to the parent. Make a new handle in the child.
+    FRAMEBUS_ERROR_FORKED = 20,
+    /// Another process truncated the bus object while it was mapped; frames
+    /// held from it are invalid. A consumer waits for the re-created bus on
+    /// its next call; a producer must be destroyed and created again.
+    FRAMEBUS_ERROR_BUS_TRUNCATED = 21,
+    /// The bus (or its trigger directory) belongs to a user this process
+    /// does not trust, or everyone may write it (`FRAMEBUS_TRUST_OWNERS`).
+    FRAMEBUS_ERROR_UNTRUSTED = 22,
 }
 
 /// Every status, in code order (for `framebus_status_name` and tests).
-pub(crate) const ALL_STATUSES: [FramebusStatus; 20] = [
+pub(crate) const ALL_STATUSES: [FramebusStatus; 23] = [
     FramebusStatus::FRAMEBUS_OK,
     FramebusStatus::FRAMEBUS_TIMEOUT,
     FramebusStatus::FRAMEBUS_NO_FRAME,
@@ -86,6 +96,9 @@ pub(crate) const ALL_STATUSES: [FramebusStatus; 20] = [
     FramebusStatus::FRAMEBUS_ERROR_OS,
     FramebusStatus::FRAMEBUS_ERROR_PANIC,
     FramebusStatus::FRAMEBUS_ERROR_OTHER,
+    FramebusStatus::FRAMEBUS_ERROR_FORKED,
+    FramebusStatus::FRAMEBUS_ERROR_BUS_TRUNCATED,
+    FramebusStatus::FRAMEBUS_ERROR_UNTRUSTED,
 ];
 
 impl FramebusStatus {
@@ -112,6 +125,9 @@ impl FramebusStatus {
             Self::FRAMEBUS_ERROR_OS => "FRAMEBUS_ERROR_OS\0",
             Self::FRAMEBUS_ERROR_PANIC => "FRAMEBUS_ERROR_PANIC\0",
             Self::FRAMEBUS_ERROR_OTHER => "FRAMEBUS_ERROR_OTHER\0",
+            Self::FRAMEBUS_ERROR_FORKED => "FRAMEBUS_ERROR_FORKED\0",
+            Self::FRAMEBUS_ERROR_BUS_TRUNCATED => "FRAMEBUS_ERROR_BUS_TRUNCATED\0",
+            Self::FRAMEBUS_ERROR_UNTRUSTED => "FRAMEBUS_ERROR_UNTRUSTED\0",
         }
     }
 }
@@ -185,6 +201,11 @@ impl FfiError {
                 ConsumerError::FifoPathOccupied { .. } | ConsumerError::Os { .. } => {
                     FRAMEBUS_ERROR_OS
                 }
+                ConsumerError::Forked { .. } => FRAMEBUS_ERROR_FORKED,
+                ConsumerError::BusTruncated { .. } => FRAMEBUS_ERROR_BUS_TRUNCATED,
+                ConsumerError::Untrusted { .. } | ConsumerError::BadTrustList { .. } => {
+                    FRAMEBUS_ERROR_UNTRUSTED
+                }
                 _ => FRAMEBUS_ERROR_OTHER,
             },
             Self::Producer(e) => match e {
@@ -195,6 +216,8 @@ impl FfiError {
                 ProducerError::TriggerDir { .. } | ProducerError::Os { .. } => FRAMEBUS_ERROR_OS,
                 ProducerError::SlotTableCorrupt { .. } => FRAMEBUS_ERROR_BAD_BUS,
                 ProducerError::Source(_) => FRAMEBUS_ERROR_CALLBACK,
+                ProducerError::BusTruncated { .. } => FRAMEBUS_ERROR_BUS_TRUNCATED,
+                ProducerError::Forked { .. } => FRAMEBUS_ERROR_FORKED,
             },
         }
     }

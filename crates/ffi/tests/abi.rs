@@ -2,7 +2,7 @@
 //! functions): a producer and a consumer handle on a real bus, frames
 //! published by copy and in place, pattern checks, the handles' one-call-
 //! at-a-time rule, and NULL arguments. One test function, so setting
-//! `XDG_RUNTIME_DIR` for the process races with nothing.
+//! `FRAMEBUS_RUNTIME_DIR` for the process races with nothing.
 
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::path::PathBuf;
@@ -64,7 +64,7 @@ fn producer_and_consumer_through_the_c_abi() {
             .create(&dir)
             .expect("create runtime dir");
     }
-    std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    std::env::set_var("FRAMEBUS_RUNTIME_DIR", &dir);
     let cbus = CString::new(bus.clone()).expect("no NUL");
     let (w, h) = (100u32, 30u32);
 
