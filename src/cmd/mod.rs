@@ -47,6 +47,20 @@ fn bus_name(name: &str) -> anyhow::Result<BusName> {
     BusName::new(name).context("bad --bus")
 }
 
+/// The CLI's error for a failed attach: the library's message, plus, for a
+/// bus whose producer is gone (a stale bus), the command that removes it.
+fn attach_error(bus: &BusName, e: framebus_consumer::ConsumerError) -> anyhow::Error {
+    let stale = matches!(e, framebus_consumer::ConsumerError::NotRunning { .. });
+    let err = anyhow::Error::new(e).context(format!("cannot attach to bus {bus}"));
+    if stale {
+        err.context(format!(
+            "bus {bus} is stale (its producer is gone); start a producer on it, or remove it: framebus clean --bus {bus}"
+        ))
+    } else {
+        err
+    }
+}
+
 /// A stop flag set by SIGINT/SIGTERM.
 fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Ok(framebus_producer::stop_on_signals()?)
