@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "framebus", version = VERSION.as_str(), propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus inspect --bus cam0 --json"
+    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus list\n  framebus inspect --bus cam0 --json"
 )]
 pub struct Cli {
     /// What to do.
@@ -52,6 +52,10 @@ pub enum Command {
         after_help = "Reads shared memory only: it never registers or disturbs the bus.\n\nExamples:\n  framebus inspect --bus cam0\n  framebus inspect --bus cam0 --json | jq '.slots[].pins'"
     )]
     Inspect(InspectArgs),
+    /// List every bus on this machine you may read: producer state,
+    /// geometry, measured fps, consumers; stale buses with the command
+    /// that cleans them.
+    List(crate::cmd::ListArgs),
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),

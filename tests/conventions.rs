@@ -45,6 +45,7 @@ fn a_closed_stdout_ends_quietly() {
     for args in [
         vec!["inspect", "--bus", &name],
         vec!["inspect", "--bus", &name, "--json"],
+        vec!["list", "--sample", "0"],
         vec!["clean", "--bus", &name],
         vec!["snapshot", "--bus", &name, "-o", "-"],
         vec!["consume", "--bus", &name, "--frames", "2"],

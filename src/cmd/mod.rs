@@ -11,6 +11,7 @@ pub use bench::BenchArgs;
 pub use bridge::BridgeArgs;
 pub use chaos::ChaosArgs;
 pub use clean::CleanArgs;
+pub use list::ListArgs;
 pub use pipe::{PipeConsumeArgs, PipeProduceArgs};
 pub use snapshot::SnapshotArgs;
 
@@ -22,6 +23,7 @@ mod clean;
 mod consume;
 mod demo;
 mod inspect;
+mod list;
 mod pipe;
 mod produce;
 mod snapshot;
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(a) => produce::run(a),
         Command::Consume(a) => consume::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::List(a) => list::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Snapshot(a) => snapshot::run(a),
