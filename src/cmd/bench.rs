@@ -339,6 +339,9 @@ fn start_producer(
         "--fps",
         &cfg.fps.to_string(),
     ])
+    // Its consumers hold one frame at a time: one pin each, as the
+    // figures in doc/BENCHMARKS.md were measured.
+    .args(["--pins-per-consumer", "1"])
     .args([
         "--max-consumers",
         &max_consumers.to_string(),

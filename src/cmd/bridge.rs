@@ -121,8 +121,9 @@ pub struct BridgeInArgs {
     /// Most local consumers attached at once (1-63).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=63))]
     pub max_consumers: u32,
-    /// Frames each local consumer may hold pinned at once (1-8).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    /// Frames each local consumer may hold pinned at once (1-8); 2 by
+    /// default, as for `produce`.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub pins_per_consumer: u32,
     /// Where the other end is.
     #[command(flatten)]
