@@ -1,6 +1,7 @@
 //! The command line, as clap derives it.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -10,9 +11,9 @@ use clap::{Args, Parser, Subcommand};
 /// rates pin the newest frame and read it zero-copy. Logs go to stderr
 /// (set RUST_LOG=info or debug for more).
 #[derive(Debug, Parser)]
-#[command(name = "framebus", version, propagate_version = true)]
+#[command(name = "framebus", version = VERSION.as_str(), propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus inspect --bus cam0 --json"
+    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus list\n  framebus inspect --bus cam0 --json"
 )]
 pub struct Cli {
     /// What to do.
@@ -20,17 +21,30 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `--version` prints after the name: the version and which optional
+/// features this binary was built with, e.g. `0.1.0 (features: opencv=no,
+/// bridge=yes)`.
+pub static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let yes_no = |on: bool| if on { "yes" } else { "no" };
+    format!(
+        "{} (features: opencv={}, bridge={})",
+        env!("CARGO_PKG_VERSION"),
+        yes_no(cfg!(feature = "opencv")),
+        yes_no(cfg!(feature = "bridge"))
+    )
+});
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a bus and publish frames into it until stopped (Ctrl-C).
     #[command(
-        after_help = "Prints `ready bus=NAME` on stdout once consumers may attach.\n\nExamples:\n  framebus produce --bus cam0\n  framebus produce --bus bench --size 1920x1080 --fps 0 --max-consumers 4\n  framebus produce --bus diff --pins-per-consumer 2   # consumers may hold 2 frames\n  framebus produce --bus cam0 --group video           # members of `video` may consume\n  framebus produce --bus cam0 --source camera:0 --debug-bgr   # needs --features opencv\n  framebus produce --bus clip --source video:clip.mp4 --loop --fps 0"
+        after_help = "Prints `ready bus=NAME` on stdout once consumers may attach, and a summary line\n(with --json, a JSON object) when it stops.\n\nExamples:\n  framebus produce --bus cam0\n  framebus produce --bus bench --size 1920x1080 --fps 0 --max-consumers 4\n  framebus produce --bus diff --pins-per-consumer 2   # consumers may hold 2 frames\n  framebus produce --bus cam0 --group video           # members of `video` may consume\n  framebus produce --bus cam0 --source camera:0 --debug-bgr   # needs --features opencv\n  framebus produce --bus clip --source video:clip.mp4 --loop --fps 0"
     )]
     Produce(ProduceArgs),
     /// Attach to a bus and run an algorithm on its frames.
     #[command(
-        after_help = "With --json, the last stdout line is a JSON object: frames, fps, bad_frames,\nreattached, coalesced, latency_us {p50, p90, p99, p999, max} (publish -> frame pinned).\n\nExamples:\n  framebus consume --bus cam0 --algo verify\n  framebus consume --bus cam0 --algo busy:20 --max-fps 5 --duration 10 --json"
+        after_help = "Prints `attached bus=NAME entry=N pid=P` on stdout once attached, and a summary\nline when it stops. With --json, that summary is a JSON object: frames, fps,\nbad_frames, reattached, coalesced, latency_us {p50, p90, p99, p999, max}\n(publish -> frame pinned). fps counts intervals: (frames - 1) over the time from\nthe first frame to the last.\n\nExamples:\n  framebus consume --bus cam0 --algo verify\n  framebus consume --bus cam0 --algo busy:20 --max-fps 5 --duration 10 --json"
     )]
     Consume(ConsumeArgs),
     /// Show a bus: geometry, every slot and every consumer entry.
@@ -38,6 +52,10 @@ pub enum Command {
         after_help = "Reads shared memory only: it never registers or disturbs the bus.\n\nExamples:\n  framebus inspect --bus cam0\n  framebus inspect --bus cam0 --json | jq '.slots[].pins'"
     )]
     Inspect(InspectArgs),
+    /// List every bus on this machine you may read: producer state,
+    /// geometry, measured fps, consumers; stale buses with the command
+    /// that cleans them.
+    List(crate::cmd::ListArgs),
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),
@@ -110,8 +128,11 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=63))]
     pub max_consumers: u32,
     /// Frames each consumer may hold pinned at once (1-8); the bus has
-    /// max_consumers * K + 2 slots.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    /// max_consumers * K + 2 slots. The default, 2, lets a loop keep the
+    /// previous frame while it takes the next (Python's `img =
+    /// frame.array` does); 1 saves memory: a 1920x1080 bus of 8 consumers
+    /// is 26 MiB with 1, 42 MiB with 2.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub pins_per_consumer: u32,
     /// Stop after this many frames.
     #[arg(long)]
@@ -147,8 +168,9 @@ pub struct ConsumeArgs {
     /// Algorithm: mean | verify | busy:MS.
     #[arg(long, default_value = "mean")]
     pub algo: String,
-    /// Process at most this many frames per second (always the newest).
-    #[arg(long, value_parser = parse_positive_fps)]
+    /// Process at most this many frames per second (always the newest);
+    /// 0 = no limit (the default).
+    #[arg(long, value_parser = parse_max_fps)]
     pub max_fps: Option<f64>,
     /// Stop after this many frames.
     #[arg(long)]
@@ -218,16 +240,20 @@ pub fn parse_fps(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses a comma-separated list of frame rates above 0.
-pub fn parse_fps_list(s: &str) -> Result<Vec<f64>, String> {
-    s.split(',').map(|x| parse_positive_fps(x.trim())).collect()
+/// Parses a rate limit: frames per second, 0 = no limit (as `--fps 0` is
+/// unpaced).
+pub fn parse_max_fps(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && (0.0..=100_000.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "{s:?} is not a rate limit: use frames per second from 0 (no limit) to 100000"
+        )),
+    }
 }
 
-pub fn parse_positive_fps(s: &str) -> Result<f64, String> {
-    match parse_fps(s)? {
-        f if f > 0.0 => Ok(f),
-        _ => Err("--max-fps must be above 0 (leave it out for no limit)".into()),
-    }
+/// A rate limit as the libraries take it: `None` for no limit (0).
+pub fn limit(max_fps: Option<f64>) -> Option<f64> {
+    max_fps.filter(|f| *f > 0.0)
 }
 
 /// Parses a group given as a numeric gid or a name looked up in /etc/group.
@@ -318,6 +344,9 @@ mod tests {
             ],
             vec!["framebus", "inspect", "--bus", "b", "--json"],
             vec!["framebus", "demo", "--seconds", "3"],
+            // Zero means "no limit" for every rate flag.
+            vec!["framebus", "consume", "--bus", "b", "--max-fps", "0"],
+            vec!["framebus", "bench", "--max-fps", "10,0"],
         ];
         for args in ok {
             Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -364,12 +393,33 @@ mod tests {
                 "0",
             ],
             vec!["framebus", "produce", "--bus", "b", "--fps", "-1"],
-            vec!["framebus", "consume", "--bus", "b", "--max-fps", "0"],
+            vec!["framebus", "consume", "--bus", "b", "--max-fps", "-1"],
+            vec!["framebus", "bench", "--max-fps", "10,x"],
             vec!["framebus", "consume", "--bus", "b", "--duration", "nan"],
         ];
         for args in bad {
             assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn zero_is_no_limit() {
+        assert_eq!(parse_max_fps("0"), Ok(0.0));
+        assert_eq!(limit(Some(0.0)), None);
+        assert_eq!(limit(None), None);
+        assert_eq!(limit(Some(2.5)), Some(2.5));
+        let cli = Cli::try_parse_from(["framebus", "bench", "--max-fps", "10,0"]).expect("parse");
+        match cli.command {
+            Command::Bench(b) => assert_eq!(b.max_fps, Some(vec![10.0, 0.0])),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_max_fps("-1").unwrap_err().contains("0 (no limit)"));
+    }
+
+    #[test]
+    fn version_names_the_features() {
+        let v = Cli::command().render_version();
+        assert!(v.contains("opencv=") && v.contains("bridge="), "{v}");
     }
 
     #[test]

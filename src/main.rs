@@ -1,11 +1,25 @@
 //! `framebus`: a multi-consumer camera frame bus over shared memory.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
+// Every `print!`/`println!` of this crate goes through `out::print`, which
+// ends the command quietly when stdout is a closed pipe (`framebus inspect
+// --bus cam0 | head -1`) instead of panicking as std's macros do. Defined
+// before the modules so that they all use these.
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::out::print(format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { $crate::out::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::out::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod cli;
 mod cmd;
+mod out;
 mod report;
 
 fn main() -> ExitCode {
@@ -15,14 +29,31 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours_on_stderr())
         .init();
-    match cmd::run(cli) {
+    match out::quiet_on_closed_stdout(|| cmd::run(cli)) {
         Ok(code) => code,
+        Err(e) if out::is_closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Colours in logs only for a person at a terminal: never when stderr is a
+/// file or a pipe, nor when `NO_COLOR` is set to anything non-empty
+/// (<https://no-color.org>).
+fn colours_on_stderr() -> bool {
+    colours(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::io::stderr().is_terminal(),
+    )
+}
+
+fn colours(no_color: Option<&std::ffi::OsStr>, terminal: bool) -> bool {
+    let no_color = no_color.is_some_and(|v| !v.is_empty());
+    !no_color && terminal
 }
 
 /// The error and its causes on one line, `outer: inner: ...`, leaving out a
@@ -38,4 +69,18 @@ fn error_chain(e: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colours_only_at_a_terminal_without_no_color() {
+        assert!(super::colours(None, true));
+        assert!(!super::colours(None, false));
+        assert!(!super::colours(Some(OsStr::new("1")), true));
+        // NO_COLOR set but empty does not count (no-color.org).
+        assert!(super::colours(Some(OsStr::new("")), true));
+    }
 }

@@ -49,6 +49,49 @@ impl Latencies {
     }
 }
 
+/// How a rate limit or target reads in a table: `unlimited` for 0 (no
+/// limit, or unpaced), else the number. JSON carries the number itself, 0
+/// included, never `null`.
+pub fn rate_cell(fps: f64) -> String {
+    if fps > 0.0 {
+        format!("{fps}")
+    } else {
+        UNLIMITED.into()
+    }
+}
+
+/// The one word every table uses for "no limit".
+pub const UNLIMITED: &str = "unlimited";
+
+/// The rate of a run of events: intervals between the first event and the
+/// last over the time they span, so a run of N events counts N - 1
+/// intervals (events at 0, 1, .., 5 s are 1 per second, not 1.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateMeter {
+    first: Option<std::time::Instant>,
+    last: Option<std::time::Instant>,
+    events: u64,
+}
+
+impl RateMeter {
+    /// Records one event at `at`.
+    pub fn tick(&mut self, at: std::time::Instant) {
+        self.first.get_or_insert(at);
+        self.last = Some(at);
+        self.events += 1;
+    }
+
+    /// Events per second; 0 with fewer than two events.
+    pub fn fps(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(a), Some(b)) if self.events >= 2 && b > a => {
+                (self.events - 1) as f64 / (b - a).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
 /// A plain text table with right-aligned columns after the first.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();
@@ -95,6 +138,23 @@ mod tests {
         assert!((s.p50 - 500.0).abs() < 1.0, "{s:?}");
         assert!((s.max - 1000.0).abs() < 1.0, "{s:?}");
         assert_eq!(Latencies::new().summary(), LatencyUs::default());
+    }
+
+    #[test]
+    fn rates_count_intervals() {
+        let t0 = std::time::Instant::now();
+        let mut m = RateMeter::default();
+        assert_eq!(m.fps(), 0.0);
+        for i in 0..=5 {
+            m.tick(t0 + std::time::Duration::from_secs(i));
+        }
+        assert!((m.fps() - 1.0).abs() < 1e-9, "{}", m.fps());
+        let mut one = RateMeter::default();
+        one.tick(t0);
+        assert_eq!(one.fps(), 0.0);
+        assert_eq!(rate_cell(0.0), "unlimited");
+        assert_eq!(rate_cell(15.0), "15");
+        assert_eq!(rate_cell(2.5), "2.5");
     }
 
     #[test]

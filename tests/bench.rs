@@ -66,9 +66,18 @@ fn check_run(r: &Value, transport: &str, consumers: u64) {
 #[test]
 fn shm_transport() {
     let bus = Bus::new("bench-shm");
-    let v = bench(&bus, &["--consumers", "2"]);
+    // Rate limits cycle over the consumers; 0 = no limit, reported as 0.
+    let v = bench(&bus, &["--consumers", "2", "--max-fps", "10,0"]);
     assert_eq!(v["scenario"], "throughput");
-    check_run(&v["runs"][0], "shm", 2);
+    let run = &v["runs"][0];
+    check_run(run, "shm", 2);
+    let procs = &run["processes"];
+    assert!(
+        procs[0].get("max_fps").is_none(),
+        "the producer has no limit field: {run}"
+    );
+    assert_eq!(f(&procs[1]["max_fps"]), 10.0, "{run}");
+    assert_eq!(f(&procs[2]["max_fps"]), 0.0, "{run}");
 }
 
 #[test]

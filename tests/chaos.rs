@@ -26,9 +26,10 @@ fn short_chaos_run_is_clean() {
         "4",
         "--json",
     ]);
-    let last = out.lines().last().unwrap_or_default();
+    // With --json, the JSON is all of stdout: no child's line before it.
+    assert_eq!(out.lines().count(), 1, "stdout beyond the JSON: {out}");
     let r: serde_json::Value =
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON ({e}): {out} {err}"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("no JSON ({e}): {out} {err}"));
     assert!(status.success(), "chaos failed: {r:#} {err}");
     assert_eq!(u(&r["bad_frames"]), 0, "{r}");
     assert_eq!(u(&r["consumer_kills"]), 12, "{r}");

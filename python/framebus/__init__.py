@@ -16,9 +16,11 @@ here)::
 ``frame.array`` is a view of the shared slot itself: the slot stays pinned
 (the producer leaves it alone) while the frame is not released or any view of
 it is alive, so a view never changes under you. The loop releases the previous
-frame when it advances; holding more frames than the producer's
-``--pins-per-consumer`` budget raises :class:`PinBudgetExceeded` rather than
-ever showing a rewritten slot. ``frame.copy()`` and ``frame.to_rgb()`` are the
+frame when it advances, but the previous ``img`` keeps its slot pinned until
+the next assignment replaces it: the loop above holds two frames for a moment,
+which the producer's default ``--pins-per-consumer 2`` allows. Holding more
+frames than that budget raises :class:`PinBudgetExceeded` (its message says
+which array to ``del``) rather than ever showing a rewritten slot. ``frame.copy()`` and ``frame.to_rgb()`` are the
 only calls that copy pixels.
 
 A consumer belongs to the process that created it: in a ``fork()``-ed child

@@ -53,14 +53,37 @@ class BusFull(FramebusError):
 
 class PinBudgetExceeded(FramebusError):
     """Taking another frame would pin more frames than the producer's
-    ``--pins-per-consumer`` allows this consumer.
+    ``--pins-per-consumer`` allows this consumer (2 unless the producer was
+    started with another value).
 
-    A frame stays pinned while it is not released *or* any numpy view of it
-    is alive. In ``for frame in bus: img = frame.array`` the previous ``img``
-    is still alive when the next frame is taken, so that loop needs a
-    producer started with ``--pins-per-consumer 2`` -- or ``del img`` at the
-    end of the loop body. Attribute ``held``: frames held (= the budget).
-    The consumer stays usable: drop a view and ask again."""
+    A frame stays pinned while it is not released *or* any numpy array taken
+    from it (``img = frame.array``, a slice, ``np.asarray`` of it) is alive.
+    ``for frame in bus: img = frame.array`` holds two frames for a moment
+    (the previous ``img`` lives until it is reassigned), which the default
+    budget allows; keeping arrays in a list, or frames from ``next_frame()``
+    without ``release()``, needs a larger budget. Attribute ``held``: frames
+    held (= the budget). The consumer stays usable: ``del`` an array (or
+    release a frame) and ask again.
+
+    The message says this in Python terms; ``protocol_message`` keeps the
+    library's own text."""
+
+    def __init__(self, message="", *args):
+        super().__init__(message, *args)
+        self.protocol_message = message
+
+    def __str__(self):
+        held = getattr(self, "held", None)
+        if not isinstance(held, int):
+            return self.protocol_message
+        return (
+            f"this consumer already holds {held} frame(s), the producer's --pins-per-consumer "
+            f"budget: a frame stays pinned while any numpy array taken from it (img = "
+            f"frame.array, or a slice of it) is alive, or it is not released. Let go of one "
+            f"before taking another: `del img` (keep frame.copy() if you need the pixels "
+            f"longer) or frame.release(); or start the producer with --pins-per-consumer "
+            f"{held + 1}"
+        )
 
 
 class FrameReleasedError(FramebusError):

@@ -127,10 +127,11 @@ def test_a_kept_view_on_one_pin_raises_instead_of_changing(bus):
             next(it)
         assert isinstance(e.value, framebus.FramebusError)
         assert e.value.held == 1
-        assert str(e.value) == (
-            "this consumer already holds 1 frame(s), its budget on this bus; drop a frame "
-            "before taking another, or restart the producer with --pins-per-consumer 2"
-        )
+        # The message says what to do in Python terms.
+        msg = str(e.value)
+        assert msg.startswith("this consumer already holds 1 frame(s)"), msg
+        assert "del img" in msg and "--pins-per-consumer 2" in msg, msg
+        assert "drop a frame" not in msg, msg
         # The producer moved on meanwhile; the view did not change.
         first = frame.seq
         bus.wait_for(lambda s: s["producer"]["frames_published"] > first + 100, 10, "100 more frames")

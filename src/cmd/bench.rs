@@ -17,8 +17,8 @@ use shm_layout::{BusName, Layout, LayoutRequest};
 use super::child::{last_json, lines, proc_figures, ProcFigures, Reaper};
 use super::consume::ConsumeSummary;
 use super::pipe::PipeSummary;
-use crate::cli::{parse_fps, parse_fps_list, parse_seconds, parse_size};
-use crate::report::{table, LatencyUs};
+use crate::cli::{parse_fps, parse_max_fps, parse_seconds, parse_size};
+use crate::report::{rate_cell, table, LatencyUs};
 
 /// Which transport carries the frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -54,7 +54,7 @@ pub struct BenchArgs {
     pub consumers: u32,
     /// Consumers' rate limits, comma-separated, cycled over the consumers
     /// (default: none, every frame they can take).
-    #[arg(long, value_parser = parse_fps_list)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_max_fps)]
     pub max_fps: Option<Vec<f64>>,
     /// Consumers' algorithm: mean | verify | busy:MS.
     #[arg(long, default_value = "mean")]
@@ -101,8 +101,12 @@ struct RunConfig {
 }
 
 impl RunConfig {
-    fn rate_of(&self, i: usize) -> Option<f64> {
-        (!self.max_fps.is_empty()).then(|| self.max_fps[i % self.max_fps.len()])
+    /// Consumer `i`'s rate limit, 0 = no limit.
+    fn rate_of(&self, i: usize) -> f64 {
+        match self.max_fps.len() {
+            0 => 0.0,
+            n => self.max_fps[i % n],
+        }
     }
 }
 
@@ -111,6 +115,8 @@ impl RunConfig {
 pub struct ProcResult {
     role: &'static str,
     pid: u32,
+    /// A consumer's rate limit, 0 = no limit; absent for the producer.
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_fps: Option<f64>,
     fps: f64,
     frames: u64,
@@ -252,7 +258,7 @@ fn cpu_pct(a: &ProcFigures, b: &ProcFigures, secs: f64) -> f64 {
 
 fn consumer_result(
     pid: u32,
-    max_fps: Option<f64>,
+    max_fps: f64,
     s: &ConsumeSummary,
     cpu: f64,
     rss_kib: u64,
@@ -260,7 +266,7 @@ fn consumer_result(
     ProcResult {
         role: "consumer",
         pid,
-        max_fps,
+        max_fps: Some(max_fps),
         fps: s.fps,
         frames: s.frames,
         cpu_pct: cpu,
@@ -333,6 +339,9 @@ fn start_producer(
         "--fps",
         &cfg.fps.to_string(),
     ])
+    // Its consumers hold one frame at a time: one pin each, as the
+    // figures in doc/BENCHMARKS.md were measured.
+    .args(["--pins-per-consumer", "1"])
     .args([
         "--max-consumers",
         &max_consumers.to_string(),
@@ -403,10 +412,8 @@ fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         // after its last sample, so none has exited when it is sampled.
         let warmup = cfg.warmup.to_string();
         let mut args = vec!["--algo", cfg.algo.as_str(), "--warmup", warmup.as_str()];
-        let rate = cfg.rate_of(i).map(|r| r.to_string());
-        if let Some(r) = rate.as_deref() {
-            args.extend(["--max-fps", r]);
-        }
+        let rate = cfg.rate_of(i).to_string();
+        args.extend(["--max-fps", rate.as_str()]);
         consumers.push(start_consumer(&bus, &args)?);
     }
     if let Some(cpu) = cfg.producer_cpu {
@@ -663,11 +670,7 @@ fn isolation(cfg: &RunConfig) -> anyhow::Result<IsolationResult> {
 }
 
 fn print_run(r: &RunResult) {
-    let target = if r.fps_target > 0.0 {
-        format!("{} fps", r.fps_target)
-    } else {
-        "unpaced".into()
-    };
+    let target = format!("{} fps", rate_cell(r.fps_target));
     println!(
         "{} {}x{}, {} consumer(s) running {}, producer {}, {:.1} s measured",
         match r.transport {
@@ -713,7 +716,7 @@ fn print_run(r: &RunResult) {
                 } else {
                     format!("consumer {i}")
                 },
-                p.max_fps.map_or("-".into(), |f| f.to_string()),
+                p.max_fps.map_or("-".into(), rate_cell),
                 format!("{:.0}", p.fps),
                 format!("{:.0}", p.cpu_pct),
                 format!("{:.0}", p.peak_rss_mib),
@@ -836,11 +839,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     "isolation: {}x{} at {}, a full-speed `{}` consumer, {:.1} s per phase",
                     r.width,
                     r.height,
-                    if r.fps_target > 0.0 {
-                        format!("{} fps", r.fps_target)
-                    } else {
-                        "unpaced".into()
-                    },
+                    format!("{} fps", rate_cell(r.fps_target)),
                     r.algo,
                     cfg.duration
                 );

@@ -1,7 +1,6 @@
 //! `framebus bridge out|in|latency`: carry a bus to other hosts over zenoh
 //! (the network ends need the `bridge` feature; see doc/BRIDGE.md).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -13,7 +12,7 @@ use framebus_bridge::Compression;
 use framebus_consumer::{Consumer, ConsumerConfig};
 use serde::Serialize;
 
-use crate::cli::{parse_positive_fps, parse_seconds};
+use crate::cli::{parse_max_fps, parse_seconds};
 use crate::report::{Latencies, LatencyUs};
 
 const BRIDGE_HELP: &str = "Two hosts, camera on A (192.168.1.10), algorithms on B:
@@ -91,8 +90,9 @@ pub struct BridgeOutArgs {
     /// The zenoh key to publish under (default: framebus/BUS).
     #[arg(long, value_name = "KEYEXPR")]
     pub key: Option<String>,
-    /// Send at most this many frames per second (always the newest).
-    #[arg(long, value_parser = parse_positive_fps)]
+    /// Send at most this many frames per second (always the newest); 0 =
+    /// no limit (the default).
+    #[arg(long, value_parser = parse_max_fps)]
     pub max_fps: Option<f64>,
     /// How to send the pixels.
     #[arg(long, value_enum, default_value_t = CompressArg::None)]
@@ -121,8 +121,9 @@ pub struct BridgeInArgs {
     /// Most local consumers attached at once (1-63).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=63))]
     pub max_consumers: u32,
-    /// Frames each local consumer may hold pinned at once (1-8).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    /// Frames each local consumer may hold pinned at once (1-8); 2 by
+    /// default, as for `produce`.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub pins_per_consumer: u32,
     /// Where the other end is.
     #[command(flatten)]
@@ -175,10 +176,7 @@ impl From<CompressArg> for Compression {
 
 /// Prints a line on stdout at once (scripts and tests wait for it).
 fn say(line: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .context("cannot write to stdout")
+    crate::out::write_all(format!("{line}\n").as_bytes())
 }
 
 #[cfg(feature = "bridge")]
@@ -220,7 +218,7 @@ mod net {
         if json {
             say(&serde_json::to_string(stats)?)?;
         } else {
-            eprintln!(
+            say(&format!(
                 "bridge {} bus {} key {}: {} frames {}, {} dropped, {:.1} MB/s at the end",
                 stats.role.as_str(),
                 stats.bus,
@@ -232,7 +230,7 @@ mod net {
                 },
                 stats.dropped(),
                 stats.bytes_per_s / 1e6
-            );
+            ))?;
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -242,7 +240,7 @@ mod net {
         let opts = OutOptions {
             key: a.key.clone().unwrap_or_else(|| default_key(&bus)),
             bus,
-            max_fps: a.max_fps,
+            max_fps: crate::cli::limit(a.max_fps),
             compression: a.compress.into(),
             net: net_options(a.net),
             duration: a.duration.map(Duration::from_secs_f64),
@@ -510,7 +508,7 @@ mod tests {
                 "--compress",
                 "gzip",
             ],
-            vec!["framebus", "bridge", "out", "--bus", "b", "--max-fps", "0"],
+            vec!["framebus", "bridge", "out", "--bus", "b", "--max-fps", "-1"],
             vec!["framebus", "bridge", "out"],
             vec!["framebus", "bridge", "in", "--bus", "b"],
             vec![

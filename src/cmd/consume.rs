@@ -1,6 +1,5 @@
 //! `framebus consume`.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -10,7 +9,7 @@ use framebus_consumer::{builtin, Consumer, ConsumerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ConsumeArgs;
-use crate::report::{Latencies, LatencyUs};
+use crate::report::{Latencies, LatencyUs, RateMeter};
 
 /// The JSON summary `consume --json` prints last.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,7 +31,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let mut algo = builtin(&args.algo).context("bad --algo")?;
     let config = ConsumerConfig {
         name: args.name.clone().unwrap_or_else(|| args.algo.clone()),
-        max_fps: args.max_fps,
+        max_fps: crate::cli::limit(args.max_fps),
         ..ConsumerConfig::new(bus.clone())
     };
     let stop = super::stop_flag()?;
@@ -40,21 +39,20 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         Some(s) => Consumer::attach_wait(config, Duration::from_secs_f64(s)),
         None => Consumer::attach(config),
     }
-    .with_context(|| format!("cannot attach to bus {bus}"))?;
+    .map_err(|e| super::attach_error(&bus, e))?;
     if let Some(info) = consumer.info() {
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
+        println!(
             "attached bus={bus} entry={} pid={}",
             info.entry,
             std::process::id()
-        )?;
-        out.flush()?;
+        );
     }
     let mut started = Instant::now();
     let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
     let mut warmup_end = args.warmup.map(|s| started + Duration::from_secs_f64(s));
     let mut latencies = Latencies::new();
+    // The rate counts intervals between frames taken, not frames over time.
+    let mut rate = RateMeter::default();
     let mut instance = 0u64;
     // Coalesced triggers of producers that are gone (each new producer's
     // counter starts from 0 again).
@@ -69,6 +67,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             frames_before = consumer.frames();
             coalesced_before = coalesced_past + consumer.coalesced();
             latencies = Latencies::new();
+            rate = RateMeter::default();
         }
         if stop.load(Ordering::Relaxed) || args.frames.is_some_and(|n| consumer.frames() >= n) {
             break;
@@ -95,6 +94,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|m| anyhow::anyhow!("algorithm {} setup failed: {m}", args.algo))?;
         }
         latencies.record(frame.latency_ns());
+        rate.tick(Instant::now());
         algo.process(&frame.view()).map_err(|m| {
             anyhow::anyhow!(
                 "algorithm {} failed on frame {}: {m}",
@@ -113,7 +113,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         algo: args.algo.clone(),
         frames,
         seconds,
-        fps: frames as f64 / seconds.max(1e-9),
+        fps: rate.fps(),
         bad_frames: summary.bad_frames,
         reattached: consumer.reattached(),
         coalesced: (coalesced_past + consumer.coalesced()).saturating_sub(coalesced_before),

@@ -7,7 +7,7 @@ use framebus_consumer::inspect;
 use serde_json::json;
 
 use crate::cli::InspectArgs;
-use crate::report::table;
+use crate::report::{rate_cell, table};
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
@@ -73,7 +73,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         s.max_consumers,
         s.pins_per_consumer,
         s.total_size as f64 / (1 << 20) as f64,
-        s.nominal_fps
+        rate_cell(s.nominal_fps)
     );
     println!("trigger FIFOs in {}", s.trigger_dir);
     println!(
@@ -122,11 +122,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                     c.frames.to_string(),
                     c.coalesced.to_string(),
                     format!("{:.0}", c.last_latency_ns as f64 / 1e3),
-                    if c.max_fps > 0.0 {
-                        format!("{}", c.max_fps)
-                    } else {
-                        "-".into()
-                    },
+                    rate_cell(c.max_fps),
                     format!("{:?}", c.pinned_slots),
                 ]
             })

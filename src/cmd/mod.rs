@@ -11,6 +11,7 @@ pub use bench::BenchArgs;
 pub use bridge::BridgeArgs;
 pub use chaos::ChaosArgs;
 pub use clean::CleanArgs;
+pub use list::ListArgs;
 pub use pipe::{PipeConsumeArgs, PipeProduceArgs};
 pub use snapshot::SnapshotArgs;
 
@@ -22,6 +23,7 @@ mod clean;
 mod consume;
 mod demo;
 mod inspect;
+mod list;
 mod pipe;
 mod produce;
 mod snapshot;
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(a) => produce::run(a),
         Command::Consume(a) => consume::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::List(a) => list::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Snapshot(a) => snapshot::run(a),
@@ -45,6 +48,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Validates a `--bus` value.
 fn bus_name(name: &str) -> anyhow::Result<BusName> {
     BusName::new(name).context("bad --bus")
+}
+
+/// The CLI's error for a failed attach: the library's message, plus, for a
+/// bus whose producer is gone (a stale bus), the command that removes it.
+fn attach_error(bus: &BusName, e: framebus_consumer::ConsumerError) -> anyhow::Error {
+    let stale = matches!(e, framebus_consumer::ConsumerError::NotRunning { .. });
+    let err = anyhow::Error::new(e).context(format!("cannot attach to bus {bus}"));
+    if stale {
+        err.context(format!(
+            "bus {bus} is stale (its producer is gone); start a producer on it, or remove it: framebus clean --bus {bus}"
+        ))
+    } else {
+        err
+    }
 }
 
 /// A stop flag set by SIGINT/SIGTERM.

@@ -20,8 +20,8 @@ use shm_layout::{Layout, LayoutRequest};
 use super::child::Reaper;
 use super::consume::ConsumeSummary;
 use super::monotonic_ns;
-use crate::cli::{parse_fps_list, parse_seconds, parse_size};
-use crate::report::Latencies;
+use crate::cli::{parse_max_fps, parse_seconds, parse_size};
+use crate::report::{Latencies, RateMeter};
 
 /// Bytes of the per-frame header: seq, capture_ns, publish_ns (u64),
 /// width, height, stride, zero (u32), little-endian.
@@ -43,7 +43,7 @@ pub struct PipeProduceArgs {
     #[arg(long, default_value = "mean")]
     pub algo: String,
     /// Their rate limits, comma-separated, cycled over the consumers.
-    #[arg(long, value_parser = parse_fps_list)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_max_fps)]
     pub max_fps: Option<Vec<f64>>,
     /// Leave the first SECONDS out of the figures.
     #[arg(long, value_parser = parse_seconds)]
@@ -132,10 +132,12 @@ pub fn produce(args: PipeProduceArgs) -> anyhow::Result<ExitCode> {
     let period = (args.fps > 0.0).then(|| Duration::from_secs_f64(1.0 / args.fps));
     let mut next = start;
     let (mut frames, mut publish_ns, mut window_start, mut seq) = (0u64, 0u64, start, 0u64);
+    let mut rate = RateMeter::default();
     while !stop.load(Ordering::Relaxed) && end.is_none_or(|e| Instant::now() < e) {
         if warmup_end.is_some_and(|w| Instant::now() >= w) {
             warmup_end = None;
             (frames, publish_ns, window_start) = (0, 0, Instant::now());
+            rate = RateMeter::default();
         }
         if let Some(p) = period {
             let now = Instant::now();
@@ -170,6 +172,7 @@ pub fn produce(args: PipeProduceArgs) -> anyhow::Result<ExitCode> {
             }
         }
         frames += 1;
+        rate.tick(Instant::now());
         publish_ns += monotonic_ns() - t0;
     }
     let seconds = window_start.elapsed().as_secs_f64();
@@ -190,7 +193,7 @@ pub fn produce(args: PipeProduceArgs) -> anyhow::Result<ExitCode> {
     let summary = PipeSummary {
         frames,
         seconds,
-        fps: frames as f64 / seconds.max(1e-9),
+        fps: rate.fps(),
         publish_us_mean: if frames == 0 {
             0.0
         } else {
@@ -223,6 +226,7 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
     let mut warmup_end = args.warmup.map(|w| started + Duration::from_secs_f64(w));
     let period_ns = args.max_fps.filter(|f| *f > 0.0).map(|f| (1e9 / f) as u64);
     let (mut frames, mut next_due, mut set_up) = (0u64, 0u64, false);
+    let mut rate = RateMeter::default();
     loop {
         match input.read_exact(&mut header) {
             Ok(()) => {}
@@ -248,6 +252,7 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
         if warmup_end.is_some_and(|w| Instant::now() >= w) {
             warmup_end = None;
             (frames, started, latencies) = (0, Instant::now(), Latencies::new());
+            rate = RateMeter::default();
         }
         if let Some(p) = period_ns {
             if received < next_due {
@@ -289,6 +294,7 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
         algo.process(&view)
             .map_err(|m| anyhow::anyhow!("algorithm failed on frame {seq}: {m}"))?;
         frames += 1;
+        rate.tick(Instant::now());
     }
     algo.teardown()
         .map_err(|m| anyhow::anyhow!("algorithm teardown failed: {m}"))?;
@@ -299,7 +305,7 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
         algo: args.algo,
         frames,
         seconds,
-        fps: frames as f64 / seconds.max(1e-9),
+        fps: rate.fps(),
         bad_frames: summary.bad_frames,
         reattached: 0,
         coalesced: 0,

@@ -1,15 +1,17 @@
 //! `framebus produce`.
 
-use std::io::Write;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use framebus_producer::{
-    open_source, run_source, ProducerConfig, RunOptions, SourceOptions, SourceSpec,
+    open_source, run_source, Captured, FrameSource, ProducerConfig, ProducerError, RunOptions,
+    SlotWriter, SourceError, SourceOptions, SourceSpec, SourceTimings,
 };
 use serde::Serialize;
 
 use crate::cli::ProduceArgs;
+use crate::report::RateMeter;
 
 #[derive(Debug, Serialize)]
 struct Summary {
@@ -81,8 +83,13 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         ..ProducerConfig::new(bus.clone())
     };
     let stop = super::stop_flag()?;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let secs = std::time::Duration::from_secs_f64;
+    let mut source = Metered {
+        inner: source.as_mut(),
+        from: started + args.warmup.map_or(std::time::Duration::ZERO, secs),
+        rate: RateMeter::default(),
+    };
     let run_opts = RunOptions {
         fps: Some(fps),
         frames: args.frames,
@@ -92,13 +99,12 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let mut buses = 0u64;
     let mut geometry = source.size();
     let mut ready_err = None;
-    let result = run_source(config, source.as_mut(), run_opts, &stop, |producer| {
+    let result = run_source(config, &mut source, run_opts, &stop, |producer| {
         buses += 1;
         let layout = producer.layout();
         geometry = (layout.width, layout.height);
         if buses == 1 {
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = writeln!(out, "ready bus={bus}").and_then(|()| out.flush()) {
+            if let Err(e) = crate::out::write_all(format!("ready bus={bus}\n").as_bytes()) {
                 ready_err = Some(e);
             }
         } else {
@@ -109,9 +115,18 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         }
     });
     if let Some(e) = ready_err {
-        return Err(e).context("cannot write to stdout");
+        return Err(e);
     }
-    let stats = result.with_context(|| format!("producer of bus {bus} stopped"))?;
+    let stats = result.map_err(|e| {
+        let what = match (&e, buses) {
+            (ProducerError::BusBusy { .. }, 0) => {
+                format!("refused to start a second producer on bus {bus}")
+            }
+            (_, 0) => format!("cannot create bus {bus}"),
+            _ => format!("producer of bus {bus} stopped"),
+        };
+        anyhow::Error::new(e).context(what)
+    })?;
     let timings = source.timings();
     // The figures cover the time after the warm-up.
     let elapsed = started.elapsed().as_secs_f64();
@@ -133,7 +148,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         height: geometry.1,
         frames: stats.frames,
         seconds,
-        fps: stats.frames as f64 / seconds.max(1e-9),
+        fps: source.rate.fps(),
         publish_us_mean: per_frame(stats.publish_ns_total, stats.frames),
         fill_us_mean: per_frame(stats.fill_ns_total, stats.frames),
         decode_us_mean: per_frame(timings.decode_ns_total, timings.frames),
@@ -164,9 +179,42 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         if summary.recreated > 0 {
             line += &format!(", bus re-created {} time(s)", summary.recreated);
         }
-        eprintln!("{line}");
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A source that notes when each frame is filled (after the warm-up), so
+/// the summary's fps counts intervals between frames, not frames over the
+/// whole run.
+struct Metered<'a> {
+    inner: &'a mut dyn FrameSource,
+    /// When the warm-up ends.
+    from: Instant,
+    rate: RateMeter,
+}
+
+impl FrameSource for Metered<'_> {
+    fn size(&self) -> (u32, u32) {
+        self.inner.size()
+    }
+
+    fn native_fps(&self) -> Option<f64> {
+        self.inner.native_fps()
+    }
+
+    fn fill(&mut self, seq: u64, slot: &mut SlotWriter<'_>) -> Result<Captured, SourceError> {
+        let captured = self.inner.fill(seq, slot)?;
+        let now = Instant::now();
+        if now >= self.from {
+            self.rate.tick(now);
+        }
+        Ok(captured)
+    }
+
+    fn timings(&self) -> SourceTimings {
+        self.inner.timings()
+    }
 }
 
 /// The bus's mode and group from `--mode` and `--group`: owner-only unless

@@ -15,14 +15,14 @@ use serde::Serialize;
 /// `framebus snapshot`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Prints one line on stdout: `seq=N width=W height=H file=PATH` (with --json, a JSON\nobject with seq, width, height, capture_ns, bgr, file). The PNG also carries the\nframe's sequence number in a tEXt chunk `framebus-seq`.\n\nThe gray frame is taken as a consumer would (it holds a consumer entry for an\ninstant). The BGR frame needs a producer started with --debug-bgr.\n\nExamples:\n  framebus snapshot --bus cam0 -o frame.png\n  framebus snapshot --bus cam0 -o colour.png --bgr"
+    after_help = "Prints one line on stdout: `seq=N width=W height=H file=PATH` (with --json, a JSON\nobject with seq, width, height, capture_ns, bgr, file). With -o - the PNG itself goes\nto stdout and that line to stderr. The PNG also carries the frame's sequence\nnumber in a tEXt chunk `framebus-seq`. Only PNG is written: another extension is\nrefused.\n\nThe gray frame is taken as a consumer would (it holds a consumer entry for an\ninstant). The BGR frame needs a producer started with --debug-bgr.\n\nExamples:\n  framebus snapshot --bus cam0 -o frame.png\n  framebus snapshot --bus cam0 -o colour.png --bgr\n  framebus snapshot --bus cam0 -o - | display -"
 )]
 pub struct SnapshotArgs {
     /// Bus name.
     #[arg(long)]
     pub bus: String,
-    /// PNG file to write.
-    #[arg(short = 'o', long = "output", value_name = "FILE.png")]
+    /// PNG file to write (its name must end in .png), or - for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE.png|-")]
     pub output: PathBuf,
     /// Take the debug BGR frame (colour) instead of the gray one; needs a
     /// producer started with --debug-bgr.
@@ -58,6 +58,7 @@ struct Image {
 
 pub fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
+    let to_stdout = is_stdout(&args.output)?;
     let timeout = Duration::from_secs_f64(args.timeout);
     let image = if args.bgr {
         let frame = read_bgr(&bus, timeout)
@@ -78,7 +79,13 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
     } else {
         gray_frame(&bus, timeout)?
     };
-    write_png(&args.output, &image)?;
+    if to_stdout {
+        let mut png = Vec::new();
+        encode_png(&mut png, &image).context("cannot encode the PNG")?;
+        crate::out::write_all(&png)?;
+    } else {
+        write_png(&args.output, &image)?;
+    }
     let written = Written {
         seq: image.seq,
         width: image.width,
@@ -87,17 +94,43 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
         bgr: args.bgr,
         file: args.output.display().to_string(),
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string(&written)?)?;
+    let line = if args.json {
+        serde_json::to_string(&written)?
     } else {
-        writeln!(
-            out,
+        format!(
             "seq={} width={} height={} file={}",
             written.seq, written.width, written.height, written.file
-        )?;
+        )
+    };
+    // With -o -, stdout is the PNG: the summary goes to stderr.
+    if to_stdout {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `-o` names stdout (`-`); refuses a file name that does not end
+/// in `.png`, since only PNG is written.
+fn is_stdout(path: &Path) -> anyhow::Result<bool> {
+    if path.as_os_str() == "-" {
+        return Ok(true);
+    }
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png {
+        let got = match path.extension() {
+            Some(e) => format!("a .{} file", e.to_string_lossy()),
+            None => "a file without the .png extension".into(),
+        };
+        anyhow::bail!(
+            "snapshot writes PNG only, but -o {} names {got}: name it FILE.png, or use -o - to write the PNG to stdout (convert it with another tool if you need another format)",
+            path.display()
+        );
+    }
+    Ok(false)
 }
 
 /// The newest gray frame: attach, pin it, copy its rows (without the
@@ -107,8 +140,7 @@ fn gray_frame(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Im
         name: "snapshot".into(),
         ..ConsumerConfig::new(bus.clone())
     };
-    let mut consumer =
-        Consumer::attach(config).with_context(|| format!("cannot attach to bus {bus}"))?;
+    let mut consumer = Consumer::attach(config).map_err(|e| super::attach_error(bus, e))?;
     let frame = consumer
         .next_frame(Some(timeout))
         .with_context(|| format!("cannot take a frame from bus {bus}"))?
@@ -143,20 +175,22 @@ fn write_png(path: &Path, image: &Image) -> anyhow::Result<()> {
     tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let file = std::fs::File::create(&tmp).with_context(what)?;
-    let encode = || -> Result<(), png::EncodingError> {
-        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), image.width, image.height);
-        enc.set_color(image.color);
-        enc.set_depth(png::BitDepth::Eight);
-        enc.add_text_chunk("framebus-seq".into(), image.seq.to_string())?;
-        let mut writer = enc.write_header()?;
-        writer.write_image_data(&image.data)?;
-        writer.finish()
-    };
-    let done = encode()
+    let done = encode_png(std::io::BufWriter::new(file), image)
         .map_err(anyhow::Error::new)
         .and_then(|()| std::fs::rename(&tmp, path).map_err(anyhow::Error::new));
     done.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         e.context(what())
     })
+}
+
+/// Encodes `image` as a PNG with the frame's seq in a tEXt chunk.
+fn encode_png(out: impl Write, image: &Image) -> Result<(), png::EncodingError> {
+    let mut enc = png::Encoder::new(out, image.width, image.height);
+    enc.set_color(image.color);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.add_text_chunk("framebus-seq".into(), image.seq.to_string())?;
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(&image.data)?;
+    writer.finish()
 }

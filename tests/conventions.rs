@@ -1,0 +1,255 @@
+//! The CLI's conventions (README, "Conventions"), one test each: zero means
+//! no limit, "no limit" reads `unlimited` in tables and `0` in JSON, the
+//! summary on stdout and logs on stderr, a closed stdout ends a command
+//! quietly, no colours in logs that are not at a terminal, PNG only (and
+//! `-o -`), errors that say what to do, `--version` names the features,
+//! and rates count intervals.
+
+mod common;
+
+use std::io::Read;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use common::{f, u, wait_timeout, Bus};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Runs `args` with a stdout whose reader has already gone (every write
+/// fails with EPIPE, as under `| head -0`); returns the status and stderr.
+fn run_with_closed_stdout(bus: &Bus, args: &[&str]) -> (ExitStatus, String) {
+    let (reader, writer) = rustix::pipe::pipe().expect("pipe");
+    drop(reader);
+    let mut child = bus
+        .command(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn framebus");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    let status = wait_timeout(&mut child, T).expect("framebus did not exit");
+    (status, err)
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let mut bus = Bus::new("epipe");
+    bus.producer(&["--size", "64x48"]);
+    let name = bus.name.clone();
+    for args in [
+        vec!["inspect", "--bus", &name],
+        vec!["inspect", "--bus", &name, "--json"],
+        vec!["list", "--sample", "0"],
+        vec!["clean", "--bus", &name],
+        vec!["snapshot", "--bus", &name, "-o", "-"],
+        vec!["consume", "--bus", &name, "--frames", "2"],
+        vec!["--version"],
+    ] {
+        let (status, err) = run_with_closed_stdout(&bus, &args);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{args:?}: {status:?}, stderr: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn zero_means_no_limit_everywhere() {
+    let mut bus = Bus::new("zero");
+    bus.producer(&["--size", "64x48", "--fps", "200"]);
+    let name = bus.name.clone();
+    let c = bus.consumer(&["--max-fps", "0", "--name", "free"]);
+    // Inspect: 0 in JSON, `unlimited` in the table.
+    let v = bus.wait_for("the consumer's first frames", T, |v| {
+        v["consumers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| u(&c["frames"]) >= 3))
+    });
+    assert_eq!(f(&v["consumers"][0]["max_fps"]), 0.0, "{v:#}");
+    let (status, table, err) = bus.run(&["inspect", "--bus", &name]);
+    assert!(status.success(), "{err}");
+    let row = table
+        .lines()
+        .find(|l| l.contains(" free "))
+        .unwrap_or_else(|| panic!("no row for the consumer: {table}"));
+    assert!(row.contains("unlimited"), "{row}");
+    c.signal(rustix::process::Signal::TERM);
+    let status = bus.wait(&c, T);
+    assert!(status.success(), "consume --max-fps 0: {status:?}");
+}
+
+#[test]
+fn summaries_on_stdout_logs_on_stderr_without_colours() {
+    let bus = Bus::new("streams");
+    let name = bus.name.clone();
+    let (status, out, err) = bus.run(&[
+        "produce", "--bus", &name, "--size", "64x48", "--frames", "3",
+    ]);
+    assert!(status.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "ready line and summary on stdout: {out:?}");
+    assert_eq!(lines[0], format!("ready bus={name}"));
+    assert!(
+        lines[1].starts_with(&format!("bus {name}: 3 frames")),
+        "{out}"
+    );
+    assert!(!err.contains("frames in"), "summary on stderr: {err}");
+
+    // --json: the ready line, then the JSON, nothing else.
+    let (status, out, err) = bus.run(&[
+        "produce", "--bus", &name, "--size", "64x48", "--frames", "3", "--json",
+    ]);
+    assert!(status.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(lines[1]).expect("JSON summary");
+    assert_eq!(u(&v["frames"]), 3, "{v}");
+
+    // A log line (info: the producer went away) reaches stderr without ANSI
+    // escapes, stderr being a pipe here (NO_COLOR: a unit test in main.rs).
+    let mut bus = Bus::new("colours");
+    let p = bus.producer(&["--size", "64x48"]);
+    let mut c = bus.consumer(&["--frames", "1000000"]);
+    p.signal(rustix::process::Signal::KILL);
+    bus.wait(&p, T);
+    c.signal(rustix::process::Signal::TERM);
+    bus.wait(&c, T);
+    let err = c.stderr();
+    assert!(err.contains("INFO"), "expected an info log: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes in a log to a pipe: {err:?}"
+    );
+}
+
+#[test]
+fn snapshot_writes_png_only_and_to_stdout() {
+    let mut bus = Bus::new("png");
+    bus.producer(&["--size", "64x48"]);
+    let name = bus.name.clone();
+    let jpg = bus.root.join("frame.jpg");
+    let (status, _, err) = bus.run(&[
+        "snapshot",
+        "--bus",
+        &name,
+        "-o",
+        jpg.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        !status.success() && err.contains("PNG only") && err.contains("-o -"),
+        "{err}"
+    );
+    assert!(!jpg.exists(), "a refused snapshot wrote {}", jpg.display());
+
+    let mut child = bus
+        .command(&["snapshot", "--bus", &name, "-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut png_bytes = Vec::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_end(&mut png_bytes)
+        .expect("read");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    let status = wait_timeout(&mut child, T).expect("snapshot exit");
+    assert!(status.success(), "{err}");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+        .read_info()
+        .expect("stdout is a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("frame");
+    assert_eq!((info.width, info.height), (64, 48));
+    assert!(err.starts_with("seq="), "the summary goes to stderr: {err}");
+    assert!(!bus.root.join("-").exists(), "a file named - was created");
+}
+
+#[test]
+fn errors_say_what_happened_and_what_to_do() {
+    let mut bus = Bus::new("errors");
+    let p = bus.producer(&["--size", "64x48"]);
+    let name = bus.name.clone();
+    let (status, _, err) = bus.run(&["produce", "--bus", &name]);
+    assert!(!status.success(), "a second producer started");
+    assert!(err.contains("refused") && !err.contains("stopped"), "{err}");
+    assert!(
+        err.contains(&p.pid.to_string()),
+        "names the live producer: {err}"
+    );
+
+    // A stale bus: its producer was killed and left its object behind.
+    p.signal(rustix::process::Signal::KILL);
+    bus.wait(&p, T);
+    let (status, _, err) = bus.run(&["consume", "--bus", &name, "--frames", "1"]);
+    assert!(!status.success(), "attached to a stale bus");
+    assert!(
+        err.contains(&format!("framebus clean --bus {name}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_lists_the_compiled_features() {
+    let bus = Bus::new("version");
+    let (status, out, _) = bus.run(&["--version"]);
+    assert!(status.success());
+    let want = format!(
+        "opencv={}",
+        if cfg!(feature = "opencv") {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    assert!(out.contains(&want) && out.contains("bridge="), "{out}");
+}
+
+/// A consumer limited to 1 fps for 3 s takes a frame at about 0, 1, 2 and
+/// 3 s: 3 intervals in 3 s are 1 fps, where 4 frames / 3 s read 1.33.
+#[test]
+fn rates_count_intervals_not_frames() {
+    let mut bus = Bus::new("intervals");
+    bus.producer(&["--size", "64x48", "--fps", "30"]);
+    let name = bus.name.clone();
+    let (status, out, err) = bus.run(&[
+        "consume",
+        "--bus",
+        &name,
+        "--max-fps",
+        "1",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    assert!(status.success(), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(out.lines().last().unwrap_or_default()).expect("JSON");
+    let fps = f(&v["fps"]);
+    // The limiter lets a frame in up to a quarter period early, so 3
+    // intervals may span 2.75 s: at most 3 / 2.75 = 1.09.
+    assert!(
+        fps > 0.0 && fps < 1.1,
+        "fps {fps} over {} frames: {v}",
+        u(&v["frames"])
+    );
+}
