@@ -460,7 +460,15 @@ fn sigkilled_c_consumer_holding_a_pin_is_reclaimed() {
 fn cpp_frame_destructor_releases_its_pin() {
     let b = build_or_skip!("cpp_frame_destructor_releases_its_pin");
     let mut bus = Bus::new("ffi-raii");
-    let _producer = bus.producer(&["--fps", "100", "--size", "100x40"]);
+    // A budget of one frame (the default is two), so the second is refused.
+    let _producer = bus.producer(&[
+        "--fps",
+        "100",
+        "--size",
+        "100x40",
+        "--pins-per-consumer",
+        "1",
+    ]);
     let mut h = Prog::spawn(&b.program("hold_frame"), &[&bus.name], &bus);
     let entry = entry_of(&h.expect_line("attached entry="));
     h.expect_line("holding seq=");
