@@ -190,6 +190,12 @@ pub struct ConsumeArgs {
     /// Print a JSON summary as the last stdout line at exit.
     #[arg(long)]
     pub json: bool,
+    /// (for `chaos --forks`) On each SIGUSR1, keep the next frame, fork, and
+    /// check that the child is refused the consumer (`Forked`) and that the
+    /// held frame stays byte-identical; results on stderr (`fork check
+    /// passed`/`fork check failed`) and in the JSON summary.
+    #[arg(long, hide = true)]
+    pub fork_check_on_usr1: bool,
 }
 
 /// `framebus inspect`.

@@ -1,11 +1,13 @@
 //! `framebus consume`.
 
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use framebus_consumer::{builtin, Consumer, ConsumerConfig};
+use framebus_consumer::{builtin, Algorithm, Consumer, ConsumerConfig, ConsumerError, Frame};
+use rustix::process::{Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ConsumeArgs;
@@ -26,6 +28,153 @@ pub struct ConsumeSummary {
     pub last_value: Option<f64>,
 }
 
+/// What `consume --json` prints: the summary, plus the fork checks when
+/// `--fork-check-on-usr1` was given.
+#[derive(Serialize)]
+struct Printed<'a> {
+    #[serde(flatten)]
+    summary: &'a ConsumeSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fork_checks: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fork_failures: Option<u64>,
+}
+
+/// Per-attachment bookkeeping of the frames taken.
+struct Progress {
+    instance: u64,
+    /// Coalesced triggers of producers that are gone (each new producer's
+    /// counter starts from 0 again).
+    coalesced_past: u64,
+    latencies: Latencies,
+    /// The rate counts intervals between frames taken, not frames over time.
+    rate: RateMeter,
+}
+
+impl Progress {
+    /// Hands one frame to the algorithm (setting it up again for a new
+    /// producer). `coalesced_now` is the consumer's count before the take.
+    fn take(
+        &mut self,
+        frame: &Frame<'_>,
+        coalesced_now: u64,
+        algo: &mut dyn Algorithm,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        if frame.instance_id() != self.instance {
+            if self.instance != 0 {
+                // A new producer: its counter starts again from 0.
+                self.coalesced_past += coalesced_now;
+            }
+            self.instance = frame.instance_id();
+            algo.setup(&frame.bus())
+                .map_err(|m| anyhow::anyhow!("algorithm {name} setup failed: {m}"))?;
+        }
+        self.latencies.record(frame.latency_ns());
+        self.rate.tick(Instant::now());
+        algo.process(&frame.view())
+            .map_err(|m| anyhow::anyhow!("algorithm {name} failed on frame {}: {m}", frame.seq()))
+    }
+}
+
+/// Exit statuses of the fork check's child.
+const CHILD_GOT_FORKED: i32 = 0;
+const CHILD_GOT_OTHER_ERROR: i32 = 3;
+const CHILD_GOT_FRAME: i32 = 4;
+
+/// `fork()`: `Some(child pid)` in the parent, `None` in the child.
+fn fork() -> std::io::Result<Option<Pid>> {
+    // SAFETY: fork itself has no memory-safety preconditions; the danger is
+    // what the child does afterwards in a process that might have other
+    // threads (whose locks the child inherits held). `consume` runs no
+    // threads of its own (the signal flags are set from handlers, tracing
+    // writes synchronously), and the child (see `fork_check`) only reads
+    // its own fork guard (getpid) and gets an error value (one small heap
+    // allocation: glibc's fork takes and re-initialises the malloc locks
+    // around the fork, so malloc is usable in the child), drops frames and
+    // the consumer — which in a child only munmap and close, touching
+    // nothing shared — and `_exit`s without running atexit handlers or
+    // flushing stdio buffers shared with the parent.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        p => Ok(Pid::from_raw(p)),
+    }
+}
+
+/// Waits (bounded) for the fork check's child; kills it if it hangs.
+/// `Err` describes any outcome other than "it got `Forked`".
+fn wait_fork_child(child: Pid) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match rustix::process::waitpid(Some(child), WaitOptions::NOHANG) {
+            Ok(Some((_, status))) => {
+                return match status.exit_status() {
+                    Some(CHILD_GOT_FORKED) => Ok(()),
+                    Some(CHILD_GOT_OTHER_ERROR) => {
+                        Err("the child got another error than Forked".into())
+                    }
+                    Some(CHILD_GOT_FRAME) => {
+                        Err("the child got a frame (or none) instead of Forked".into())
+                    }
+                    Some(n) => Err(format!("the child exited with status {n}")),
+                    None => Err(format!("the child ended abnormally ({status:?})")),
+                };
+            }
+            Ok(None) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("cannot wait for the child: {e}")),
+        }
+        if Instant::now() >= deadline {
+            let _ = rustix::process::kill_process(child, Signal::KILL);
+            let _ = rustix::process::waitpid(Some(child), WaitOptions::empty());
+            return Err("the child did not exit within 10 s (killed)".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The fork check, in the parent: `frame` (kept with `next_frame_owned`)
+/// must be byte-identical to `copy` after the child `child` has tried the
+/// consumer and exited, and a moment later.
+fn fork_check_parent(child: Pid, frame: &Frame<'static>, copy: &[u8]) -> Result<(), String> {
+    let outcome = wait_fork_child(child);
+    // A producer that wrongly took the entry over would rewrite the slot
+    // within milliseconds: hold the frame a little longer.
+    std::thread::sleep(Duration::from_millis(20));
+    if frame.pixels() != copy {
+        let changed = frame
+            .pixels()
+            .iter()
+            .zip(copy)
+            .filter(|(a, b)| a != b)
+            .count();
+        return Err(format!(
+            "held frame {} (slot {}) changed under its pin: {changed} bytes differ{}",
+            frame.seq(),
+            frame.slot(),
+            outcome
+                .err()
+                .map(|e| format!("; also {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    outcome
+}
+
+/// A bus truncated under this consumer is named and survived (the next
+/// call waits for the re-created bus); any other error ends the run.
+fn survive_truncation(bus: &shm_layout::BusName, e: ConsumerError) -> anyhow::Result<()> {
+    match e {
+        ConsumerError::BusTruncated { .. } => {
+            tracing::warn!(bus = %bus, "{e}");
+            Ok(())
+        }
+        e => Err(e.into()),
+    }
+}
+
 pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
     let mut algo = builtin(&args.algo).context("bad --algo")?;
@@ -35,6 +184,16 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         ..ConsumerConfig::new(bus.clone())
     };
     let stop = super::stop_flag()?;
+    // Installed before attaching: a SIGUSR1 sent after the `attached` line
+    // never meets the default action (which would end the process).
+    let fork_request = if args.fork_check_on_usr1 {
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&flag))
+            .context("cannot install the SIGUSR1 handler")?;
+        Some(flag)
+    } else {
+        None
+    };
     let mut consumer = match args.wait {
         Some(s) => Consumer::attach_wait(config, Duration::from_secs_f64(s)),
         None => Consumer::attach(config),
@@ -50,24 +209,25 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let mut started = Instant::now();
     let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
     let mut warmup_end = args.warmup.map(|s| started + Duration::from_secs_f64(s));
-    let mut latencies = Latencies::new();
-    // The rate counts intervals between frames taken, not frames over time.
-    let mut rate = RateMeter::default();
-    let mut instance = 0u64;
-    // Coalesced triggers of producers that are gone (each new producer's
-    // counter starts from 0 again).
-    let mut coalesced_past = 0u64;
+    let mut progress = Progress {
+        instance: 0,
+        coalesced_past: 0,
+        latencies: Latencies::new(),
+        rate: RateMeter::default(),
+    };
     // Figures count from `started`, `frames_before` and `coalesced_before`
     // (moved to the end of the warm-up, if any).
     let (mut frames_before, mut coalesced_before) = (0u64, 0u64);
+    let (mut fork_checks, mut fork_failures) = (0u64, 0u64);
+    let mut fork_pending = false;
     loop {
         if warmup_end.is_some_and(|w| Instant::now() >= w) {
             warmup_end = None;
             started = Instant::now();
             frames_before = consumer.frames();
-            coalesced_before = coalesced_past + consumer.coalesced();
-            latencies = Latencies::new();
-            rate = RateMeter::default();
+            coalesced_before = progress.coalesced_past + consumer.coalesced();
+            progress.latencies = Latencies::new();
+            progress.rate = RateMeter::default();
         }
         if stop.load(Ordering::Relaxed) || args.frames.is_some_and(|n| consumer.frames() >= n) {
             break;
@@ -80,28 +240,69 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             }
             wait = wait.min(d - now);
         }
-        let coalesced_now = consumer.coalesced();
-        let Some(frame) = consumer.next_frame(Some(wait))? else {
-            continue;
-        };
-        if frame.instance_id() != instance {
-            if instance != 0 {
-                // A new producer: its counter starts again from 0.
-                coalesced_past += coalesced_now;
-            }
-            instance = frame.instance_id();
-            algo.setup(&frame.bus())
-                .map_err(|m| anyhow::anyhow!("algorithm {} setup failed: {m}", args.algo))?;
+        if fork_request
+            .as_ref()
+            .is_some_and(|f| f.swap(false, Ordering::Relaxed))
+        {
+            fork_pending = true;
         }
-        latencies.record(frame.latency_ns());
-        rate.tick(Instant::now());
-        algo.process(&frame.view()).map_err(|m| {
-            anyhow::anyhow!(
-                "algorithm {} failed on frame {}: {m}",
-                args.algo,
+        let coalesced_now = consumer.coalesced();
+        if !fork_pending {
+            let frame = match consumer.next_frame(Some(wait)) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => continue,
+                Err(e) => {
+                    survive_truncation(&bus, e)?;
+                    continue;
+                }
+            };
+            progress.take(&frame, coalesced_now, algo.as_mut(), &args.algo)?;
+            continue;
+        }
+        // The fork check: keep a frame, copy it, fork; the child must be
+        // refused the consumer, the frame must not change.
+        let frame = match consumer.next_frame_owned(Some(wait)) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => continue,
+            Err(e) => {
+                survive_truncation(&bus, e)?;
+                continue;
+            }
+        };
+        fork_pending = false;
+        progress.take(&frame, coalesced_now, algo.as_mut(), &args.algo)?;
+        let copy = frame.pixels().to_vec();
+        let outcome = match fork() {
+            Ok(None) => {
+                // The child: the consumer is the parent's.
+                let status = match consumer.next_frame(Some(Duration::ZERO)) {
+                    Err(ConsumerError::Forked { .. }) => CHILD_GOT_FORKED,
+                    Err(_) => CHILD_GOT_OTHER_ERROR,
+                    Ok(_) => CHILD_GOT_FRAME,
+                };
+                // In a child these drops only unmap and close.
+                drop(frame);
+                drop(copy);
+                drop(consumer);
+                // SAFETY: `_exit` ends the child at once, without atexit
+                // handlers or stdio flushes that could act on state it
+                // shares with the parent; nothing here needs unwinding.
+                unsafe { libc::_exit(status) }
+            }
+            Ok(Some(child)) => fork_check_parent(child, &frame, &copy),
+            Err(e) => Err(format!("fork failed: {e}")),
+        };
+        fork_checks += 1;
+        match outcome {
+            Ok(()) => eprintln!(
+                "fork check passed: the child was refused the consumer (Forked), held frame {} unchanged",
                 frame.seq()
-            )
-        })?;
+            ),
+            Err(why) => {
+                fork_failures += 1;
+                eprintln!("fork check failed on bus {bus}: {why}");
+            }
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     algo.teardown()
@@ -113,15 +314,22 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         algo: args.algo.clone(),
         frames,
         seconds,
-        fps: rate.fps(),
+        fps: progress.rate.fps(),
         bad_frames: summary.bad_frames,
         reattached: consumer.reattached(),
-        coalesced: (coalesced_past + consumer.coalesced()).saturating_sub(coalesced_before),
-        latency_us: latencies.summary(),
+        coalesced: (progress.coalesced_past + consumer.coalesced())
+            .saturating_sub(coalesced_before),
+        latency_us: progress.latencies.summary(),
         last_value: summary.last_value,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let forks = args.fork_check_on_usr1;
+        let printed = Printed {
+            summary: &report,
+            fork_checks: forks.then_some(fork_checks),
+            fork_failures: forks.then_some(fork_failures),
+        };
+        println!("{}", serde_json::to_string(&printed)?);
     } else {
         let l = report.latency_us;
         println!(
@@ -129,7 +337,10 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             report.bus, report.frames, report.seconds, report.fps, report.bad_frames, report.reattached, report.coalesced, l.p50, l.p99, l.max
         );
     }
-    Ok(if report.bad_frames > 0 {
+    if args.fork_check_on_usr1 && !args.json {
+        println!("fork checks: {fork_checks}, failed: {fork_failures}");
+    }
+    Ok(if report.bad_frames > 0 || fork_failures > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
