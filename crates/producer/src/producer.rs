@@ -356,6 +356,7 @@ impl Producer {
             let latest = control.dynamic().latest().map(|(_, slot)| slot);
             if let Some(slot) = pin::acquire_free_slot(control.slots(), latest, self.next_slot) {
                 self.next_slot = (slot as usize + 1) % slot_count;
+                self.registry.free_slot_found();
                 return Ok(slot);
             }
             passes += 1;

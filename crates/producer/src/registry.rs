@@ -15,22 +15,20 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use shm_layout::entry::{self, Reaped, TestTokens};
+use shm_layout::entry::{self, OverBudget, Reaped, TestTokens};
 use shm_layout::naming::fifo_file_name;
 use shm_layout::sync::Ordering;
 use shm_layout::{ConsumerState, ControlView, Owner};
 
 use crate::sys::{self, FifoOpen, TokenId, TriggerWrite};
 
-/// Size of one trigger message: `seq: u64, slot: u32, flags: u32`, LE.
-pub const TRIGGER_LEN: usize = 16;
+/// Size of one trigger message: `seq: u64, slot: u32, flags: u32`, LE
+/// (defined, with its decoder, in [`shm_layout::trigger`]).
+pub use shm_layout::trigger::TRIGGER_LEN;
 
-/// Builds a trigger message.
+/// Builds a trigger message ([`shm_layout::trigger::encode`]).
 pub fn trigger_message(seq: u64, slot: u32) -> [u8; TRIGGER_LEN] {
-    let mut msg = [0u8; TRIGGER_LEN];
-    msg[..8].copy_from_slice(&seq.to_le_bytes());
-    msg[8..12].copy_from_slice(&slot.to_le_bytes());
-    msg
+    shm_layout::trigger::encode(seq, slot)
 }
 
 struct Connection {
@@ -67,8 +65,9 @@ pub(crate) struct Registry {
     /// Where the next fan-out starts: rotated every frame so no consumer is
     /// always the last one woken.
     fan_start: usize,
-    /// Entries found over budget by the previous `enforce_budgets` count.
-    over_budget: u64,
+    /// Entries the previous `enforce_budgets` count of the current wait for
+    /// a free slot saw over their budget, with their slots.
+    over_budget: OverBudget,
     /// The group the bus is shared with, if any: its members' FIFOs are
     /// accepted.
     group: Option<u32>,
@@ -82,7 +81,7 @@ impl Registry {
             conns: (0..max_consumers).map(|_| None).collect(),
             reclaimed: 0,
             fan_start: 0,
-            over_budget: 0,
+            over_budget: OverBudget::default(),
             group,
         }
     }
@@ -267,7 +266,7 @@ impl Registry {
             control.slots(),
             control.consumers(),
             budget,
-            self.over_budget,
+            &self.over_budget,
         );
         if report.stray_slots > 0 || report.stray_entries != 0 {
             tracing::warn!(
@@ -288,6 +287,14 @@ impl Registry {
             }
         }
         self.over_budget = report.over;
+    }
+
+    /// The producer found a free slot: counts of a later wait start afresh
+    /// (`latest` moves between waits, so an honest consumer's pins may too).
+    pub(crate) fn free_slot_found(&mut self) {
+        if !self.over_budget.is_empty() {
+            self.over_budget = OverBudget::default();
+        }
     }
 
     /// Closes every write end (consumers see EOF) and removes the FIFOs.

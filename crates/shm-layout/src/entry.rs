@@ -148,19 +148,28 @@ pub fn leave_with(
     if token_first {
         tokens.release(index);
     }
-    let cur = entry.owner();
-    let leavable = matches!(
-        cur.state(),
-        Some(ConsumerState::Claimed | ConsumerState::Ready | ConsumerState::Connected)
-    );
-    // Release (in the CAS): our releases of pins happen-before a new
-    // claimant's use of the bit.
-    let freed = same_owner(cur, mine)
-        && leavable
-        && entry
-            .owner
-            .compare_exchange(cur.0, cur.freed().0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok();
+    let mut cur = entry.owner();
+    let freed = loop {
+        let leavable = matches!(
+            cur.state(),
+            Some(ConsumerState::Claimed | ConsumerState::Ready | ConsumerState::Connected)
+        );
+        if !same_owner(cur, mine) || !leavable {
+            break false;
+        }
+        // Release (in the CAS): our releases of pins happen-before a new
+        // claimant's use of the bit. A failure means the producer moved the
+        // word meanwhile (connected it, say): look again.
+        match entry.owner.compare_exchange(
+            cur.0,
+            cur.freed().0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => break true,
+            Err(now) => cur = Owner(now),
+        }
+    };
     if !token_first {
         tokens.release(index);
     }
@@ -302,12 +311,37 @@ pub fn reap_with(
     Reaped::Freed { owner, cleared }
 }
 
+/// The entries one count of [`enforce_budgets`] saw over their budget,
+/// each with the slots it was seen holding. Pass it to the next count;
+/// forget it (`OverBudget::default()`) once the producer found a free slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OverBudget(Vec<(u32, Vec<u32>)>);
+
+impl OverBudget {
+    /// Whether no entry was seen over its budget.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries seen over budget, as a bit set.
+    pub fn entries(&self) -> u64 {
+        self.0.iter().fold(0, |acc, (i, _)| acc | consumer_bit(*i))
+    }
+
+    fn slots_of(&self, index: u32) -> Option<&[u32]> {
+        self.0
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, s)| s.as_slice())
+    }
+}
+
 /// What [`enforce_budgets`] found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BudgetReport {
-    /// Entries (bit set) seen over budget by this count; pass it to the next
-    /// call, which evicts those still over budget.
-    pub over: u64,
+    /// Entries seen over budget by this count; pass it to the next call,
+    /// which evicts those it sees over budget holding the very same slots.
+    pub over: OverBudget,
     /// Entries evicted (their pins cleared) by this call.
     pub evicted: u64,
     /// Slots whose writer bit or bits of nonexistent entries were cleared.
@@ -316,31 +350,58 @@ pub struct BudgetReport {
     pub stray_entries: u64,
 }
 
-/// Producer, when its passes found no free slot: clears writer bits (the
-/// producer holds none between publishes) and bits no entry of this bus
-/// can own, clears the bits of Free entries (a Free entry holds nothing),
-/// and evicts-and-strips entries holding more than `budget` slots in two
-/// counts in a row (`previous_over` from the last call: one count can see
-/// a moving consumer twice). An owner within its budget keeps its pins,
-/// whatever its state: only its token's release ([`reap`]) clears them.
+/// Producer, when its passes found no free slot (and so publishes nothing
+/// until it finds one): clears writer bits (the producer holds none between
+/// publishes) and bits no entry of this bus can own, clears the bits of
+/// Free entries (a Free entry holds nothing), and evicts-and-strips an
+/// entry seen holding more than `budget` slots in two counts in a row
+/// **holding the same slots** (`previous` from the last count of this same
+/// wait for a free slot).
+///
+/// Why a consumer within its budget is never evicted, although a count
+/// reads the slots one by one while the consumer moves its pins: a count
+/// can see a slot before the consumer releases it and another after the
+/// consumer pins it. Pins are AcqRel and the count's loads Acquire, so a
+/// later count sees every release that came before a pin an earlier count
+/// saw; and while the producer waits, `latest` does not move, so an honest
+/// consumer can only pin the newest slot (once: it never takes a frame
+/// twice), never a slot it let go. Two counts seeing the same set of more
+/// than `budget` slots therefore prove that the consumer held them all at
+/// once. An owner within its budget keeps its pins, whatever its state:
+/// only its token's release ([`reap`]) clears them.
 pub fn enforce_budgets(
     slots: &[SlotEntry],
     entries: &[ConsumerEntry],
     budget: u32,
-    previous_over: u64,
+    previous: &OverBudget,
 ) -> BudgetReport {
-    enforce_budgets_with(slots, entries, budget, previous_over, false)
+    enforce_budgets_with(slots, entries, budget, previous, BudgetVariant::Real)
 }
 
-/// [`enforce_budgets`] that counts a consumer holding exactly its budget as
-/// over it when `off_by_one`: the loom model's negative control.
+/// Broken variants of [`enforce_budgets`], for the loom model's negative
+/// controls.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetVariant {
+    /// The real rule.
+    Real,
+    /// A consumer holding exactly its budget counts as over it.
+    OffByOne,
+    /// Two counts over budget evict, whatever slots each saw.
+    AnySlots,
+    /// The count's loads are Relaxed.
+    RelaxedCount,
+}
+
+/// [`enforce_budgets`] with a broken `variant`: the loom model's negative
+/// controls. Never use anything but [`BudgetVariant::Real`] otherwise.
 #[doc(hidden)]
 pub fn enforce_budgets_with(
     slots: &[SlotEntry],
     entries: &[ConsumerEntry],
     budget: u32,
-    previous_over: u64,
-    off_by_one: bool,
+    previous: &OverBudget,
+    variant: BudgetVariant,
 ) -> BudgetReport {
     let n = entries.len() as u32;
     let mut report = BudgetReport::default();
@@ -351,10 +412,23 @@ pub fn enforce_budgets_with(
             report.stray_slots += 1;
         }
     }
+    let count_order = if variant == BudgetVariant::RelaxedCount {
+        Ordering::Relaxed
+    } else {
+        Ordering::Acquire
+    };
     for (i, entry) in entries.iter().enumerate() {
         let index = i as u32;
         let bit = consumer_bit(index);
-        let held = slots.iter().filter(|s| pin::pins(s) & bit != 0).count() as u32;
+        // Acquire: a pin seen here brings every release its consumer made
+        // before it into view of the counts that follow.
+        let held_slots: Vec<u32> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.pins.load(count_order) & bit != 0)
+            .map(|(k, _)| k as u32)
+            .collect();
+        let held = held_slots.len() as u32;
         if held == 0 {
             continue;
         }
@@ -378,19 +452,24 @@ pub fn enforce_budgets_with(
             }
             continue;
         }
-        let over = if off_by_one {
+        let over = if variant == BudgetVariant::OffByOne {
             held >= budget
         } else {
             held > budget
         };
-        if over {
-            if previous_over & bit != 0 {
-                if evict_and_strip(slots, entry, index, owner).is_some() {
-                    report.evicted |= bit;
-                }
-            } else {
-                report.over |= bit;
+        if !over {
+            continue;
+        }
+        let confirmed = match previous.slots_of(index) {
+            Some(before) => variant == BudgetVariant::AnySlots || before == held_slots.as_slice(),
+            None => false,
+        };
+        if confirmed {
+            if evict_and_strip(slots, entry, index, owner).is_some() {
+                report.evicted |= bit;
             }
+        } else {
+            report.over.0.push((index, held_slots));
         }
     }
     report
@@ -513,8 +592,8 @@ mod tests {
         }
         pin::try_pin(&s[5], consumer_bit(2));
         s[5].pins.fetch_or(WRITER | (1 << 40), Ordering::Relaxed);
-        let first = enforce_budgets(&s, &e, 2, 0);
-        assert_eq!(first.over, consumer_bit(b));
+        let first = enforce_budgets(&s, &e, 2, &OverBudget::default());
+        assert_eq!(first.over.entries(), consumer_bit(b));
         assert_eq!(first.evicted, 0);
         assert_eq!(first.stray_slots, 1);
         assert_eq!(first.stray_entries, consumer_bit(2));
@@ -524,7 +603,10 @@ mod tests {
             Some(ConsumerState::Free),
             "unlocked again"
         );
-        let second = enforce_budgets(&s, &e, 2, first.over);
+        // Seen over budget on other slots before: not yet.
+        let elsewhere = OverBudget(vec![(b, vec![2, 3, 5])]);
+        assert_eq!(enforce_budgets(&s, &e, 2, &elsewhere).evicted, 0);
+        let second = enforce_budgets(&s, &e, 2, &first.over);
         assert_eq!(second.evicted, consumer_bit(b));
         assert_eq!(
             e[b as usize].owner().state(),

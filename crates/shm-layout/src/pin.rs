@@ -70,9 +70,12 @@ pub fn end_write_with(slot: &SlotEntry, order: Ordering) {
     slot.pins.fetch_and(!WRITER, order);
 }
 
-/// Consumer: pins `slot` with `bit`. Acquire pairs with [`end_write`].
+/// Consumer: pins `slot` with `bit`. Acquire pairs with [`end_write`];
+/// Release makes this consumer's earlier releases visible to a producer
+/// that sees this pin (its pin-budget counts rely on it:
+/// `entry::enforce_budgets`).
 pub fn try_pin(slot: &SlotEntry, bit: u64) -> PinOutcome {
-    try_pin_with(slot, bit, Ordering::Acquire)
+    try_pin_with(slot, bit, Ordering::AcqRel)
 }
 
 /// [`try_pin`] with a chosen ordering for the pinning RMW; exists so the loom

@@ -38,9 +38,11 @@
 //! - (c) `entry_reuse_*`: a dead consumer's stray bits are cleared before
 //!   its entry is freed, so a new owner of the same entry (the same bit)
 //!   never finds one of them and never has a pin cleared by that reap.
-//! - (d) `budget_*`: a consumer holding exactly its budget and moving a pin
-//!   while the producer counts twice (`enforce_budgets`, `over` passed on)
-//!   is never evicted.
+//! - (d) `budget_*`: a consumer holding exactly its budget, standing still
+//!   or moving its pins to the newest slot (the only one an honest consumer
+//!   can pin while the producer waits for a free slot: `latest` does not
+//!   move) while the producer counts twice (`enforce_budgets`, `over`
+//!   passed on), is never evicted.
 //! - (e) `seqlock_*`: a reader of the BGR slot never accepts a copy that
 //!   mixes two frames (words or stamps of two writes).
 //!
@@ -50,11 +52,11 @@
 //! against the reasons the control is about and only then panics with
 //! [`CAUGHT`], which is what `#[should_panic]` expects.
 //!
-//! Two models are `#[ignore]`d because they fail with the current code:
-//! `leave_racing_connect_frees_the_entry` (a leave loses its
-//! compare-exchange to the producer's connect) and
-//! `budget_never_evicts_a_moving_consumer_within_it` (a second budget
-//! count reads a stale pin word). Each documents its interleaving.
+//! Two of these models found real bugs, since fixed: a leave that lost its
+//! compare-exchange to the producer's connect (`leave` now retries while
+//! the word is its own), and a second budget count that read a stale pin
+//! word and evicted a consumer within its budget (pins are now AcqRel, the
+//! counts Acquire, and two counts must see the same slots).
 //!
 //! Each model runs under a preemption bound: the whole file takes a few
 //! seconds on 2 cores once built (`.ci/run` runs it with `loom_model.rs`).
@@ -71,7 +73,9 @@ use loom::model::Builder;
 use loom::sync::atomic::AtomicBool;
 use loom::sync::Arc;
 use loom::thread;
-use shm_layout::entry::{self, HoldTokens, ReapOrder, Reaped, TestTokens};
+use shm_layout::entry::{
+    self, BudgetVariant, HoldTokens, OverBudget, ReapOrder, Reaped, TestTokens,
+};
 use shm_layout::header::BgrSeqlock;
 use shm_layout::pin::{self, consumer_bit, PinOutcome};
 use shm_layout::seqlock::{self, ReadOutcome};
@@ -127,15 +131,15 @@ struct Variant {
     leave_token_first: bool,
     /// `entry::reap_with(.., order)`.
     reap: ReapOrder,
-    /// `entry::enforce_budgets_with(.., off_by_one)`.
-    budget_off_by_one: bool,
+    /// `entry::enforce_budgets_with(.., variant)`.
+    budget: BudgetVariant,
 }
 
 const REAL: Variant = Variant {
     claim_token_last: false,
     leave_token_first: false,
     reap: ReapOrder::Real,
-    budget_off_by_one: false,
+    budget: BudgetVariant::Real,
 };
 
 /// The shared part of a bus: the slot table with its pixels, the consumer
@@ -469,15 +473,12 @@ fn live_consumer_is_never_reaped_and_a_dead_one_is() {
 }
 
 /// (a) A consumer that leaves while still Ready, racing the producer's
-/// connect. FAILS with the real code: `entry::leave` loads the word
-/// (Ready), the producer connects (Ready → Connected), and the leave's one
-/// compare-exchange from Ready fails; `leave` returns false and lets the
-/// token go, leaving a Connected entry without a token for the producer's
-/// next liveness check to reap as if its owner had died. Ignored until
-/// `leave` retries its compare-exchange while the word is still its own
-/// and leavable. Run with `-- --ignored`.
+/// connect: `entry::leave` loads the word (Ready), the producer connects
+/// (Ready → Connected), and the leave's compare-exchange from Ready fails;
+/// it looks again and frees the Connected word (before the fix it gave up,
+/// leaving a Connected entry without a token for the next liveness check to
+/// reap as if its owner had died).
 #[test]
-#[ignore = "fails: entry::leave loses a race with the producer's connect"]
 fn leave_racing_connect_frees_the_entry() {
     lifecycle(REAL, End::LeaveAtOnce);
 }
@@ -729,26 +730,43 @@ fn control_reap_free_before_clear_is_caught() {
 /// The failure message of (d).
 const EVICTED: &str = "within-budget consumer evicted";
 
-/// Budget 2, 4 slots (1 consumer x 2 + 2). A consumer holds slots 0 and 1
-/// (exactly its budget); if `moves`, it moves one pin meanwhile: releases
-/// slot 0, pins slot 2 (otherwise it checks, twice, that it is still
-/// registered). The producer counts twice, passing `over` on. Counts
-/// executions in which the first count saw the consumer over its budget.
-fn budget_model(v: Variant, moves: bool, seen_over: &std::sync::Arc<Coverage>) {
-    const BUDGET: u32 = 2;
+/// How the consumer of (d) moves while the producer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moves {
+    /// Holds its budget, still.
+    None,
+    /// Budget 2, holds slots 0 and 1, moves once to the newest slot 2:
+    /// releases slot 0, pins slot 2.
+    ToNewest,
+    /// Budget 1, holds slot 0, moves twice: to slot 1 (a `latest` it loaded
+    /// before the producer began to wait), then to the newest slot 2.
+    StaleThenNewest,
+}
+
+/// 4 slots. The consumer holds exactly its budget and moves as `moves`
+/// says; the producer, waiting for a free slot (so `latest` stays put),
+/// counts twice, passing `over` on. Counts executions in which the first
+/// count saw the consumer over its budget.
+fn budget_model(v: Variant, moves: Moves, seen_over: &std::sync::Arc<Coverage>) {
+    let (budget, held_first, path): (u32, &[u32], &[(u32, u32)]) = match moves {
+        Moves::None => (2, &[0, 1], &[]),
+        Moves::ToNewest => (2, &[0, 1], &[(0, 2)]),
+        Moves::StaleThenNewest => (1, &[0], &[(0, 1), (1, 2)]),
+    };
     let bus = Arc::new(Bus::new(4, 1, v));
     let (i, ready) = bus.register(PID);
     let bit = consumer_bit(i);
-    for slot in [0, 1] {
+    for &slot in held_first {
         assert_eq!(pin::try_pin(bus.slot(slot), bit), PinOutcome::Pinned);
     }
     let consumer = {
         let bus = bus.clone();
         thread::spawn(move || {
-            if moves {
-                pin::release(bus.slot(0), bit);
-                assert_eq!(pin::try_pin(bus.slot(2), bit), PinOutcome::Pinned);
-            } else {
+            for &(from, to) in path {
+                pin::release(bus.slot(from), bit);
+                assert_eq!(pin::try_pin(bus.slot(to), bit), PinOutcome::Pinned);
+            }
+            if path.is_empty() {
                 for _ in 0..2 {
                     assert!(
                         entry::still_registered(bus.entry(i), ready),
@@ -762,20 +780,15 @@ fn budget_model(v: Variant, moves: bool, seen_over: &std::sync::Arc<Coverage>) {
     let producer = {
         let (bus, seen_over) = (bus.clone(), seen_over.clone());
         thread::spawn(move || {
-            let count = |previous_over| {
-                entry::enforce_budgets_with(
-                    &bus.slots,
-                    &bus.entries,
-                    BUDGET,
-                    previous_over,
-                    v.budget_off_by_one,
-                )
+            let count = |previous: &OverBudget| {
+                entry::enforce_budgets_with(&bus.slots, &bus.entries, budget, previous, v.budget)
             };
-            let first = count(0);
-            if first.over != 0 {
+            let first = count(&OverBudget::default());
+            if !first.over.is_empty() {
                 seen_over.hit();
             }
-            (first, count(first.over))
+            let second = count(&first.over);
+            (first, second)
         })
     };
     consumer.join().unwrap();
@@ -786,7 +799,11 @@ fn budget_model(v: Variant, moves: bool, seen_over: &std::sync::Arc<Coverage>) {
         "{EVICTED}: reports {first:?}, {second:?}"
     );
     assert_eq!(bus.entry(i).owner(), ready, "{EVICTED}: its word changed");
-    let held: &[u32] = if moves { &[1, 2] } else { &[0, 1] };
+    let mut held: Vec<u32> = held_first.to_vec();
+    for &(from, to) in path {
+        held.retain(|&s| s != from);
+        held.push(to);
+    }
     for slot in 0..4 {
         assert_eq!(
             pin::pins(bus.slot(slot)) & bit != 0,
@@ -796,37 +813,43 @@ fn budget_model(v: Variant, moves: bool, seen_over: &std::sync::Arc<Coverage>) {
     }
 }
 
+fn budget(v: Variant, moves: Moves) -> usize {
+    let seen = std::sync::Arc::new(Coverage::default());
+    let s = seen.clone();
+    check(3, move || budget_model(v, moves, &s));
+    seen.get()
+}
+
 /// (d) A consumer holding exactly its budget, racing two counts of
 /// `enforce_budgets` (`over` passed on), keeps its entry and its pins.
 #[test]
 fn budget_never_evicts_a_consumer_within_it() {
-    let seen = std::sync::Arc::new(Coverage::default());
-    let s = seen.clone();
-    check(3, move || budget_model(REAL, false, &s));
-    assert_eq!(seen.get(), 0, "a count saw the consumer over its budget");
+    assert_eq!(
+        budget(REAL, Moves::None),
+        0,
+        "a count saw the consumer over its budget"
+    );
 }
 
-/// (d) As above, with the consumer moving a pin (release slot 0, pin slot
-/// 2) during the counts. FAILS with the real code, under the language's
-/// memory model: the first count sees the consumer twice (slot 0 before
-/// the release, slot 2 after the pin: over, as designed), and the second
-/// count's Relaxed load of slot 0 may still return the value before the
-/// release, since nothing orders that release before the load (the
-/// count's loads are Relaxed and the pin is an Acquire RMW, not a Release
-/// one): three pins counted again, and the consumer evicted and stripped.
-/// Ignored until `enforce_budgets` cannot count a stale word twice. Run
-/// with `-- --ignored`.
+/// (d) As above, with the consumer moving a pin (release slot 0, pin the
+/// newest slot 2) during the counts. The first count may see it twice
+/// (slot 0 before the release, slot 2 after the pin): over, as designed;
+/// the second count cannot see slot 0 held again, because its Acquire
+/// loads follow the pin (AcqRel) the first count saw.
 #[test]
-#[ignore = "fails: enforce_budgets' second count can read a stale pin word"]
 fn budget_never_evicts_a_moving_consumer_within_it() {
-    let seen = std::sync::Arc::new(Coverage::default());
-    let s = seen.clone();
-    check(3, move || budget_model(REAL, true, &s));
-    eprintln!("first count saw it over budget: {}", seen.get());
-    assert!(
-        seen.get() > 0,
-        "no count ever saw the moving consumer twice"
-    );
+    let seen = budget(REAL, Moves::ToNewest);
+    eprintln!("first count saw it over budget: {seen}");
+    assert!(seen > 0, "no count ever saw the moving consumer twice");
+}
+
+/// (d) A consumer that moves twice (a stale `latest`, then the newest) can
+/// be seen over budget by both counts, but never on the same slots.
+#[test]
+fn budget_never_evicts_a_consumer_moving_twice() {
+    let seen = budget(REAL, Moves::StaleThenNewest);
+    eprintln!("first count saw it over budget: {seen}");
+    assert!(seen > 0, "no count ever saw the moving consumer twice");
 }
 
 /// Negative control: a consumer holding exactly its budget counted as over
@@ -835,12 +858,40 @@ fn budget_never_evicts_a_moving_consumer_within_it() {
 #[should_panic(expected = "negative control caught")]
 fn control_budget_off_by_one_is_caught() {
     let v = Variant {
-        budget_off_by_one: true,
+        budget: BudgetVariant::OffByOne,
         ..REAL
     };
     expect_failure(&[EVICTED], || {
-        let s = std::sync::Arc::new(Coverage::default());
-        check(3, move || budget_model(v, false, &s));
+        budget(v, Moves::None);
+    });
+}
+
+/// Negative control: Relaxed counts (the bug loom found): the second count
+/// reads slot 0's word from before the release and sees the same three
+/// slots again.
+#[test]
+#[should_panic(expected = "negative control caught")]
+fn control_budget_relaxed_count_is_caught() {
+    let v = Variant {
+        budget: BudgetVariant::RelaxedCount,
+        ..REAL
+    };
+    expect_failure(&[EVICTED], || {
+        budget(v, Moves::ToNewest);
+    });
+}
+
+/// Negative control: two counts over budget evict whatever slots they saw:
+/// the consumer moving twice is seen over budget twice, on other slots.
+#[test]
+#[should_panic(expected = "negative control caught")]
+fn control_budget_any_slots_is_caught() {
+    let v = Variant {
+        budget: BudgetVariant::AnySlots,
+        ..REAL
+    };
+    expect_failure(&[EVICTED], || {
+        budget(v, Moves::StaleThenNewest);
     });
 }
 
