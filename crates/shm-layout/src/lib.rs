@@ -23,6 +23,7 @@ pub mod pin;
 pub mod seqlock;
 pub mod sync;
 pub mod tables;
+pub mod trigger;
 #[cfg(not(loom))]
 pub mod view;
 
