@@ -262,7 +262,7 @@ impl Consumer {
             let drained = att
                 .pipe_drain()
                 .map_err(ConsumerError::os("cannot read the trigger FIFO"))?;
-            if drained == Drained::NoWriter && self.connected {
+            if drained.no_writer() && self.connected {
                 self.lost_pipe(&att);
                 continue;
             }

@@ -14,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
+use shm_layout::trigger::Decoder;
 
 use crate::linux::process::{my_uid, ForkGuard};
 
@@ -205,13 +206,39 @@ pub enum FifoError {
     Io(io::Error),
 }
 
-/// What a drain of the trigger pipe found.
+/// What one drain of the trigger pipe read: whole well-formed trigger
+/// messages, and malformed ones (bad flags, or a partial message left when
+/// the pipe ran dry: the producer never writes one, so another writer did).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainCounts {
+    /// Well-formed trigger messages read.
+    pub triggers: u64,
+    /// Malformed messages read and ignored.
+    pub malformed: u64,
+}
+
+/// What a drain of the trigger pipe found, with what it read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
     /// Read everything there was (maybe nothing).
-    Empty,
-    /// No writer: the producer closed its end or never opened it.
-    NoWriter,
+    Empty(DrainCounts),
+    /// No writer: the producer closed its end or never opened it (after
+    /// reading what was left).
+    NoWriter(DrainCounts),
+}
+
+impl Drained {
+    /// What the drain read.
+    pub fn counts(&self) -> DrainCounts {
+        match *self {
+            Self::Empty(c) | Self::NoWriter(c) => c,
+        }
+    }
+
+    /// Whether the pipe had no writer ([`Drained::NoWriter`]).
+    pub fn no_writer(&self) -> bool {
+        matches!(self, Self::NoWriter(_))
+    }
 }
 
 /// What poll said about the trigger pipe.
@@ -287,20 +314,60 @@ impl TriggerPipe {
         &self.path
     }
 
-    /// Reads every waiting trigger (non-blocking). Whole 16-byte messages
-    /// are what the producer writes; their content is not needed, since the
-    /// consumer always takes the newest frame from the header.
+    /// Reads every waiting trigger (non-blocking) and counts the
+    /// well-formed and malformed messages ([`drain_checked`] also checks
+    /// their slots).
+    ///
+    /// [`drain_checked`]: Self::drain_checked
     pub fn drain(&self) -> io::Result<Drained> {
+        self.drain_with(Decoder::new())
+    }
+
+    /// [`drain`](Self::drain), with a message naming a slot at or above
+    /// `slot_count` counted as malformed.
+    pub fn drain_checked(&self, slot_count: u32) -> io::Result<Drained> {
+        self.drain_with(Decoder::with_slot_count(slot_count))
+    }
+
+    /// Whole 16-byte messages are what the producer writes, each with one
+    /// atomic write; anyone else allowed to write the FIFO (a group member)
+    /// may write anything in any pieces. The bytes go through the streaming
+    /// decoder; the messages' content is not used (the consumer always takes
+    /// the newest frame from the header), only counted. Once the pipe is
+    /// empty (or has no writer) a partial message left over cannot be the
+    /// producer's, so it is discarded and the framing starts afresh at the
+    /// next drain. Malformed input is logged at debug level, then ignored.
+    fn drain_with(&self, mut decoder: Decoder) -> io::Result<Drained> {
         let mut buf = [0u8; 4096];
-        loop {
+        let no_writer = loop {
             match (&self.file).read(&mut buf) {
-                Ok(0) => return Ok(Drained::NoWriter),
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Empty),
+                Ok(0) => break true,
+                Ok(n) => decoder.feed(&buf[..n], |_| {}),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+        };
+        decoder.finish();
+        let counts = DrainCounts {
+            triggers: decoder.well_formed(),
+            malformed: decoder.malformed(),
+        };
+        if counts.malformed > 0 {
+            tracing::debug!(
+                fifo = %self.path.display(),
+                malformed = counts.malformed,
+                triggers = counts.triggers,
+                bytes = decoder.bytes_fed(),
+                "ignored malformed trigger messages (first: {})",
+                decoder.first_error().map_or_else(String::new, |e| e.to_string())
+            );
         }
+        Ok(if no_writer {
+            Drained::NoWriter(counts)
+        } else {
+            Drained::Empty(counts)
+        })
     }
 
     /// Waits until triggers arrive, the writer hangs up, or `timeout`.
@@ -354,5 +421,62 @@ impl TriggerPipe {
 impl Drop for TriggerPipe {
     fn drop(&mut self) {
         self.unlink();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shm_layout::trigger::encode;
+
+    #[test]
+    fn drain_counts_well_formed_and_malformed_triggers() {
+        let dir = std::env::temp_dir().join(format!("framebus-drain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.fifo");
+        let pipe = TriggerPipe::create(&path, 0o600).unwrap_or_else(|_| panic!("create"));
+        assert_eq!(
+            pipe.drain().unwrap(),
+            Drained::NoWriter(DrainCounts::default())
+        );
+        let FifoOpen::Open(mut w) = open_fifo_writer(&path, None) else {
+            panic!("open writer");
+        };
+        let mut flagged = encode(3, 0);
+        flagged[12] = 1;
+        let mut bytes = Vec::new();
+        for m in [encode(1, 0), encode(2, 5), flagged] {
+            bytes.extend_from_slice(&m);
+        }
+        bytes.extend_from_slice(&[0xEE; 3]); // a partial message
+        w.write_all(&bytes).unwrap();
+        let d = pipe.drain().unwrap();
+        assert_eq!(
+            d,
+            Drained::Empty(DrainCounts {
+                triggers: 2,
+                malformed: 2
+            })
+        );
+        assert!(!d.no_writer());
+        // The partial message was discarded: the next one decodes; slot 5
+        // is out of range for a 2-slot bus.
+        w.write_all(&encode(4, 1)).unwrap();
+        w.write_all(&encode(5, 5)).unwrap();
+        let d = pipe.drain_checked(2).unwrap();
+        assert_eq!(
+            d.counts(),
+            DrainCounts {
+                triggers: 1,
+                malformed: 1
+            }
+        );
+        w.write_all(&encode(6, 0)).unwrap();
+        drop(w);
+        let d = pipe.drain().unwrap();
+        assert!(d.no_writer());
+        assert_eq!(d.counts().triggers, 1, "read what was left before the end");
+        drop(pipe);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
