@@ -163,3 +163,34 @@ mod tests {
         assert_eq!(t, "a    bb\nxyz   1\n");
     }
 }
+
+/// `s` safe to print on a terminal: control characters (ESC, BEL, CR, ...)
+/// and other non-printing characters become `\u{..}` escapes, so text
+/// another process wrote (a consumer's name, a path read from a bus header,
+/// a bridge's stats) cannot drive the terminal.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("cam\u{1b}[2Jx\u{7}"), "cam\\u{1b}[2Jx\\u{7}");
+        assert_eq!(printable("a\nb\rc\td"), "a\\u{a}b\\u{d}c\\u{9}d");
+        assert_eq!(printable("r\u{202e}evil"), "r\\u{202e}evil");
+        assert_eq!(printable("verify-é"), "verify-é");
+    }
+}

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
 use common::{u, Bus};
@@ -183,4 +183,104 @@ fn a_directory_at_a_fifo_path_is_evicted_not_retried_forever() {
     assert_eq!(summary["bad_frames"], 0, "{summary}");
     assert!(fifo.is_dir(), "the planted directory is left alone");
     std::fs::remove_dir(&fifo).expect("remove the planted directory");
+}
+
+/// The chmod race of a group-shared trigger directory: a member (uid 65534
+/// in the bus's group) renames symbolic links to one of the producer's
+/// files over every consumer FIFO it sees, in a loop, while consumers of
+/// the owner start one after another. A consumer sets its FIFO's mode on
+/// the FIFO it opened (never by path), and the directory is sticky, so the
+/// file's mode never changes.
+#[test]
+fn the_chmod_race_never_changes_a_victim_file() {
+    const GROUP: u32 = 4242;
+    const STARTS: usize = 60;
+    if !rustix::process::geteuid().is_root() {
+        return common::skip(
+            "the_chmod_race_never_changes_a_victim_file",
+            "not root (needs another user)",
+        );
+    }
+    let mut bus = Bus::new("chmodrace");
+    bus.producer(&["--fps", "200", "--size", "64x48", "--group", "4242"]);
+    let victim = bus.root.join("victim");
+    std::fs::write(&victim, b"owner only").expect("victim file");
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let dir = bus.trigger_dir();
+    let script = r#"
+        dir=$1; victim=$2; n=0
+        while [ ! -e "$dir/.stop" ]; do
+          for f in "$dir"/consumer-*.fifo; do
+            [ -e "$f" ] || continue
+            ln -sf "$victim" "$dir/.link" 2>/dev/null && mv -f "$dir/.link" "$f" 2>/dev/null
+            n=$((n + 1))
+          done
+        done
+        echo "attempts=$n"
+    "#;
+    let mut attacker = std::process::Command::new("sh");
+    {
+        use std::os::unix::process::CommandExt;
+        attacker
+            .args(["-c", script, "attacker"])
+            .arg(&dir)
+            .arg(&victim)
+            .uid(NOBODY)
+            .gid(GROUP)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+    }
+    let attacker = attacker.spawn().expect("start the attacker");
+    let name = bus.name.clone();
+    let mut attached = 0;
+    for _ in 0..STARTS {
+        let (status, _, _) = bus.run(&["consume", "--bus", &name, "--frames", "1"]);
+        if status.success() {
+            attached += 1;
+        }
+        let mode = std::fs::symlink_metadata(&victim).expect("victim").mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the victim's mode changed");
+    }
+    std::fs::write(dir.join(".stop"), b"").expect("stop the attacker");
+    let out = attacker.wait_with_output().expect("the attacker ends");
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{attached} of {STARTS} consumer starts attached; attacker {report}");
+    let _ = std::fs::remove_file(dir.join(".stop"));
+    let _ = std::fs::remove_file(dir.join(".link"));
+    assert_eq!(
+        std::fs::read(&victim).expect("victim"),
+        b"owner only",
+        "the victim file was touched"
+    );
+    assert!(attached > 0, "no consumer could attach at all");
+}
+
+/// A consumer name holding ESC/BEL bytes (the name is written by the
+/// consumer, untrusted) is printed escaped by `inspect`, never raw; the
+/// JSON carries it escaped too.
+#[test]
+fn inspect_escapes_control_characters() {
+    let mut bus = Bus::new("escape");
+    bus.producer(&["--fps", "50", "--size", "64x48"]);
+    let evil = "cam\u{1b}[2J\u{7}x";
+    bus.consumer(&["--algo", "mean", "--name", evil]);
+    let name = bus.name.clone();
+    let (status, out, err) = bus.run(&["inspect", "--bus", &name]);
+    assert!(status.success(), "{err}");
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{7}'),
+        "raw control bytes: {out:?}"
+    );
+    assert!(out.contains("cam\\u{1b}[2J\\u{7}x"), "{out}");
+    let (status, json, err) = bus.run(&["inspect", "--bus", &name, "--json"]);
+    assert!(status.success(), "{err}");
+    assert!(
+        !json.contains('\u{1b}') && !json.contains('\u{7}'),
+        "raw control bytes: {json:?}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(
+        v["consumers"][0]["name"], evil,
+        "the JSON keeps the name, escaped"
+    );
 }

@@ -27,6 +27,8 @@ fn truncate(bus: &Bus, len: u64) {
 fn truncation_under_load_is_survived_and_named() {
     let mut bus = Bus::new("trunc");
     let mut producer = bus.producer(&["--fps", "300", "--size", "320x240"]);
+    // A consumer process beside the in-process one: it must survive too.
+    let mut cli = bus.consumer(&["--algo", "mean"]);
     let name = BusName::new(&bus.name).expect("bus name");
     let mut consumer = Consumer::attach(ConsumerConfig::new(name)).expect("attach");
     let mut truncations = 0;
@@ -70,8 +72,35 @@ fn truncation_under_load_is_survived_and_named() {
         let v = bus.inspect();
         assert_eq!(v["producer"]["alive"], true, "{v:#}");
         assert_eq!(u(&v["geometry"]["total_size"]), total);
+        // The consumer process is back on the new bus too.
+        let instance = v["instance_id"].clone();
+        bus.wait_for("the consumer process on the re-created bus", T, |v| {
+            v["instance_id"] == instance
+                && v["consumers"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["name"] == "mean" && u(&c["frames"]) > 0))
+        });
     }
     drop(consumer);
+    cli.signal(Signal::TERM);
+    let status = bus.wait(&cli, T);
+    assert_eq!(
+        status.signal(),
+        None,
+        "the consumer process died of a signal"
+    );
+    assert!(
+        status.success(),
+        "the consumer process failed: {}",
+        cli.stderr()
+    );
+    let err = cli.stderr();
+    assert_eq!(
+        err.matches("BusTruncated: the bus object was truncated")
+            .count(),
+        truncations,
+        "the consumer process names every truncation: {err}"
+    );
     producer.signal(Signal::TERM);
     let status = bus.wait(&producer, T);
     assert_eq!(status.signal(), None, "the producer died of a signal");

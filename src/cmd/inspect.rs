@@ -7,7 +7,7 @@ use framebus_consumer::inspect;
 use serde_json::json;
 
 use crate::cli::InspectArgs;
-use crate::report::{rate_cell, table};
+use crate::report::{printable, rate_cell, table};
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
@@ -75,7 +75,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         s.total_size as f64 / (1 << 20) as f64,
         rate_cell(s.nominal_fps)
     );
-    println!("trigger FIFOs in {}", s.trigger_dir);
+    println!("trigger FIFOs in {}", printable(&s.trigger_dir));
     println!(
         "published {} frames, latest {}, heartbeat {:.0} ms ago, last publish {:.1} us\n",
         s.frames_published,
@@ -115,7 +115,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
             .map(|c| {
                 vec![
                     c.index.to_string(),
-                    c.name.clone(),
+                    printable(&c.name),
                     c.state.clone(),
                     if c.alive { "yes" } else { "no" }.into(),
                     c.pid.to_string(),
@@ -161,7 +161,7 @@ fn print_bridges(bridges: &[framebus_bridge::StatsReport]) {
             let s = &b.stats;
             vec![
                 format!("bridge {}", s.role.as_str()),
-                s.key.clone(),
+                printable(&s.key),
                 s.pid.to_string(),
                 if b.alive { "running" } else { "gone" }.into(),
                 s.peers.to_string(),
@@ -196,9 +196,9 @@ fn print_bridges(bridges: &[framebus_bridge::StatsReport]) {
                 s.key, s.frames_received, s.bytes_received, s.frames_published, s.frames_lost, s.dropped_overrun, s.dropped_invalid, s.dropped_stale, s.buses_created
             ),
         };
-        println!("{detail}");
+        println!("{}", printable(&detail));
         if let Some(e) = &s.last_error {
-            println!("    last problem: {e}");
+            println!("    last problem: {}", printable(e));
         }
     }
 }
