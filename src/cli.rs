@@ -148,8 +148,10 @@ pub struct ProduceArgs {
     pub json: bool,
     /// Share the bus with the members of GROUP (a name from /etc/group or a
     /// numeric gid): the shared memory object becomes 0660 in that group,
-    /// the trigger directory setgid 2770, and members' consumers are
-    /// accepted. Default: owner only. You must be a member of GROUP (or root).
+    /// the trigger directory setgid and sticky 3770, and members' consumers
+    /// are accepted; a member who is another user must trust this one
+    /// (FRAMEBUS_TRUST_OWNERS=<this uid>). Default: owner only. You must be
+    /// a member of GROUP (or root).
     #[arg(long, value_name = "NAME|GID", value_parser = parse_group)]
     pub group: Option<u32>,
     /// Permissions of the bus: 600 (owner only; the default without --group)
