@@ -118,6 +118,28 @@ fn container_producer_serves_host_consumers() {
     assert!(!bus.shm_path().exists(), "a clean stop removes the bus");
 }
 
+/// Runs `child` in a forked child of this test process and reports whether
+/// it returned true. The child calls only framebus (which checks for the
+/// fork first), drops values (close/munmap) and `_exit`s.
+fn in_forked_child(child: impl FnOnce() -> bool) -> bool {
+    // SAFETY: the child runs `child` — framebus calls that check for the
+    // fork before anything else, and drops — then `_exit`s: it takes no
+    // lock another thread of this process may hold.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = child();
+        // SAFETY: ends the child at once, without running the parent's
+        // atexit handlers or the test harness.
+        unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is a valid out pointer.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(waited, pid);
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
 /// A frame held by a live consumer stays byte-identical for 3 s at 1000 fps
 /// while other consumers join, leave and die around it.
 #[test]
@@ -245,29 +267,26 @@ fn forked_consumer_child_never_acts_for_its_parent() {
         .expect("before the timeout");
     let copy = frame.pixels().to_vec();
     let entry = consumer.info().expect("attached").entry;
-    // SAFETY: the child only calls the consumer (which checks for the fork
-    // first), drops values (munmap/close) and `_exit`s: no lock that
-    // another thread of this process may hold is taken.
-    let child = unsafe { libc::fork() };
-    assert!(child >= 0, "fork failed");
-    if child == 0 {
+    // The child drops its copies (taken out of these), the parent keeps its own.
+    let (mut frame, mut consumer) = (Some(frame), Some(consumer));
+    let refused = in_forked_child(|| {
         let forked = matches!(
-            consumer.next_frame(Some(Duration::ZERO)),
-            Err(ConsumerError::Forked { .. })
+            consumer
+                .as_mut()
+                .map(|c| c.next_frame(Some(Duration::ZERO))),
+            Some(Err(ConsumerError::Forked { .. }))
         );
-        drop(frame);
-        drop(consumer);
-        // SAFETY: ends the child at once, without running the parent's
-        // atexit handlers or test harness.
-        unsafe { libc::_exit(if forked { 0 } else { 3 }) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid out pointer.
-    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
-    assert_eq!(waited, child);
+        drop(frame.take());
+        drop(consumer.take());
+        forked
+    });
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child's consumer call did not fail with Forked (status {status:#x})"
+        refused,
+        "the child's consumer call did not fail with Forked"
+    );
+    let (frame, mut consumer) = (
+        frame.expect("the parent's frame"),
+        consumer.expect("the parent's consumer"),
     );
     let published = u(&bus.inspect()["producer"]["frames_published"]);
     let v = bus.wait_for("200 more frames after the child exited", T, |v| {
@@ -313,27 +332,20 @@ fn forked_producer_child_never_shuts_the_bus_down() {
         "consume", "--bus", &bus_name, "--algo", "verify", "--frames", "200", "--json",
     ]);
     consumer.expect_line("attached bus=", T);
-    // SAFETY: the child only calls the producer (which checks for the fork
-    // first), drops it (close/munmap) and `_exit`s.
-    let child = unsafe { libc::fork() };
-    assert!(child >= 0, "fork failed");
-    if child == 0 {
+    // The child drops its copy (taken out of this), the parent keeps its own.
+    let mut producer = Some(producer);
+    let refused = in_forked_child(|| {
         let forked = matches!(
-            producer.publish(|seq, slot| source.fill(seq, slot)),
-            Err(ProducerError::Forked { .. })
+            producer
+                .as_mut()
+                .map(|p| p.publish(|seq, slot| source.fill(seq, slot))),
+            Some(Err(ProducerError::Forked { .. }))
         );
-        drop(producer);
-        // SAFETY: ends the child at once, without the parent's handlers.
-        unsafe { libc::_exit(if forked { 0 } else { 3 }) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid out pointer.
-    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
-    assert_eq!(waited, child);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child's publish did not fail with Forked (status {status:#x})"
-    );
+        drop(producer.take());
+        forked
+    });
+    assert!(refused, "the child's publish did not fail with Forked");
+    let mut producer = producer.expect("the parent's producer");
     assert!(bus.shm_path().exists(), "the child removed the bus");
     assert!(
         std::path::Path::new(&format!("/dev/shm/.framebus-lock.{}", bus.name)).exists(),
