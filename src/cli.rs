@@ -39,7 +39,7 @@ pub static VERSION: LazyLock<String> = LazyLock::new(|| {
 pub enum Command {
     /// Create a bus and publish frames into it until stopped (Ctrl-C).
     #[command(
-        after_help = "Prints `ready bus=NAME` on stdout once consumers may attach, and a summary line\n(with --json, a JSON object) when it stops.\n\nExamples:\n  framebus produce --bus cam0\n  framebus produce --bus bench --size 1920x1080 --fps 0 --max-consumers 4\n  framebus produce --bus diff --pins-per-consumer 2   # consumers may hold 2 frames\n  framebus produce --bus cam0 --group video           # members of `video` may consume\n  framebus produce --bus cam0 --source camera:0 --debug-bgr   # needs --features opencv\n  framebus produce --bus clip --source video:clip.mp4 --loop --fps 0"
+        after_help = "Prints `ready bus=NAME` on stdout once consumers may attach, and a summary line\n(with --json, a JSON object) when it stops.\n\nExamples:\n  framebus produce --bus cam0\n  framebus produce --bus bench --size 1920x1080 --fps 0 --max-consumers 4\n  framebus produce --bus diff --pins-per-consumer 2   # consumers may hold 2 frames\n  framebus produce --bus cam0 --group video           # members of `video` may consume (with FRAMEBUS_TRUST_OWNERS=<your uid>)\n  framebus produce --bus cam0 --source camera:0 --debug-bgr   # needs --features opencv\n  framebus produce --bus clip --source video:clip.mp4 --loop --fps 0"
     )]
     Produce(ProduceArgs),
     /// Attach to a bus and run an algorithm on its frames.

@@ -325,7 +325,7 @@ fn forked_producer_child_never_shuts_the_bus_down() {
     let mut bus = Bus::new("forkp");
     let name = BusName::new(&bus.name).expect("bus name");
     let mut source = FakeSource::new(64, 48);
-    let mut producer = Producer::create(ProducerConfig::new(name.clone()), 64, 48).expect("create");
+    let producer = Producer::create(ProducerConfig::new(name.clone()), 64, 48).expect("create");
     let trigger_dir = producer.trigger_dir();
     let bus_name = bus.name.clone();
     let mut consumer = bus.spawn(&[

@@ -155,6 +155,9 @@ fn gray_frame(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Im
     for y in 0..h {
         data.extend_from_slice(frame.row(y));
     }
+    if frame.truncated() {
+        anyhow::bail!("bus {bus} was truncated while its frame was copied (another process shrank /dev/shm/framebus.{bus}); nothing written — try again once the producer has re-created it");
+    }
     let image = Image {
         width: w,
         height: h,

@@ -156,6 +156,10 @@ pub fn read_bgr(bus: &BusName, timeout: Duration) -> Result<BgrFrame, BgrError> 
                 frame_seq,
                 capture_ns,
             } => {
+                if mapped.truncated() {
+                    // The copy came (in part) from zero pages.
+                    return Err(ConsumerError::BusTruncated { bus: name() }.into());
+                }
                 return Ok(pack(
                     &copy,
                     &layout,

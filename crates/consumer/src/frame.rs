@@ -94,6 +94,15 @@ impl<'c> Frame<'c> {
         self.pinned_ns.saturating_sub(self.publish_ns)
     }
 
+    /// Whether the bus object was truncated under this frame since it was
+    /// pinned (another process shrank it): its pixels may then be zero
+    /// pages, not the frame. Check it after reading pixels whose content
+    /// matters (`framebus snapshot` does); the consumer's next call reports
+    /// `BusTruncated`.
+    pub fn truncated(&self) -> bool {
+        self.att.truncated(false)
+    }
+
     /// The slot index the frame lives in.
     pub fn slot(&self) -> u32 {
         self.slot

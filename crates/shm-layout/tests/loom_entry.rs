@@ -62,8 +62,7 @@
 //! seconds on 2 cores once built (`.ci/run` runs it with `loom_model.rs`).
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target-loom cargo test -p shm-layout --release --test loom_entry -- --test-threads=1`
-//! (add `--nocapture` to print the executions each model explored,
-//! `--ignored` to run the two failing models).
+//! (add `--nocapture` to print the executions each model explored).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool as Flag, AtomicUsize as Counter, Ordering as Plain};
