@@ -416,7 +416,7 @@ impl Consumer {
 
 impl Attachment {
     fn pipe_drain(&self) -> std::io::Result<Drained> {
-        self.pipe.drain()
+        self.pipe.drain_checked(self.layout().slot_count)
     }
 
     fn pipe_wait(&self, timeout: Duration) -> std::io::Result<Readiness> {
