@@ -44,7 +44,7 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Attach to a bus and run an algorithm on its frames.
     #[command(
-        after_help = "Prints `attached bus=NAME entry=N pid=P` on stdout once attached, and a summary\nline when it stops. With --json, that summary is a JSON object: frames, fps,\nbad_frames, reattached, coalesced, latency_us {p50, p90, p99, p999, max}\n(publish -> frame pinned). fps counts intervals: (frames - 1) over the time from\nthe first frame to the last.\n\nExamples:\n  framebus consume --bus cam0 --algo verify\n  framebus consume --bus cam0 --algo busy:20 --max-fps 5 --duration 10 --json"
+        after_help = "Prints `attached bus=NAME entry=N pid=P` on stdout once attached, and a summary\nline when it stops. With --json, that summary is a JSON object: frames, fps,\nbad_frames, reattached, coalesced, skipped (sequence gaps between frames taken),\nlatency_us {p50, p90, p99, p999, max}\n(publish -> frame pinned). fps counts intervals: (frames - 1) over the time from\nthe first frame to the last.\n\nExamples:\n  framebus consume --bus cam0 --algo verify\n  framebus consume --bus cam0 --algo busy:20 --max-fps 5 --duration 10 --json"
     )]
     Consume(ConsumeArgs),
     /// Show a bus: geometry, every slot and every consumer entry.

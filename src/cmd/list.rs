@@ -62,6 +62,9 @@ struct Row {
     /// `measured` or `nominal`.
     fps_source: &'static str,
     nominal_fps: f64,
+    /// The producer's own publish rate over its recent window, from the
+    /// bus header.
+    publish_fps: f64,
     frames_published: u64,
     /// Consumer entries in use.
     consumers: usize,
@@ -78,6 +81,13 @@ struct ConsumerRow {
     pid: u32,
     state: String,
     frames: u64,
+    /// Its rate over its recent window, from its consumer entry.
+    fps: f64,
+    max_fps: f64,
+    skipped: u64,
+    coalesced: u64,
+    latency_p50_us: f64,
+    latency_p99_us: f64,
 }
 
 /// A bus read once, and when.
@@ -173,6 +183,7 @@ fn row(before: &Sample, after: Option<&Sample>) -> Row {
             "nominal"
         },
         nominal_fps: s.nominal_fps,
+        publish_fps: s.publish_fps,
         frames_published: s.frames_published,
         consumers: s.consumers.len(),
         max_consumers: s.max_consumers,
@@ -184,6 +195,12 @@ fn row(before: &Sample, after: Option<&Sample>) -> Row {
                 pid: c.pid,
                 state: c.state.clone(),
                 frames: c.frames,
+                fps: c.fps,
+                max_fps: c.max_fps,
+                skipped: c.skipped,
+                coalesced: c.coalesced,
+                latency_p50_us: c.latency_p50_ns as f64 / 1e3,
+                latency_p99_us: c.latency_p99_ns as f64 / 1e3,
             })
             .collect(),
         clean: (state == "stale").then(|| format!("framebus clean --bus {}", s.bus)),
