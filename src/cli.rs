@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "framebus", version = VERSION.as_str(), propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus list\n  framebus inspect --bus cam0 --json"
+    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus list\n  framebus top\n  framebus view --bus cam0      # then open http://127.0.0.1:8080/\n  framebus inspect --bus cam0 --json"
 )]
 pub struct Cli {
     /// What to do.
@@ -56,6 +56,11 @@ pub enum Command {
     /// geometry, measured fps, consumers; stale buses with the command
     /// that cleans them.
     List(crate::cmd::ListArgs),
+    /// A live view of one or all buses, one row per consumer (fps vs its
+    /// limit, skipped, coalesced, latency, pins), refreshed like `top`.
+    Top(crate::cmd::TopArgs),
+    /// Serve a web page showing a bus's live picture (MJPEG) and figures.
+    View(crate::cmd::ViewArgs),
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),
