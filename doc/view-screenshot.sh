@@ -33,6 +33,6 @@ URL="$(sed -n 's/^listening \(http:[^ ]*\) .*/\1/p' "$WORK/view.out")"
 sleep 2   # let the consumers measure their rates
 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
   --disable-component-update --disable-sync --no-first-run --hide-scrollbars \
-  --window-size=1300,620 --virtual-time-budget=3000 \
+  --window-size=1400,560 --virtual-time-budget=3000 \
   --screenshot="$ROOT/doc/view.png" "${URL}?still=1" 2>/dev/null
 echo "wrote $ROOT/doc/view.png from $URL"
