@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "framebus", version = VERSION.as_str(), propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus list\n  framebus inspect --bus cam0 --json"
+    after_help = "Examples:\n  framebus demo\n  framebus produce --bus cam0 --size 1920x1080 --fps 30\n  framebus consume --bus cam0 --algo verify --max-fps 15\n  framebus list\n  framebus top\n  framebus view --bus cam0      # then open http://127.0.0.1:8080/\n  framebus inspect --bus cam0 --json"
 )]
 pub struct Cli {
     /// What to do.
@@ -44,7 +44,7 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Attach to a bus and run an algorithm on its frames.
     #[command(
-        after_help = "Prints `attached bus=NAME entry=N pid=P` on stdout once attached, and a summary\nline when it stops. With --json, that summary is a JSON object: frames, fps,\nbad_frames, reattached, coalesced, latency_us {p50, p90, p99, p999, max}\n(publish -> frame pinned). fps counts intervals: (frames - 1) over the time from\nthe first frame to the last.\n\nExamples:\n  framebus consume --bus cam0 --algo verify\n  framebus consume --bus cam0 --algo busy:20 --max-fps 5 --duration 10 --json"
+        after_help = "Prints `attached bus=NAME entry=N pid=P` on stdout once attached, and a summary\nline when it stops. With --json, that summary is a JSON object: frames, fps,\nbad_frames, reattached, coalesced, skipped (sequence gaps between frames taken),\nlatency_us {p50, p90, p99, p999, max}\n(publish -> frame pinned). fps counts intervals: (frames - 1) over the time from\nthe first frame to the last.\n\nExamples:\n  framebus consume --bus cam0 --algo verify\n  framebus consume --bus cam0 --algo busy:20 --max-fps 5 --duration 10 --json"
     )]
     Consume(ConsumeArgs),
     /// Show a bus: geometry, every slot and every consumer entry.
@@ -56,6 +56,11 @@ pub enum Command {
     /// geometry, measured fps, consumers; stale buses with the command
     /// that cleans them.
     List(crate::cmd::ListArgs),
+    /// A live view of one or all buses, one row per consumer (fps vs its
+    /// limit, skipped, coalesced, latency, pins), refreshed like `top`.
+    Top(crate::cmd::TopArgs),
+    /// Serve a web page showing a bus's live picture (MJPEG) and figures.
+    View(crate::cmd::ViewArgs),
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),

@@ -114,6 +114,12 @@ fn lists_live_stopped_and_stale_buses() {
         "summary line: {out}"
     );
 
+    // inspect of the crashed bus names the same command (table and JSON).
+    let (status, out, err) = b.run(&["inspect", "--bus", &b.name]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains(&format!("remove it with: {clean}")), "{out}");
+    assert_eq!(b.inspect()["clean"], clean.as_str());
+
     // The command named cleans it, and then it is no longer listed.
     let (status, _, err) = b.run(&["clean", "--bus", &b.name]);
     assert!(status.success(), "{err}");

@@ -331,17 +331,18 @@ fn scribbled_consumer_table_does_not_stall_the_producer() {
     file.read_exact_at(&mut word, 88)
         .expect("consumer_table_offset"); // doc/LAYOUT.md §5.1
     let table = u64::from_le_bytes(word);
-    // xorshift64: the same nonsense on every run.
+    const ENTRY: u64 = 128; // a consumer entry, doc/LAYOUT.md §7
+                            // xorshift64: the same nonsense on every run.
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let before = u(&bus.inspect()["producer"]["frames_published"]);
     for round in 0..50 {
-        for byte in (0..4 * 64).step_by(8) {
+        for byte in (0..4 * ENTRY).step_by(8) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             // Every other round, owner words get states the producer never
             // sets (5..=255) with a pid of this live test process.
-            let value = if round % 2 == 0 && byte % 64 == 0 {
+            let value = if round % 2 == 0 && byte % ENTRY == 0 {
                 u64::from(std::process::id()) << 32 | (x & 0xffff_ff00) | (5 + x % 251)
             } else {
                 x
@@ -357,7 +358,8 @@ fn scribbled_consumer_table_does_not_stall_the_producer() {
     // Clear the table as a fresh bus has it, so the nonsense pids cannot
     // hold every entry (the producer frees an entry only once its pid is
     // dead), then a newcomer attaches and checks every byte it gets.
-    file.write_all_at(&[0u8; 4 * 64], table).expect("clear");
+    file.write_all_at(&[0u8; 4 * ENTRY as usize], table)
+        .expect("clear");
     let mut late = bus.consumer(&["--algo", "verify", "--frames", "50", "--json"]);
     let summary = late.last_json(T);
     assert_eq!(u(&summary["frames"]), 50, "{summary}");

@@ -704,6 +704,7 @@ struct Figures {
     frames: AtomicU64,
     coalesced: AtomicU64,
     reattached: AtomicU64,
+    skipped: AtomicU64,
 }
 
 impl Figures {
@@ -711,6 +712,7 @@ impl Figures {
         self.frames.store(c.frames(), Ordering::Relaxed);
         self.coalesced.store(c.coalesced(), Ordering::Relaxed);
         self.reattached.store(c.reattached(), Ordering::Relaxed);
+        self.skipped.store(c.skipped(), Ordering::Relaxed);
     }
 }
 
@@ -726,7 +728,7 @@ impl Figures {
 ///             img = frame.array      # zero-copy, read-only (H, W) uint8
 ///
 /// It always hands out the newest frame, never the same one twice, at most
-/// ``max_fps`` per second. If the producer stops or restarts, it waits and
+/// ``max_fps`` per second (``0`` or ``None``: no limit). If the producer stops or restarts, it waits and
 /// re-attaches by itself. Waits release the GIL; Ctrl-C interrupts them.
 #[pyclass(frozen, module = "framebus", name = "Consumer")]
 pub struct Consumer {
@@ -864,12 +866,14 @@ impl Consumer {
     ) -> PyResult<Self> {
         let bus_name = BusName::new(bus).map_err(|e| consumer_error(py, e.into()))?;
         if let Some(f) = max_fps {
-            if !(f.is_finite() && f > 0.0) {
+            if !(f.is_finite() && f >= 0.0) {
                 return Err(PyValueError::new_err(format!(
-                    "max_fps must be a positive number of frames per second (or None), got {f}"
+                    "max_fps must be a number of frames per second >= 0 (0 or None: no limit), got {f}"
                 )));
             }
         }
+        // Zero means no limit, as everywhere in framebus.
+        let max_fps = max_fps.filter(|&f| f > 0.0);
         let wait = seconds("wait", wait)?;
         let config = ConsumerConfig {
             name: name.unwrap_or_else(|| "python".to_owned()),
@@ -1006,6 +1010,19 @@ impl Consumer {
         }
     }
 
+    /// Frames skipped between the frames handed out: the sequence gaps
+    /// (``seq - previous seq - 1``) summed, 0 for a consumer that keeps up.
+    #[getter]
+    fn skipped(&self) -> u64 {
+        match self.inner.try_lock() {
+            Ok(g) => g.consumer.as_ref().map_or_else(
+                || self.figures.skipped.load(Ordering::Relaxed),
+                RustConsumer::skipped,
+            ),
+            Err(_) => self.figures.skipped.load(Ordering::Relaxed),
+        }
+    }
+
     /// How many times the consumer re-attached after losing its producer.
     #[getter]
     fn reattached(&self) -> u64 {
@@ -1078,6 +1095,7 @@ fn inspect<'py>(py: Python<'py>, bus: &str) -> PyResult<Bound<'py, PyDict>> {
     producer.set_item("frames_published", s.frames_published)?;
     producer.set_item("heartbeat_age_ms", s.heartbeat_age_ms)?;
     producer.set_item("last_publish_us", s.last_publish_us)?;
+    producer.set_item("publish_fps", s.publish_fps)?;
     d.set_item("producer", producer)?;
     let geometry = PyDict::new(py);
     geometry.set_item("width", s.width)?;
@@ -1126,9 +1144,18 @@ fn inspect<'py>(py: Python<'py>, bus: &str) -> PyResult<Bound<'py, PyDict>> {
         e.set_item("last_seq", c.last_seq)?;
         e.set_item("max_fps", c.max_fps)?;
         e.set_item("pinned_slots", c.pinned_slots.clone())?;
+        e.set_item("skipped", c.skipped)?;
+        e.set_item("fps", c.fps)?;
+        e.set_item("window_ms", c.window_ms)?;
+        e.set_item("latency_p50_us", c.latency_p50_ns as f64 / 1e3)?;
+        e.set_item("latency_p99_us", c.latency_p99_ns as f64 / 1e3)?;
+        e.set_item("window_age_ms", c.window_age_ms)?;
         consumers.append(e)?;
     }
     d.set_item("consumers", consumers)?;
+    if !s.producer_alive {
+        d.set_item("clean", format!("framebus clean --bus {}", s.bus))?;
+    }
     Ok(d)
 }
 

@@ -75,10 +75,22 @@ def test_bus_full(bus):
         assert "all 1 consumer entries" in str(e.value)
 
 
-@pytest.mark.parametrize("kwargs", [{"max_fps": 0}, {"max_fps": -5}, {"max_fps": float("nan")}, {"wait": -1}])
+@pytest.mark.parametrize("kwargs", [{"max_fps": -5}, {"max_fps": float("nan")}, {"wait": -1}])
 def test_bad_arguments_are_value_errors(bus, kwargs):
     with pytest.raises(ValueError):
         framebus.Consumer(bus.name, **kwargs)
+
+
+def test_max_fps_zero_means_no_limit(bus):
+    # As everywhere in framebus: 0 is "no limit", the same as None.
+    bus.produce(size="64x32", fps=200)
+    with framebus.Consumer(bus.name, max_fps=0, name="zero") as c:
+        for _ in range(5):
+            with c.next_frame(timeout=10) as frame:
+                assert frame.seq > 0
+        entry = [e for e in framebus.inspect(bus.name)["consumers"] if e["name"] == "zero"]
+        assert entry and entry[0]["max_fps"] == 0, entry
+        assert c.skipped >= 0
 
 
 def test_bad_timeout(bus):

@@ -24,6 +24,9 @@ pub struct ConsumeSummary {
     pub bad_frames: u64,
     pub reattached: u64,
     pub coalesced: u64,
+    /// Frames skipped between frames taken (sequence gaps summed).
+    #[serde(default)]
+    pub skipped: u64,
     pub latency_us: LatencyUs,
     pub last_value: Option<f64>,
 }
@@ -217,7 +220,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     };
     // Figures count from `started`, `frames_before` and `coalesced_before`
     // (moved to the end of the warm-up, if any).
-    let (mut frames_before, mut coalesced_before) = (0u64, 0u64);
+    let (mut frames_before, mut coalesced_before, mut skipped_before) = (0u64, 0u64, 0u64);
     let (mut fork_checks, mut fork_failures) = (0u64, 0u64);
     let mut fork_pending = false;
     loop {
@@ -225,6 +228,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             warmup_end = None;
             started = Instant::now();
             frames_before = consumer.frames();
+            skipped_before = consumer.skipped();
             coalesced_before = progress.coalesced_past + consumer.coalesced();
             progress.latencies = Latencies::new();
             progress.rate = RateMeter::default();
@@ -319,6 +323,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         reattached: consumer.reattached(),
         coalesced: (progress.coalesced_past + consumer.coalesced())
             .saturating_sub(coalesced_before),
+        skipped: consumer.skipped() - skipped_before,
         latency_us: progress.latencies.summary(),
         last_value: summary.last_value,
     };
@@ -333,8 +338,8 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     } else {
         let l = report.latency_us;
         println!(
-            "bus {}: {} frames in {:.1} s ({:.1} fps), {} bad, re-attached {}x, {} triggers coalesced, latency p50 {:.0} us p99 {:.0} us max {:.0} us",
-            report.bus, report.frames, report.seconds, report.fps, report.bad_frames, report.reattached, report.coalesced, l.p50, l.p99, l.max
+            "bus {}: {} frames in {:.1} s ({:.1} fps), {} skipped, {} bad, re-attached {}x, {} triggers coalesced, latency p50 {:.0} us p99 {:.0} us max {:.0} us",
+            report.bus, report.frames, report.seconds, report.fps, report.skipped, report.bad_frames, report.reattached, report.coalesced, l.p50, l.p99, l.max
         );
     }
     if args.fork_check_on_usr1 && !args.json {

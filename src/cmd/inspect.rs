@@ -26,6 +26,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 "frames_published": s.frames_published,
                 "heartbeat_age_ms": s.heartbeat_age_ms,
                 "last_publish_us": s.last_publish_us,
+                "publish_fps": s.publish_fps,
             },
             "geometry": {
                 "width": s.width, "height": s.height, "stride": s.stride, "pixel_format": "gray8",
@@ -43,6 +44,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 "generation": c.generation, "name": c.name, "frames": c.frames,
                 "coalesced": c.coalesced, "last_latency_us": c.last_latency_ns as f64 / 1e3,
                 "last_seq": c.last_seq, "max_fps": c.max_fps, "pinned_slots": c.pinned_slots,
+                "skipped": c.skipped, "fps": c.fps, "window_ms": c.window_ms,
+                "latency_p50_us": c.latency_p50_ns as f64 / 1e3,
+                "latency_p99_us": c.latency_p99_ns as f64 / 1e3,
+                "window_age_ms": c.window_age_ms,
             })).collect::<Vec<_>>(),
             "bridges": bridges.iter().map(|b| {
                 let mut v = serde_json::to_value(&b.stats).unwrap_or_default();
@@ -53,6 +58,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 v
             }).collect::<Vec<_>>(),
         });
+        let mut v = v;
+        if let (Some(hint), Some(o)) = (clean_hint(&s), v.as_object_mut()) {
+            o.insert("clean".into(), json!(hint));
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -75,10 +84,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         s.total_size as f64 / (1 << 20) as f64,
         rate_cell(s.nominal_fps)
     );
+    if let Some(hint) = clean_hint(&s) {
+        println!("the producer is gone: this bus is stale; remove it with: {hint}");
+    }
     println!("trigger FIFOs in {}", printable(&s.trigger_dir));
     println!(
-        "published {} frames, latest {}, heartbeat {:.0} ms ago, last publish {:.1} us\n",
+        "published {} frames ({} fps over the last window), latest {}, heartbeat {:.0} ms ago, last publish {:.1} us\n",
         s.frames_published,
+        format_args!("{:.1}", s.publish_fps),
         s.latest.map_or("none".to_owned(), |(seq, slot)| format!(
             "seq {seq} in slot {slot}"
         )),
@@ -120,9 +133,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                     if c.alive { "yes" } else { "no" }.into(),
                     c.pid.to_string(),
                     c.frames.to_string(),
-                    c.coalesced.to_string(),
-                    format!("{:.0}", c.last_latency_ns as f64 / 1e3),
+                    format!("{:.1}", c.fps),
                     rate_cell(c.max_fps),
+                    c.skipped.to_string(),
+                    c.coalesced.to_string(),
+                    format!("{:.0}", c.latency_p50_ns as f64 / 1e3),
+                    format!("{:.0}", c.latency_p99_ns as f64 / 1e3),
                     format!("{:?}", c.pinned_slots),
                 ]
             })
@@ -137,9 +153,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                     "alive",
                     "pid",
                     "frames",
-                    "coalesced",
-                    "latency_us",
+                    "fps",
                     "max_fps",
+                    "skipped",
+                    "coalesced",
+                    "p50_us",
+                    "p99_us",
                     "pinned"
                 ],
                 &rows
@@ -151,6 +170,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         print_bridges(&bridges);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For a bus whose producer is gone: the command that removes it.
+fn clean_hint(s: &framebus_consumer::BusSnapshot) -> Option<String> {
+    (!s.producer_alive).then(|| format!("framebus clean --bus {}", s.bus))
 }
 
 /// The bridges of this bus, one row each.

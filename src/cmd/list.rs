@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use framebus_consumer::{inspect, BusSnapshot, ConsumerError};
+use framebus_consumer::BusSnapshot;
 use serde::Serialize;
-use shm_layout::{BusName, LayoutError};
+use shm_layout::BusName;
 
 use crate::report::{rate_cell, table};
 
@@ -36,9 +36,6 @@ fn parse_sample(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A producer whose heartbeat is older than this is `stopped`.
-const STOPPED_AFTER_MS: f64 = 2000.0;
-
 /// What `list --json` prints.
 #[derive(Debug, Serialize)]
 struct ListJson<'a> {
@@ -62,6 +59,9 @@ struct Row {
     /// `measured` or `nominal`.
     fps_source: &'static str,
     nominal_fps: f64,
+    /// The producer's own publish rate over its recent window, from the
+    /// bus header.
+    publish_fps: f64,
     frames_published: u64,
     /// Consumer entries in use.
     consumers: usize,
@@ -78,6 +78,13 @@ struct ConsumerRow {
     pid: u32,
     state: String,
     frames: u64,
+    /// Its rate over its recent window, from its consumer entry.
+    fps: f64,
+    max_fps: f64,
+    skipped: u64,
+    coalesced: u64,
+    latency_p50_us: f64,
+    latency_p99_us: f64,
 }
 
 /// A bus read once, and when.
@@ -113,42 +120,17 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Inspects `bus`; `None` for what is not a readable bus: gone since it
-/// was listed, another user's, or not a framebus object (logged).
+/// Inspects `bus` (see [`super::live::read`]) and notes when.
 fn read(bus: &BusName) -> Option<Sample> {
-    match inspect(bus) {
-        Ok(snap) => Some(Sample {
-            at: Instant::now(),
-            snap,
-        }),
-        Err(ConsumerError::BusNotFound { .. }) => None,
-        Err(ConsumerError::Os { source, .. })
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            None
-        }
-        Err(ConsumerError::Layout {
-            source: LayoutError::NotReady,
-            ..
-        }) => None,
-        Err(e) => {
-            tracing::warn!("{bus}: left out of the list: {e}");
-            None
-        }
-    }
+    super::live::read(bus).map(|snap| Sample {
+        at: Instant::now(),
+        snap,
+    })
 }
 
 fn row(before: &Sample, after: Option<&Sample>) -> Row {
     let s = after.map_or(&before.snap, |a| &a.snap);
-    let state = if !s.producer_alive {
-        "stale"
-    } else if s.producer_state == "starting" {
-        "starting"
-    } else if s.producer_state == "stopping" || s.heartbeat_age_ms > STOPPED_AFTER_MS {
-        "stopped"
-    } else {
-        "alive"
-    };
+    let state = super::live::bus_state(s);
     // Measured only over one producer's life (a restart resets the counter).
     let measured = after
         .filter(|a| a.snap.instance_id == before.snap.instance_id)
@@ -173,6 +155,7 @@ fn row(before: &Sample, after: Option<&Sample>) -> Row {
             "nominal"
         },
         nominal_fps: s.nominal_fps,
+        publish_fps: s.publish_fps,
         frames_published: s.frames_published,
         consumers: s.consumers.len(),
         max_consumers: s.max_consumers,
@@ -184,6 +167,12 @@ fn row(before: &Sample, after: Option<&Sample>) -> Row {
                 pid: c.pid,
                 state: c.state.clone(),
                 frames: c.frames,
+                fps: c.fps,
+                max_fps: c.max_fps,
+                skipped: c.skipped,
+                coalesced: c.coalesced,
+                latency_p50_us: c.latency_p50_ns as f64 / 1e3,
+                latency_p99_us: c.latency_p99_ns as f64 / 1e3,
             })
             .collect(),
         clean: (state == "stale").then(|| format!("framebus clean --bus {}", s.bus)),

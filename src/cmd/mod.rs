@@ -14,6 +14,8 @@ pub use clean::CleanArgs;
 pub use list::ListArgs;
 pub use pipe::{PipeConsumeArgs, PipeProduceArgs};
 pub use snapshot::SnapshotArgs;
+pub use top::TopArgs;
+pub use view::ViewArgs;
 
 mod bench;
 mod bridge;
@@ -24,9 +26,12 @@ mod consume;
 mod demo;
 mod inspect;
 mod list;
+mod live;
 mod pipe;
 mod produce;
 mod snapshot;
+mod top;
+mod view;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -34,6 +39,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consume(a) => consume::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::List(a) => list::run(a),
+        Command::Top(a) => top::run(a),
+        Command::View(a) => view::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Snapshot(a) => snapshot::run(a),

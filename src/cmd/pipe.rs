@@ -309,6 +309,8 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
         bad_frames: summary.bad_frames,
         reattached: 0,
         coalesced: 0,
+        // A pipe delivers every frame.
+        skipped: 0,
         latency_us: latencies.summary(),
         last_value: summary.last_value,
     };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use shm_layout::pin::{self, PinOutcome};
 use shm_layout::sync::Ordering;
+use shm_layout::window::RateWindow;
 use shm_layout::{BusName, ConsumerState, Layout};
 
 use crate::attach::{Attachment, Registration};
@@ -74,6 +75,11 @@ pub struct Consumer {
     next_due_ns: u64,
     reattached: u64,
     frames: u64,
+    /// Frames skipped between frames taken (sequence gaps), over every
+    /// attachment.
+    skipped: u64,
+    /// The recent takes, whose rate and latencies go to the entry.
+    window: RateWindow,
     /// The instance whose producer was last seen gone: never registered on
     /// again, so a consumer re-attaches exactly once per new producer.
     gone_instance: Option<u64>,
@@ -120,6 +126,8 @@ impl Consumer {
             next_due_ns: 0,
             reattached: 0,
             frames: 0,
+            skipped: 0,
+            window: RateWindow::new(),
             gone_instance: None,
             truncated: false,
             fork: sys::ForkGuard::new(),
@@ -149,6 +157,8 @@ impl Consumer {
         }
         self.last_instance = instance;
         self.connected = false;
+        // The new entry's figures start afresh.
+        self.window.clear();
         self.att = Some(Arc::new(att));
         Ok(())
     }
@@ -178,6 +188,16 @@ impl Consumer {
     /// Frames handed out so far.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// Frames skipped so far: the sum, over the frames handed out, of the
+    /// sequence gap to the previous one taken from the same producer
+    /// (`seq - last_seq - 1`). A consumer that keeps up skips none; one
+    /// that takes every third frame skips two per frame. The first frame
+    /// from a producer counts no gap. Also in the consumer's entry, per
+    /// attachment (`inspect` shows it).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// Waits for a frame newer than the last one handed out and pins it.
@@ -396,7 +416,13 @@ impl Consumer {
             }
             let pinned_ns = sys::monotonic_ns();
             let frame = Frame::new(Arc::clone(att), slot, got, pinned_ns);
+            let gap = if self.last_seq == 0 {
+                0
+            } else {
+                got - self.last_seq - 1
+            };
             self.last_seq = got;
+            self.skipped += gap;
             if let Some(period) = self.period_ns() {
                 let behind = self.next_due_ns == 0 || pinned_ns > self.next_due_ns + period;
                 let base = if behind { pinned_ns } else { self.next_due_ns };
@@ -408,6 +434,12 @@ impl Consumer {
             me.last_seq.store(got, Ordering::Relaxed);
             me.last_latency_ns
                 .store(frame.latency_ns(), Ordering::Relaxed);
+            if gap > 0 {
+                me.skipped.fetch_add(gap, Ordering::Relaxed);
+            }
+            if let Some(figures) = self.window.record(pinned_ns, frame.latency_ns()) {
+                me.store_window(&figures);
+            }
             return Ok(Some(frame));
         }
         Ok(None)

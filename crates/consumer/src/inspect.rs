@@ -55,6 +55,20 @@ pub struct ConsumerSnapshot {
     pub last_latency_ns: u64,
     /// Last seq taken.
     pub last_seq: u64,
+    /// Frames skipped between the frames it took (sequence gaps summed).
+    pub skipped: u64,
+    /// Frames per second it took over its recent window (0 = not yet
+    /// measured).
+    pub fps: f64,
+    /// Length of that window, milliseconds.
+    pub window_ms: u32,
+    /// Median publish-to-pin latency over the window, nanoseconds.
+    pub latency_p50_ns: u64,
+    /// 99th percentile latency over the window, nanoseconds.
+    pub latency_p99_ns: u64,
+    /// Milliseconds since it last stored its window figures (`None` =
+    /// never): a consumer that stopped taking frames keeps its last rate.
+    pub window_age_ms: Option<f64>,
     /// Its rate limit in frames per second (0 = none).
     pub max_fps: f64,
     /// Whether its owner holds the entry's liveness token (has the bus
@@ -104,6 +118,9 @@ pub struct BusSnapshot {
     pub heartbeat_age_ms: f64,
     /// Duration of the last publish, microseconds.
     pub last_publish_us: f64,
+    /// Frames per second the producer published over its recent window
+    /// (0 before its first two frames).
+    pub publish_fps: f64,
     /// Every slot.
     pub slots: Vec<SlotSnapshot>,
     /// Every entry that is not free.
@@ -144,6 +161,7 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
                 None => format!("invalid({})", owner.state_byte()),
             };
             let bit = 1u64 << i;
+            let window = e.window();
             Some(ConsumerSnapshot {
                 index: i as u32,
                 state,
@@ -154,6 +172,13 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
                 coalesced: e.coalesced.load(Ordering::Relaxed),
                 last_latency_ns: e.last_latency_ns.load(Ordering::Relaxed),
                 last_seq: e.last_seq.load(Ordering::Relaxed),
+                skipped: e.skipped.load(Ordering::Relaxed),
+                fps: f64::from(window.fps_milli) / 1000.0,
+                window_ms: window.window_ms,
+                latency_p50_ns: window.latency_p50_ns,
+                latency_p99_ns: window.latency_p99_ns,
+                window_age_ms: (window.updated_ns != 0)
+                    .then(|| sys::monotonic_ns().saturating_sub(window.updated_ns) as f64 / 1e6),
                 max_fps: f64::from(e.max_fps_milli.load(Ordering::Relaxed)) / 1000.0,
                 alive: token_held(&mapped.fd, TokenId::Consumer(i as u32)),
                 pinned_slots: slots
@@ -192,6 +217,7 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
         latest,
         heartbeat_age_ms: now.saturating_sub(d.heartbeat_ns.load(Ordering::Relaxed)) as f64 / 1e6,
         last_publish_us: d.last_publish_ns.load(Ordering::Relaxed) as f64 / 1e3,
+        publish_fps: f64::from(d.publish_fps_milli.load(Ordering::Relaxed)) / 1000.0,
         slots,
         consumers,
     })

@@ -8,6 +8,7 @@ use shm_layout::header::{pack_latest, FLAG_DEBUG_BGR};
 use shm_layout::layout::{Layout, LayoutRequest};
 use shm_layout::pin;
 use shm_layout::sync::Ordering;
+use shm_layout::window::RateWindow;
 use shm_layout::{BusName, ProducerState};
 
 use crate::bgr::BgrWriter;
@@ -83,6 +84,8 @@ pub struct Producer {
     next_slot: usize,
     last_housekeeping_ns: u64,
     stats: ProducerStats,
+    /// Recent publishes, whose rate goes to the header.
+    window: RateWindow,
     closed: bool,
     /// The bus object was found shorter than its layout.
     truncated: bool,
@@ -156,6 +159,7 @@ impl Producer {
             next_slot: 0,
             last_housekeeping_ns: now,
             stats: ProducerStats::default(),
+            window: RateWindow::new(),
             closed: false,
             truncated: false,
             fork: sys::ForkGuard::new(),
@@ -308,6 +312,11 @@ impl Producer {
         dynamic
             .last_publish_ns
             .store(end - start, Ordering::Relaxed);
+        if let Some(figures) = self.window.record(fill_end, 0) {
+            dynamic
+                .publish_fps_milli
+                .store(figures.fps_milli, Ordering::Relaxed);
+        }
         self.stats.frames += 1;
         self.stats.publish_ns_total += end - start;
         self.stats.fill_ns_total += fill_end - fill_start;

@@ -14,7 +14,8 @@ pub const LAYOUT_VERSION: u32 = 2;
 pub const HEADER_SIZE: u32 = 256;
 /// Section alignment; every section offset is a multiple of it.
 pub const PAGE: u64 = 4096;
-/// Size of one slot-table or consumer-table entry.
+/// Size of one slot-table entry (a consumer-table entry is
+/// [`crate::tables::CONSUMER_ENTRY_SIZE`]).
 pub const ENTRY_SIZE: u64 = 64;
 /// Pixel format code of 8-bit grayscale, one byte per pixel.
 pub const PIXEL_FORMAT_GRAY8: u32 = 1;
@@ -126,8 +127,13 @@ pub struct HeaderDynamic {
     pub connected_consumers: AtomicU32,
     /// Nanoseconds the last publish took (slot choice to last trigger).
     pub last_publish_ns: AtomicU64,
+    /// Frames per second published over the producer's recent window,
+    /// millihertz (0 before the first window).
+    pub publish_fps_milli: AtomicU32,
     /// Zero.
-    pub _reserved: [AtomicU64; 3],
+    pub _reserved0: AtomicU32,
+    /// Zero.
+    pub _reserved: [AtomicU64; 2],
 }
 
 /// The debug BGR slot's seqlock and description (bytes 192..256).
@@ -204,6 +210,7 @@ const _: () = {
     assert!(offset_of!(HeaderDynamic, producer_state) == 24);
     assert!(offset_of!(HeaderDynamic, connected_consumers) == 28);
     assert!(offset_of!(HeaderDynamic, last_publish_ns) == 32);
+    assert!(offset_of!(HeaderDynamic, publish_fps_milli) == 40);
     assert!(size_of::<BgrSeqlock>() == 64);
     assert!(offset_of!(BgrSeqlock, seqlock) == 0);
     assert!(offset_of!(BgrSeqlock, frame_seq) == 8);

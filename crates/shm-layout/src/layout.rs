@@ -5,6 +5,7 @@ use crate::error::LayoutError;
 use crate::header::{
     HeaderFixed, ENTRY_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PAGE, PIXEL_FORMAT_GRAY8,
 };
+use crate::tables::CONSUMER_ENTRY_SIZE;
 
 /// Largest width or height accepted.
 pub const MAX_DIMENSION: u32 = 16_384;
@@ -143,7 +144,7 @@ impl Layout {
         let consumer_table_offset =
             slot_table_offset + (u64::from(slot_count) * ENTRY_SIZE).next_multiple_of(PAGE);
         let bgr_offset = consumer_table_offset
-            + (u64::from(req.max_consumers) * ENTRY_SIZE).next_multiple_of(PAGE);
+            + (u64::from(req.max_consumers) * CONSUMER_ENTRY_SIZE).next_multiple_of(PAGE);
         let gray_offset = bgr_offset + (u64::from(bgr_stride) * h).next_multiple_of(PAGE);
         let slot_pitch = (u64::from(stride) * h).next_multiple_of(PAGE);
         let total_size = gray_offset + u64::from(slot_count) * slot_pitch;
@@ -232,7 +233,7 @@ impl Layout {
             (
                 "consumer_table_offset",
                 h.consumer_table_offset,
-                u64::from(h.max_consumers) * ENTRY_SIZE,
+                u64::from(h.max_consumers) * CONSUMER_ENTRY_SIZE,
             ),
             (
                 "bgr_offset",

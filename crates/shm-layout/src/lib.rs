@@ -26,11 +26,12 @@ pub mod tables;
 pub mod trigger;
 #[cfg(not(loom))]
 pub mod view;
+pub mod window;
 
 pub use error::LayoutError;
 pub use header::{HeaderDynamic, HeaderFixed, ProducerState};
 pub use layout::{Layout, LayoutRequest};
 pub use naming::{BusName, BusNameError};
-pub use tables::{ConsumerEntry, ConsumerState, Owner, SlotEntry};
+pub use tables::{ConsumerEntry, ConsumerState, Owner, SlotEntry, WindowFigures};
 #[cfg(not(loom))]
 pub use view::ControlView;

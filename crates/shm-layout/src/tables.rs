@@ -1,5 +1,6 @@
-//! The slot table and the consumer table: one 64-byte line per entry, made
-//! only of atomics, so any process may hold a `&` reference to them.
+//! The slot table (one 64-byte line per entry) and the consumer table (two
+//! 64-byte lines per entry), made only of atomics, so any process may hold
+//! a `&` reference to them.
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -105,7 +106,12 @@ impl Owner {
 /// Longest consumer name stored in the table, in bytes.
 pub const CONSUMER_NAME_LEN: usize = 16;
 
-/// One consumer's line in the consumer table.
+/// Size of one consumer-table entry: two cache lines (the first holds the
+/// owner word, counters and name; the second the rates the consumer
+/// measured over its recent window).
+pub const CONSUMER_ENTRY_SIZE: u64 = 128;
+
+/// One consumer's entry in the consumer table (two 64-byte lines).
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct ConsumerEntry {
@@ -126,6 +132,39 @@ pub struct ConsumerEntry {
     pub _reserved: AtomicU32,
     /// UTF-8 name, NUL-padded, little-endian words (consumer-written).
     pub name: [AtomicU64; 2],
+    /// Frames skipped between the frames this consumer took: the sum of
+    /// `seq - last_seq - 1` over its takes (consumer-written).
+    pub skipped: AtomicU64,
+    /// Frames per second it took over its recent window, millihertz
+    /// (consumer-written).
+    pub window_fps_milli: AtomicU32,
+    /// Length of that window, milliseconds (0 = no window measured yet).
+    pub window_ms: AtomicU32,
+    /// Median publish-to-pin latency over the window, nanoseconds.
+    pub latency_p50_ns: AtomicU64,
+    /// 99th percentile publish-to-pin latency over the window, nanoseconds.
+    pub latency_p99_ns: AtomicU64,
+    /// `CLOCK_MONOTONIC` nanoseconds when the window figures were written
+    /// (0 = never).
+    pub window_updated_ns: AtomicU64,
+    /// Zero.
+    pub _reserved2: [AtomicU64; 3],
+}
+
+/// What a consumer measured over its recent window, as stored in its
+/// [`ConsumerEntry`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowFigures {
+    /// Frames per second, millihertz.
+    pub fps_milli: u32,
+    /// Window length, milliseconds.
+    pub window_ms: u32,
+    /// Median latency, nanoseconds.
+    pub latency_p50_ns: u64,
+    /// 99th percentile latency, nanoseconds.
+    pub latency_p99_ns: u64,
+    /// When they were measured, `CLOCK_MONOTONIC` nanoseconds.
+    pub updated_ns: u64,
 }
 
 impl ConsumerEntry {
@@ -166,10 +205,41 @@ impl ConsumerEntry {
             &self.coalesced,
             &self.last_latency_ns,
             &self.last_seq,
+            &self.skipped,
+            &self.latency_p50_ns,
+            &self.latency_p99_ns,
+            &self.window_updated_ns,
         ] {
             f.store(0, Ordering::Relaxed);
         }
-        self.max_fps_milli.store(0, Ordering::Relaxed);
+        for f in [&self.max_fps_milli, &self.window_fps_milli, &self.window_ms] {
+            f.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Stores the window figures (consumer side). Relaxed, field by field:
+    /// a reader may see a mix of two windows, which is fine for figures
+    /// meant for people.
+    pub fn store_window(&self, w: &WindowFigures) {
+        self.window_fps_milli.store(w.fps_milli, Ordering::Relaxed);
+        self.window_ms.store(w.window_ms, Ordering::Relaxed);
+        self.latency_p50_ns
+            .store(w.latency_p50_ns, Ordering::Relaxed);
+        self.latency_p99_ns
+            .store(w.latency_p99_ns, Ordering::Relaxed);
+        self.window_updated_ns
+            .store(w.updated_ns, Ordering::Relaxed);
+    }
+
+    /// Reads the window figures back.
+    pub fn window(&self) -> WindowFigures {
+        WindowFigures {
+            fps_milli: self.window_fps_milli.load(Ordering::Relaxed),
+            window_ms: self.window_ms.load(Ordering::Relaxed),
+            latency_p50_ns: self.latency_p50_ns.load(Ordering::Relaxed),
+            latency_p99_ns: self.latency_p99_ns.load(Ordering::Relaxed),
+            updated_ns: self.window_updated_ns.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -181,7 +251,7 @@ const _: () = {
     assert!(offset_of!(SlotEntry, seq) == 8);
     assert!(offset_of!(SlotEntry, capture_ns) == 16);
     assert!(offset_of!(SlotEntry, publish_ns) == 24);
-    assert!(size_of::<ConsumerEntry>() == 64);
+    assert!(size_of::<ConsumerEntry>() == CONSUMER_ENTRY_SIZE as usize);
     assert!(offset_of!(ConsumerEntry, owner) == 0);
     assert!(offset_of!(ConsumerEntry, frames) == 8);
     assert!(offset_of!(ConsumerEntry, coalesced) == 16);
@@ -189,6 +259,13 @@ const _: () = {
     assert!(offset_of!(ConsumerEntry, last_seq) == 32);
     assert!(offset_of!(ConsumerEntry, max_fps_milli) == 40);
     assert!(offset_of!(ConsumerEntry, name) == 48);
+    assert!(offset_of!(ConsumerEntry, skipped) == 64);
+    assert!(offset_of!(ConsumerEntry, window_fps_milli) == 72);
+    assert!(offset_of!(ConsumerEntry, window_ms) == 76);
+    assert!(offset_of!(ConsumerEntry, latency_p50_ns) == 80);
+    assert!(offset_of!(ConsumerEntry, latency_p99_ns) == 88);
+    assert!(offset_of!(ConsumerEntry, window_updated_ns) == 96);
+    assert!(offset_of!(ConsumerEntry, _reserved2) == 104);
 };
 
 #[cfg(all(test, not(loom)))]

@@ -10,6 +10,7 @@
 use proptest::prelude::*;
 use shm_layout::header::{HeaderFixed, ENTRY_SIZE, HEADER_SIZE, MAGIC, PAGE};
 use shm_layout::layout::{Layout, LayoutRequest, MAX_CONSUMERS, MAX_PINS_PER_CONSUMER};
+use shm_layout::tables::CONSUMER_ENTRY_SIZE;
 use shm_layout::view::{header_from_bytes, read_header};
 use shm_layout::LayoutError;
 
@@ -70,7 +71,7 @@ fn check_layout(fixed: &HeaderFixed, l: &Layout, object_size: u64) -> Result<(),
     // Sections in order, without overlap, after the header page.
     let slot_table_end = w(l.slot_table_offset) + u128::from(l.slot_count) * w(ENTRY_SIZE);
     let consumer_table_end =
-        w(l.consumer_table_offset) + u128::from(l.max_consumers) * w(ENTRY_SIZE);
+        w(l.consumer_table_offset) + u128::from(l.max_consumers) * w(CONSUMER_ENTRY_SIZE);
     let bgr_end = w(l.bgr_offset) + l.bgr_len() as u128;
     prop_assert!(w(l.slot_table_offset) >= page);
     prop_assert!(slot_table_end <= w(l.consumer_table_offset));
@@ -369,8 +370,10 @@ fn loose_header() -> impl Strategy<Value = (HeaderFixed, u64)> {
                 let slot_table_offset = p_slots.resolve(u128::from(PAGE));
                 let consumer_table_offset =
                     p_consumers.resolve(u128::from(slot_table_offset) + entries(slot_count));
-                let bgr_offset =
-                    p_bgr.resolve(u128::from(consumer_table_offset) + entries(max_consumers));
+                let bgr_offset = p_bgr.resolve(
+                    u128::from(consumer_table_offset)
+                        + u128::from(max_consumers) * u128::from(CONSUMER_ENTRY_SIZE),
+                );
                 let gray_offset =
                     p_gray.resolve(u128::from(bgr_offset) + u128::from(bgr_stride) * h128);
                 let slot_pitch = p_pitch.resolve(u128::from(stride) * h128);
