@@ -402,6 +402,8 @@ fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         height: cfg.height,
         max_consumers: cfg.consumers,
         pins_per_consumer: 1,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })?;
     let memcpy = memcpy_fps(&layout)?;
     let bus = bench_bus()?;
@@ -476,6 +478,8 @@ fn run_pipe(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         height: cfg.height,
         max_consumers: cfg.consumers,
         pins_per_consumer: 1,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })?;
     let memcpy = memcpy_fps(&layout)?;
     let size = format!("{}x{}", cfg.width, cfg.height);

@@ -101,6 +101,8 @@ impl Producer {
             height,
             max_consumers: config.max_consumers,
             pins_per_consumer: config.pins_per_consumer,
+            format: shm_layout::PixelFormat::Gray8,
+            significant_bits: 0,
         })?;
         let root = sys::runtime_root();
         let dir = config.bus.trigger_dir(&root);

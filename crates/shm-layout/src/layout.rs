@@ -2,9 +2,8 @@
 //! side) or checked from a header (consumer side).
 
 use crate::error::LayoutError;
-use crate::header::{
-    HeaderFixed, ENTRY_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PAGE, PIXEL_FORMAT_GRAY8,
-};
+use crate::format::PixelFormat;
+use crate::header::{HeaderFixed, ENTRY_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PAGE};
 
 /// Largest width or height accepted.
 pub const MAX_DIMENSION: u32 = 16_384;
@@ -14,7 +13,7 @@ pub const MAX_CONSUMERS: u32 = 63;
 pub const MAX_PINS_PER_CONSUMER: u32 = 8;
 /// Largest bus accepted, in bytes (64 GiB).
 pub const MAX_TOTAL_SIZE: u64 = 64 << 30;
-/// Row alignment the producer uses for the gray and BGR strides.
+/// Row alignment the producer uses for the frame and BGR strides.
 pub const ROW_ALIGN: u32 = 64;
 
 /// What a producer asks for when it creates a bus.
@@ -28,6 +27,11 @@ pub struct LayoutRequest {
     pub max_consumers: u32,
     /// Frames one consumer may hold at once (1..=8).
     pub pins_per_consumer: u32,
+    /// The frame slots' pixel format.
+    pub format: PixelFormat,
+    /// Significant bits per channel value; 0 = the whole container (8, or
+    /// 16 for gray16). See [`PixelFormat::check_significant_bits`].
+    pub significant_bits: u8,
 }
 
 /// A validated layout: the geometry and every section's offset.
@@ -37,11 +41,15 @@ pub struct Layout {
     pub width: u32,
     /// Frame height in rows.
     pub height: u32,
-    /// Bytes per gray row.
+    /// The frame slots' pixel format.
+    pub format: PixelFormat,
+    /// Significant bits per channel value (8, or 1..=16 for gray16).
+    pub significant_bits: u8,
+    /// Bytes per frame row (>= width * bytes per pixel).
     pub stride: u32,
     /// Bytes per BGR row.
     pub bgr_stride: u32,
-    /// Gray slots (= max_consumers * pins_per_consumer + 2).
+    /// Frame slots (= max_consumers * pins_per_consumer + 2).
     pub slot_count: u32,
     /// Consumer entries.
     pub max_consumers: u32,
@@ -53,9 +61,9 @@ pub struct Layout {
     pub consumer_table_offset: u64,
     /// Offset of the BGR slot.
     pub bgr_offset: u64,
-    /// Offset of gray slot 0.
+    /// Offset of frame slot 0.
     pub gray_offset: u64,
-    /// Distance between gray slots.
+    /// Distance between frame slots.
     pub slot_pitch: u64,
     /// Size of the whole object.
     pub total_size: u64,
@@ -122,7 +130,8 @@ pub fn slot_count_for(max_consumers: u32, pins_per_consumer: u32) -> u32 {
 
 impl Layout {
     /// The canonical layout for a request: header page, slot table, consumer
-    /// table, BGR slot, gray slots, each section starting on a page.
+    /// table, BGR slot, frame slots, each section starting on a page. Rows
+    /// are `width * bytes_per_pixel` bytes rounded up to [`ROW_ALIGN`].
     pub fn compute(req: LayoutRequest) -> Result<Self, LayoutError> {
         check_geometry(
             req.width,
@@ -135,7 +144,8 @@ impl Layout {
             value: total,
             why: "the bus would exceed 64 GiB: use a smaller size or fewer consumers",
         };
-        let stride = req.width.next_multiple_of(ROW_ALIGN);
+        let significant_bits = req.format.check_significant_bits(req.significant_bits)?;
+        let stride = (req.width * req.format.bytes_per_pixel()).next_multiple_of(ROW_ALIGN);
         let bgr_stride = (req.width * 3).next_multiple_of(ROW_ALIGN);
         let slot_count = slot_count_for(req.max_consumers, req.pins_per_consumer);
         let h = u64::from(req.height);
@@ -153,6 +163,8 @@ impl Layout {
         Ok(Self {
             width: req.width,
             height: req.height,
+            format: req.format,
+            significant_bits,
             stride,
             bgr_stride,
             slot_count,
@@ -191,13 +203,31 @@ impl Layout {
         if h.header_size != HEADER_SIZE {
             return Err(field("header_size", h.header_size.into(), "must be 256"));
         }
-        if h.pixel_format != PIXEL_FORMAT_GRAY8 {
-            return Err(field(
-                "pixel_format",
-                h.pixel_format.into(),
-                "must be 1 (GRAY8)",
-            ));
+        let format = PixelFormat::from_code(h.pixel_format).ok_or(field(
+            "pixel_format",
+            h.pixel_format.into(),
+            "must be 1 (gray8), 2 (gray16), 3 (bgr8) or 4 (rgb8)",
+        ))?;
+        for (name, found, expected) in [
+            ("channels", h.channels, format.channels()),
+            (
+                "bytes_per_pixel",
+                h.bytes_per_pixel,
+                format.bytes_per_pixel(),
+            ),
+        ] {
+            if u32::from(found) != expected {
+                return Err(LayoutError::Mismatch {
+                    field: name,
+                    found: found.into(),
+                    expected: expected.into(),
+                });
+            }
         }
+        if h.significant_bits == 0 {
+            return Err(field("significant_bits", 0, "must be at least 1"));
+        }
+        let significant_bits = format.check_significant_bits(h.significant_bits)?;
         check_geometry(h.width, h.height, h.max_consumers, h.pins_per_consumer)?;
         let expected_slots = slot_count_for(h.max_consumers, h.pins_per_consumer);
         if h.slot_count != expected_slots {
@@ -207,8 +237,19 @@ impl Layout {
                 expected: expected_slots.into(),
             });
         }
-        if h.stride < h.width {
-            return Err(field("stride", h.stride.into(), "must be at least width"));
+        if u64::from(h.stride) < u64::from(h.width) * u64::from(format.bytes_per_pixel()) {
+            return Err(field(
+                "stride",
+                h.stride.into(),
+                "must be at least width * bytes_per_pixel",
+            ));
+        }
+        if h.stride % format.bytes_per_channel() != 0 {
+            return Err(field(
+                "stride",
+                h.stride.into(),
+                "must be even for gray16, so every row of u16 values is aligned",
+            ));
         }
         if u64::from(h.bgr_stride) < 3 * u64::from(h.width) {
             return Err(field(
@@ -283,6 +324,8 @@ impl Layout {
         Ok(Self {
             width: h.width,
             height: h.height,
+            format,
+            significant_bits,
             stride: h.stride,
             bgr_stride: h.bgr_stride,
             slot_count: h.slot_count,
@@ -297,7 +340,7 @@ impl Layout {
         })
     }
 
-    /// Bytes of one gray frame including row padding (`stride * height`).
+    /// Bytes of one frame including row padding (`stride * height`).
     pub fn frame_len(&self) -> usize {
         self.stride as usize * self.height as usize
     }
@@ -307,7 +350,7 @@ impl Layout {
         self.bgr_stride as usize * self.height as usize
     }
 
-    /// Offset of gray slot `slot` (callers pass `slot < slot_count`).
+    /// Offset of frame slot `slot` (callers pass `slot < slot_count`).
     pub fn gray_slot_offset(&self, slot: u32) -> u64 {
         debug_assert!(slot < self.slot_count);
         self.gray_offset + u64::from(slot) * self.slot_pitch
@@ -336,7 +379,7 @@ impl Layout {
             total_size: self.total_size,
             instance_id,
             producer_pid,
-            pixel_format: PIXEL_FORMAT_GRAY8,
+            pixel_format: self.format.code(),
             width: self.width,
             height: self.height,
             stride: self.stride,
@@ -346,6 +389,9 @@ impl Layout {
             fps_milli,
             bgr_stride: self.bgr_stride,
             flags,
+            channels: self.format.channels() as u8,
+            bytes_per_pixel: self.format.bytes_per_pixel() as u8,
+            significant_bits: self.significant_bits,
             _reserved: 0,
             slot_table_offset: self.slot_table_offset,
             consumer_table_offset: self.consumer_table_offset,
@@ -367,6 +413,8 @@ mod tests {
             height,
             max_consumers: 4,
             pins_per_consumer: 1,
+            format: PixelFormat::Gray8,
+            significant_bits: 0,
         }
     }
 
@@ -404,6 +452,8 @@ mod tests {
             height: 16384,
             max_consumers: 63,
             pins_per_consumer: 8,
+            format: PixelFormat::Gray8,
+            significant_bits: 0,
         };
         assert!(matches!(
             Layout::compute(huge),
@@ -473,6 +523,138 @@ mod tests {
             },
             l.total_size
         )
+        .is_err());
+    }
+
+    #[test]
+    fn every_format_lays_out_and_validates() {
+        use crate::format::ALL_FORMATS;
+        for format in ALL_FORMATS {
+            for (w, h) in [(1, 1), (641, 480), (1920, 1080)] {
+                let l = Layout::compute(LayoutRequest {
+                    format,
+                    ..req(w, h)
+                })
+                .unwrap();
+                let bpp = format.bytes_per_pixel();
+                assert_eq!(l.stride, (w * bpp).next_multiple_of(64), "{format} {w}");
+                assert_eq!(l.significant_bits, format.container_bits());
+                let hdr = valid_header(&l);
+                assert_eq!(hdr.pixel_format, format.code());
+                assert_eq!(u32::from(hdr.channels), format.channels());
+                assert_eq!(u32::from(hdr.bytes_per_pixel), bpp);
+                assert_eq!(Layout::validate(&hdr, l.total_size), Ok(l));
+            }
+        }
+        // 1920 x 1080: gray16 rows are 3840 bytes, colour rows 5760.
+        let l16 = Layout::compute(LayoutRequest {
+            format: PixelFormat::Gray16,
+            significant_bits: 12,
+            ..req(1920, 1080)
+        })
+        .unwrap();
+        assert_eq!((l16.stride, l16.significant_bits), (3840, 12));
+        assert_eq!(valid_header(&l16).significant_bits, 12);
+    }
+
+    #[test]
+    fn rejects_inconsistent_format_descriptions() {
+        let l = Layout::compute(LayoutRequest {
+            format: PixelFormat::Gray16,
+            ..req(640, 480)
+        })
+        .unwrap();
+        let h = valid_header(&l);
+        let bad = |h: HeaderFixed| Layout::validate(&h, l.total_size).unwrap_err();
+        assert!(matches!(
+            bad(HeaderFixed {
+                pixel_format: 0,
+                ..h
+            }),
+            LayoutError::Field {
+                field: "pixel_format",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(HeaderFixed {
+                pixel_format: 5,
+                ..h
+            }),
+            LayoutError::Field {
+                field: "pixel_format",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(HeaderFixed { channels: 3, ..h }),
+            LayoutError::Mismatch {
+                field: "channels",
+                ..
+            }
+        ));
+        assert!(matches!(
+            bad(HeaderFixed {
+                bytes_per_pixel: 1,
+                ..h
+            }),
+            LayoutError::Mismatch {
+                field: "bytes_per_pixel",
+                ..
+            }
+        ));
+        for bits in [0, 17, 255] {
+            assert!(matches!(
+                bad(HeaderFixed {
+                    significant_bits: bits,
+                    ..h
+                }),
+                LayoutError::Field {
+                    field: "significant_bits",
+                    ..
+                }
+            ));
+        }
+        // A gray8 header claiming 12 significant bits.
+        let l8 = Layout::compute(req(640, 480)).unwrap();
+        let h8 = valid_header(&l8);
+        assert!(Layout::validate(
+            &HeaderFixed {
+                significant_bits: 12,
+                ..h8
+            },
+            l8.total_size
+        )
+        .is_err());
+        // The gray8 description read as gray16: rows too short for 2 bytes a pixel.
+        let as16 = HeaderFixed {
+            pixel_format: 2,
+            bytes_per_pixel: 2,
+            significant_bits: 16,
+            ..h8
+        };
+        assert!(matches!(
+            Layout::validate(&as16, l8.total_size),
+            Err(LayoutError::Field {
+                field: "stride",
+                ..
+            })
+        ));
+        // An odd gray16 stride (u16 rows would be misaligned).
+        let odd = HeaderFixed { stride: 1281, ..h };
+        assert!(matches!(
+            Layout::validate(&odd, l.total_size),
+            Err(LayoutError::Field {
+                field: "stride",
+                ..
+            })
+        ));
+        // Asking for 12 bits of an 8-bit format.
+        assert!(Layout::compute(LayoutRequest {
+            format: PixelFormat::Bgr8,
+            significant_bits: 12,
+            ..req(64, 64)
+        })
         .is_err());
     }
 }
