@@ -19,9 +19,41 @@
 //!    a row's strip with probability 1/256, so a torn or stale frame is
 //!    caught on its first wrong row even where the picture does not move.
 //!
+//! That is the gray8 frame. Every other format draws the same picture: each
+//! gray level `v` becomes one pixel by [`encode_level`] — gray16
+//! `(v * 257) >> (16 - significant_bits)` (so a 12-bit frame spans 0..=4095),
+//! bgr8 and rgb8 the colour `(R, G, B) = (v, 255 - v, (v + 128) mod 256)` in
+//! their byte order — so the check strip still catches a torn row, and every
+//! byte of a frame is still a pure function of `seq`.
+//!
 //! `doc/LAYOUT.md` §9 gives the same definition in Python;
 //! `python/tests/fb_oracle.py` is an independent implementation. Filling
 //! and checking are memcpy/memset runs per row (no per-pixel arithmetic).
+
+use crate::format::PixelFormat;
+
+/// The bytes of the pixel that gray level `v` becomes in `format` with
+/// `significant_bits` (0 = the whole container); only the first
+/// `format.bytes_per_pixel()` bytes of the result are used.
+pub fn encode_level(format: PixelFormat, significant_bits: u8, v: u8) -> [u8; 3] {
+    let (r, g, b) = (v, 255 - v, v.wrapping_add(128));
+    match format {
+        PixelFormat::Gray8 => [v, 0, 0],
+        PixelFormat::Gray16 => {
+            let bits = if significant_bits == 0 || significant_bits > 16 {
+                16
+            } else {
+                significant_bits
+            };
+            let [lo, hi] = ((u32::from(v) * 257) >> (16 - bits)).to_le_bytes()[..2] else {
+                unreachable!("a u32 has four bytes")
+            };
+            [lo, hi, 0]
+        }
+        PixelFormat::Bgr8 => [b, g, r],
+        PixelFormat::Rgb8 => [r, g, b],
+    }
+}
 
 /// SplitMix64's output function.
 pub fn splitmix64(mut z: u64) -> u64 {
@@ -67,7 +99,8 @@ const FONT: [u16; 10] = [
 pub struct PatternMismatch {
     /// Row of the first wrong byte.
     pub row: u32,
-    /// Column of the first wrong byte.
+    /// Pixel column of the first wrong byte (for a multi-byte format, the
+    /// pixel the byte belongs to).
     pub col: u32,
     /// The byte found.
     pub found: u8,
@@ -86,6 +119,13 @@ pub struct Pattern {
     bars: Vec<u8>,
     /// The ramp rows' picture columns.
     ramp: Vec<u8>,
+    /// The pixel format frames are drawn in.
+    format: PixelFormat,
+    /// Its significant bits (the container's when the format is 8-bit).
+    significant_bits: u8,
+    /// `bytes_per_pixel` bytes for each gray level, 256 levels (empty for
+    /// gray8, which is drawn directly).
+    lut: Vec<u8>,
 }
 
 /// What is drawn where in one frame (everything but the per-row strip).
@@ -115,8 +155,28 @@ fn bounce(t: u64, span: usize) -> usize {
 }
 
 impl Pattern {
-    /// A pattern for frames `width` pixels wide.
+    /// A gray8 pattern for frames `width` pixels wide.
     pub fn new(width: u32) -> Self {
+        Self::with_format(width, PixelFormat::Gray8, 0)
+    }
+
+    /// A pattern for frames `width` pixels wide in `format`, with
+    /// `significant_bits` for gray16 (0 = 16; ignored for 8-bit formats).
+    pub fn with_format(width: u32, format: PixelFormat, significant_bits: u8) -> Self {
+        let significant_bits = format
+            .check_significant_bits(significant_bits)
+            .unwrap_or(format.container_bits());
+        let bpp = format.bytes_per_pixel() as usize;
+        let lut = if format == PixelFormat::Gray8 {
+            Vec::new()
+        } else {
+            (0..=255u8)
+                .flat_map(|v| {
+                    let px = encode_level(format, significant_bits, v);
+                    px.into_iter().take(bpp)
+                })
+                .collect()
+        };
         let width = width as usize;
         let strip = width.min(STRIP as usize);
         let span = width - strip;
@@ -131,6 +191,33 @@ impl Pattern {
             strip_ramp,
             bars,
             ramp,
+            format,
+            significant_bits,
+            lut,
+        }
+    }
+
+    /// The format frames are drawn in.
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+
+    /// The significant bits recorded for it.
+    pub fn significant_bits(&self) -> u8 {
+        self.significant_bits
+    }
+
+    /// Bytes of one row without padding (`width * bytes_per_pixel`).
+    fn row_bytes(&self) -> usize {
+        self.width * self.format.bytes_per_pixel() as usize
+    }
+
+    /// Expands a gray row into `out` (`row_bytes()` bytes) in the format.
+    fn expand(&self, gray: &[u8], out: &mut [u8]) {
+        let bpp = self.format.bytes_per_pixel() as usize;
+        for (&v, px) in gray.iter().zip(out.chunks_exact_mut(bpp)) {
+            let at = v as usize * bpp;
+            px.copy_from_slice(&self.lut[at..at + bpp]);
         }
     }
 
@@ -208,15 +295,26 @@ impl Pattern {
     }
 
     /// Writes frame `seq` into `dst` (rows `stride` bytes apart, `height`
-    /// rows). Bytes past `width` in each row are left as they are.
+    /// rows). Bytes past `width * bytes_per_pixel` in each row are left as
+    /// they are.
     ///
     /// # Panics
-    /// If `dst` is shorter than `stride * (height - 1) + width` or `stride < width`.
+    /// If `dst` is shorter than `stride * (height - 1) + width *
+    /// bytes_per_pixel` or `stride < width * bytes_per_pixel`.
     pub fn fill(&self, seq: u64, dst: &mut [u8], stride: usize, height: u32) {
-        assert!(stride >= self.width);
+        let row_bytes = self.row_bytes();
+        assert!(stride >= row_bytes);
         let f = self.frame(seq, height);
+        if self.format == PixelFormat::Gray8 {
+            for (y, row) in dst.chunks_mut(stride).take(f.height).enumerate() {
+                self.draw_row(&f, y, &mut row[..self.width]);
+            }
+            return;
+        }
+        let mut gray = vec![0u8; self.width];
         for (y, row) in dst.chunks_mut(stride).take(f.height).enumerate() {
-            self.draw_row(&f, y, &mut row[..self.width]);
+            self.draw_row(&f, y, &mut gray);
+            self.expand(&gray, &mut row[..row_bytes]);
         }
     }
 
@@ -228,6 +326,9 @@ impl Pattern {
         stride: usize,
         height: u32,
     ) -> Result<(), PatternMismatch> {
+        if self.format != PixelFormat::Gray8 {
+            return self.verify_expanded(seq, src, stride, height);
+        }
         let f = self.frame(seq, height);
         let mut want = vec![0u8; self.width];
         for y in 0..f.height {
@@ -247,6 +348,42 @@ impl Pattern {
                     col: col as u32,
                     found: got.get(col).copied().unwrap_or(0),
                     expected: want[col.min(want.len().saturating_sub(1))],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Pattern::verify`] for the formats drawn through the LUT: the whole
+    /// row of `width * bytes_per_pixel` bytes, the strip's bytes first.
+    fn verify_expanded(
+        &self,
+        seq: u64,
+        src: &[u8],
+        stride: usize,
+        height: u32,
+    ) -> Result<(), PatternMismatch> {
+        let bpp = self.format.bytes_per_pixel() as usize;
+        let row_bytes = self.row_bytes();
+        let strip_bytes = self.strip() * bpp;
+        let f = self.frame(seq, height);
+        let mut gray = vec![0u8; self.width];
+        let mut want = vec![0u8; row_bytes];
+        for y in 0..f.height {
+            let start = y * stride;
+            let got = src.get(start..start + row_bytes).unwrap_or(&[]);
+            self.draw_row(&f, y, &mut gray);
+            self.expand(&gray, &mut want);
+            if got != want.as_slice() {
+                let first_miss = |a: &[u8], b: &[u8]| a.iter().zip(b).position(|(x, y)| x != y);
+                let byte = first_miss(&got[..got.len().min(strip_bytes)], &want[..strip_bytes])
+                    .or_else(|| first_miss(got, &want))
+                    .unwrap_or(got.len());
+                return Err(PatternMismatch {
+                    row: y as u32,
+                    col: (byte / bpp) as u32,
+                    found: got.get(byte).copied().unwrap_or(0),
+                    expected: want[byte.min(want.len().saturating_sub(1))],
                 });
             }
         }
@@ -382,5 +519,85 @@ mod tests {
     fn short_buffer_is_a_mismatch_not_a_panic() {
         let p = Pattern::new(64);
         assert!(p.verify(1, &[0u8; 10], 64, 2).is_err());
+    }
+
+    fn frame_in(seq: u64, width: u32, height: u32, format: PixelFormat, bits: u8) -> Vec<u8> {
+        let p = Pattern::with_format(width, format, bits);
+        let stride = (width * format.bytes_per_pixel()) as usize;
+        let mut buf = vec![0u8; stride * height as usize];
+        p.fill(seq, &mut buf, stride, height);
+        buf
+    }
+
+    /// Every format is the gray8 frame with each level encoded: checked
+    /// pixel by pixel against `encode_level`, with known values.
+    #[test]
+    fn every_format_encodes_the_gray_frame() {
+        use crate::format::ALL_FORMATS;
+        let (w, h) = (64u32, 48u32);
+        let gray = frame(1, w, h);
+        for format in ALL_FORMATS {
+            for bits in [0u8, 10, 12] {
+                if format != PixelFormat::Gray16 && bits != 0 {
+                    continue;
+                }
+                let bpp = format.bytes_per_pixel() as usize;
+                let got = frame_in(1, w, h, format, bits);
+                for (i, &v) in gray.iter().enumerate() {
+                    let want = encode_level(format, bits, v);
+                    assert_eq!(
+                        &got[i * bpp..(i + 1) * bpp],
+                        &want[..bpp],
+                        "{format} {bits} px {i}"
+                    );
+                }
+            }
+        }
+        assert_eq!(encode_level(PixelFormat::Gray16, 0, 255), [0xFF, 0xFF, 0]);
+        assert_eq!(encode_level(PixelFormat::Gray16, 12, 255), [0xFF, 0x0F, 0]);
+        assert_eq!(encode_level(PixelFormat::Gray16, 12, 111), [0xF6, 0x06, 0]); // 111*257>>4 = 1782
+        assert_eq!(encode_level(PixelFormat::Bgr8, 0, 111), [239, 144, 111]);
+        assert_eq!(encode_level(PixelFormat::Rgb8, 0, 111), [111, 144, 239]);
+        // Gray8 is unchanged by the formats (its frozen hashes above hold);
+        // the others are frozen here too.
+        assert_eq!(frame_in(1, 64, 48, PixelFormat::Gray8, 0), frame(1, 64, 48));
+        for (format, bits, hash) in [
+            (PixelFormat::Gray16, 12, 0x7efa_844b_b761_1d89u64),
+            (PixelFormat::Gray16, 16, 0xd99e_4929_fc56_c53d),
+            (PixelFormat::Bgr8, 8, 0x07da_27e2_254b_25c1),
+            (PixelFormat::Rgb8, 8, 0x6724_1ebf_98c1_44c1),
+        ] {
+            let got = fnv1a(&frame_in(123_456, 640, 480, format, bits));
+            assert_eq!(got, hash, "{format} {bits}");
+        }
+    }
+
+    #[test]
+    fn every_format_verifies_and_catches_every_wrong_byte() {
+        use crate::format::ALL_FORMATS;
+        let (w, h) = (40u32, 30u32);
+        for format in ALL_FORMATS {
+            let p = Pattern::with_format(w, format, 12);
+            let bpp = format.bytes_per_pixel() as usize;
+            let stride = (w as usize * bpp).next_multiple_of(64);
+            let mut good = vec![0u8; stride * h as usize];
+            p.fill(9, &mut good, stride, h);
+            assert_eq!(p.verify(9, &good, stride, h), Ok(()), "{format}");
+            assert!(p.verify(10, &good, stride, h).is_err(), "{format}");
+            for y in (0..h as usize).step_by(7) {
+                for b in (0..w as usize * bpp).step_by(5) {
+                    let mut bad = good.clone();
+                    bad[y * stride + b] ^= 1;
+                    let err = p.verify(9, &bad, stride, h).unwrap_err();
+                    assert_eq!(
+                        (err.row as usize, err.col as usize),
+                        (y, b / bpp),
+                        "{format}"
+                    );
+                    assert_ne!(err.found, err.expected);
+                }
+            }
+            assert!(p.verify(9, &good[..10], stride, h).is_err());
+        }
     }
 }
