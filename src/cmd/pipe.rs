@@ -291,6 +291,8 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
             width,
             height,
             stride,
+            format: shm_layout::PixelFormat::Gray8,
+            significant_bits: 8,
             seq,
             capture_ns,
             pixels: &pixels,
