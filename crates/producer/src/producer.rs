@@ -8,7 +8,7 @@ use shm_layout::header::{pack_latest, FLAG_DEBUG_BGR};
 use shm_layout::layout::{Layout, LayoutRequest};
 use shm_layout::pin;
 use shm_layout::sync::Ordering;
-use shm_layout::{BusName, ProducerState};
+use shm_layout::{BusName, PixelFormat, ProducerState};
 
 use crate::bgr::BgrWriter;
 use crate::bus::BusMemory;
@@ -41,10 +41,15 @@ pub struct ProducerConfig {
     pub group: Option<u32>,
     /// Whether the debug BGR slot is written.
     pub debug_bgr: bool,
+    /// The frame slots' pixel format (default gray8).
+    pub format: PixelFormat,
+    /// Significant bits per value for gray16 (10 or 12 for a mono10/12
+    /// camera); 0 = the whole container (16 for gray16, 8 otherwise).
+    pub significant_bits: u8,
 }
 
 impl ProducerConfig {
-    /// Defaults: 8 consumers, 1 pin each, unpaced, owner-only.
+    /// Defaults: 8 consumers, 1 pin each, unpaced, owner-only, gray8.
     pub fn new(bus: BusName) -> Self {
         Self {
             bus,
@@ -54,6 +59,18 @@ impl ProducerConfig {
             mode: 0o600,
             group: None,
             debug_bgr: false,
+            format: PixelFormat::Gray8,
+            significant_bits: 0,
+        }
+    }
+
+    /// The same configuration with frames in `format` (and, for gray16,
+    /// `significant_bits`; 0 = 16).
+    pub fn with_format(self, format: PixelFormat, significant_bits: u8) -> Self {
+        Self {
+            format,
+            significant_bits,
+            ..self
         }
     }
 }
@@ -92,17 +109,17 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Creates the bus for frames of `width` x `height`: the shared memory
-    /// object (taking over a stale one; refusing a live producer's) and the
-    /// trigger directory.
+    /// Creates the bus for frames of `width` x `height` in
+    /// `config.format`: the shared memory object (taking over a stale one;
+    /// refusing a live producer's) and the trigger directory.
     pub fn create(config: ProducerConfig, width: u32, height: u32) -> Result<Self, ProducerError> {
         let layout = Layout::compute(LayoutRequest {
             width,
             height,
             max_consumers: config.max_consumers,
             pins_per_consumer: config.pins_per_consumer,
-            format: shm_layout::PixelFormat::Gray8,
-            significant_bits: 0,
+            format: config.format,
+            significant_bits: config.significant_bits,
         })?;
         let root = sys::runtime_root();
         let dir = config.bus.trigger_dir(&root);
@@ -130,7 +147,7 @@ impl Producer {
         dynamic
             .producer_state
             .store(ProducerState::Running as u32, Ordering::Release);
-        tracing::info!(bus = %config.bus, width, height, slots = layout.slot_count, bytes = layout.total_size, "bus created");
+        tracing::info!(bus = %config.bus, width, height, format = %layout.format, slots = layout.slot_count, bytes = layout.total_size, "bus created");
         if let Some(blocked) = config
             .group
             .and_then(|g| sys::untraversable_by_group(&root, g))
@@ -271,6 +288,8 @@ impl Producer {
             width: layout.width,
             height: layout.height,
             stride: layout.stride,
+            format: layout.format,
+            significant_bits: layout.significant_bits,
             bgr,
         };
         let filled = fill(seq, &mut writer);
