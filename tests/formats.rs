@@ -159,3 +159,32 @@ fn colour_frames_are_triples_and_agree_in_rgb() {
         }
     }
 }
+
+/// `examples/custom_source.rs` (a user's own `FrameSource`, a mono12
+/// camera in a gray16 bus) publishes frames a consumer process reads.
+#[test]
+fn the_custom_source_example_publishes_mono12() {
+    // `cargo test` builds the examples beside the test binaries' directory.
+    let exe = std::env::current_exe().expect("test binary path");
+    let example = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join("custom_source"))
+        .expect("target directory");
+    assert!(example.is_file(), "{} not built", example.display());
+    let mut bus = Bus::new("fmt-example");
+    let mut cmd = std::process::Command::new(&example);
+    cmd.args([bus.name.as_str(), "100000"])
+        .env("FRAMEBUS_RUNTIME_DIR", &bus.root);
+    let mut p = bus.spawn_command(cmd);
+    let ready = p.expect_line(&format!("ready bus={}", bus.name), T);
+    assert!(ready.contains("640x480 gray16 (12 bits)"), "{ready}");
+    let g = &bus.inspect()["geometry"];
+    assert_eq!(
+        (g["pixel_format"].as_str(), u(&g["significant_bits"])),
+        (Some("gray16"), 12)
+    );
+    let mut c = bus.consumer(&["--algo", "mean", "--frames", "5", "--json"]);
+    let s = c.last_json(T);
+    assert_eq!(u(&s["frames"]), 5, "{s}");
+}
