@@ -123,9 +123,10 @@ pub struct Pattern {
     format: PixelFormat,
     /// Its significant bits (the container's when the format is 8-bit).
     significant_bits: u8,
-    /// `bytes_per_pixel` bytes for each gray level, 256 levels (empty for
-    /// gray8, which is drawn directly).
-    lut: Vec<u8>,
+    /// The gray16 pixel of each gray level (zeros unless gray16).
+    lut16: [[u8; 2]; 256],
+    /// The bgr8/rgb8 pixel of each gray level (zeros unless colour).
+    lut3: [[u8; 3]; 256],
 }
 
 /// What is drawn where in one frame (everything but the per-row strip).
@@ -166,17 +167,13 @@ impl Pattern {
         let significant_bits = format
             .check_significant_bits(significant_bits)
             .unwrap_or(format.container_bits());
-        let bpp = format.bytes_per_pixel() as usize;
-        let lut = if format == PixelFormat::Gray8 {
-            Vec::new()
-        } else {
-            (0..=255u8)
-                .flat_map(|v| {
-                    let px = encode_level(format, significant_bits, v);
-                    px.into_iter().take(bpp)
-                })
-                .collect()
-        };
+        let mut lut16 = [[0u8; 2]; 256];
+        let mut lut3 = [[0u8; 3]; 256];
+        for v in 0..=255u8 {
+            let [a, b, c] = encode_level(format, significant_bits, v);
+            lut16[v as usize] = [a, b];
+            lut3[v as usize] = [a, b, c];
+        }
         let width = width as usize;
         let strip = width.min(STRIP as usize);
         let span = width - strip;
@@ -193,7 +190,8 @@ impl Pattern {
             ramp,
             format,
             significant_bits,
-            lut,
+            lut16,
+            lut3,
         }
     }
 
@@ -212,12 +210,21 @@ impl Pattern {
         self.width * self.format.bytes_per_pixel() as usize
     }
 
-    /// Expands a gray row into `out` (`row_bytes()` bytes) in the format.
+    /// Expands a gray row into `out` (`row_bytes()` bytes) in the format
+    /// (fixed-size copies from a 256-entry table: no per-pixel arithmetic).
     fn expand(&self, gray: &[u8], out: &mut [u8]) {
-        let bpp = self.format.bytes_per_pixel() as usize;
-        for (&v, px) in gray.iter().zip(out.chunks_exact_mut(bpp)) {
-            let at = v as usize * bpp;
-            px.copy_from_slice(&self.lut[at..at + bpp]);
+        match self.format {
+            PixelFormat::Gray8 => out.copy_from_slice(gray),
+            PixelFormat::Gray16 => {
+                for (&v, px) in gray.iter().zip(out.chunks_exact_mut(2)) {
+                    px.copy_from_slice(&self.lut16[v as usize]);
+                }
+            }
+            PixelFormat::Bgr8 | PixelFormat::Rgb8 => {
+                for (&v, px) in gray.iter().zip(out.chunks_exact_mut(3)) {
+                    px.copy_from_slice(&self.lut3[v as usize]);
+                }
+            }
         }
     }
 
