@@ -9,10 +9,7 @@
 //!   cleanup are the Rust producer's own.
 //! * `publish(array)` checks the array's shape and dtype against the bus's
 //!   format and copies it, once, into a free slot (GIL released).
-//! * `slot()` is the zero-copy form: a [`SlotBuffer`] whose `__enter__`
-//!   takes a free slot (`Producer::begin`) and returns a writable numpy view
-//!   of it, and whose `__exit__` publishes it (`commit`) or, on an
-//!   exception, gives it back unpublished (`abort`).
+//! * `slot()` is the zero-copy form: a [`SlotBuffer`] (`slot.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,11 +19,8 @@ use framebus_producer::{
     Captured, PendingFrame, Producer as RustProducer, ProducerConfig, ProducerError, ProducerStats,
     HOUSEKEEPING_INTERVAL,
 };
-use numpy::ndarray::{ArrayView2, ArrayView3, ArrayViewMut, Axis, Dimension, ShapeBuilder};
-use numpy::npyffi::{self, NPY_ARRAY_WRITEABLE};
 use numpy::{
-    Element, PyArray, PyArray2, PyArray3, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
-    PyUntypedArrayMethods,
+    PyArray2, PyArray3, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -34,10 +28,12 @@ use pyo3::types::PyTuple;
 use pyo3::IntoPyObjectExt;
 use shm_layout::{BusName, PixelFormat};
 
+use crate::arrays::{copy_rows_rgb, copy_rows_u16, copy_rows_u8, expected, shape_text};
 use crate::framebus_error;
+use crate::slot::SlotBuffer;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the clock of capture times).
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc_timespec();
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
     // exists on Linux, so the call cannot fail.
@@ -54,7 +50,7 @@ fn libc_timespec() -> libc::timespec {
 
 /// The Python exception for a producer error; its message is the error's
 /// `Display`, as the CLI prints it.
-fn producer_error(py: Python<'_>, e: ProducerError) -> PyErr {
+pub(crate) fn producer_error(py: Python<'_>, e: ProducerError) -> PyErr {
     let message = e.to_string();
     let build = || -> PyResult<PyErr> {
         Ok(match &e {
@@ -91,22 +87,22 @@ fn producer_error(py: Python<'_>, e: ProducerError) -> PyErr {
 }
 
 /// The Rust producer and the slot `slot()` holds, if any.
-struct Core {
+pub(crate) struct Core {
     /// `None` once closed and no `SlotBuffer` view needed the mapping any
     /// more: dropping it releases the bus's lock and unmaps it.
-    producer: Option<RustProducer>,
+    pub(crate) producer: Option<RustProducer>,
     /// The slot a `SlotBuffer` holds between its `__enter__` and `__exit__`.
-    pending: Option<PendingFrame>,
+    pub(crate) pending: Option<PendingFrame>,
     /// `close()` ran: the bus is shut down (its mapping lives on until the
     /// last `SlotBuffer` view lets go of this core).
-    closed: bool,
+    pub(crate) closed: bool,
     /// The figures when it closed.
     final_stats: ProducerStats,
 }
 
 impl Core {
     /// The producer, unless closed.
-    fn live(&mut self) -> Option<&mut RustProducer> {
+    pub(crate) fn live(&mut self) -> Option<&mut RustProducer> {
         if self.closed {
             None
         } else {
@@ -121,9 +117,9 @@ impl Core {
     }
 }
 
-type SharedCore = Arc<Mutex<Core>>;
+pub(crate) type SharedCore = Arc<Mutex<Core>>;
 
-fn lock(core: &SharedCore) -> MutexGuard<'_, Core> {
+pub(crate) fn lock(core: &SharedCore) -> MutexGuard<'_, Core> {
     // Never held across Python code; a poisoned lock still holds a valid
     // producer (a panic inside the Rust producer is a bug, not a state).
     core.lock().unwrap_or_else(PoisonError::into_inner)
@@ -145,13 +141,13 @@ fn lock(core: &SharedCore) -> MutexGuard<'_, Core> {
 /// the block ends, discarded if it raises).
 #[pyclass(frozen, module = "framebus", name = "Producer")]
 pub struct Producer {
-    core: SharedCore,
+    pub(crate) core: SharedCore,
     bus: String,
-    format: PixelFormat,
+    pub(crate) format: PixelFormat,
     significant_bits: u8,
-    width: u32,
-    height: u32,
-    stride: u32,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) stride: u32,
     /// Stops the housekeeping thread.
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -160,67 +156,8 @@ pub struct Producer {
     pid: u32,
 }
 
-/// The array shape and dtype name a format takes.
-fn expected(format: PixelFormat, width: u32, height: u32) -> (Vec<usize>, &'static str) {
-    let (h, w) = (height as usize, width as usize);
-    match format {
-        PixelFormat::Gray8 => (vec![h, w], "uint8"),
-        PixelFormat::Gray16 => (vec![h, w], "uint16"),
-        PixelFormat::Bgr8 | PixelFormat::Rgb8 => (vec![h, w, 3], "uint8"),
-    }
-}
-
-fn shape_text(shape: &[usize]) -> String {
-    let parts: Vec<String> = shape.iter().map(usize::to_string).collect();
-    if parts.len() == 1 {
-        format!("({},)", parts[0])
-    } else {
-        format!("({})", parts.join(", "))
-    }
-}
-
-/// Copies `src` rows (any strides) into the slot bytes `dst`, rows
-/// `stride` bytes apart.
-fn copy_rows_u8(src: ArrayView2<'_, u8>, dst: &mut [u8], stride: usize) {
-    let w = src.ncols();
-    for (row, out) in src.rows().into_iter().zip(dst.chunks_mut(stride)) {
-        let out = &mut out[..w];
-        match row.as_slice() {
-            Some(s) => out.copy_from_slice(s),
-            None => out.iter_mut().zip(row.iter()).for_each(|(d, s)| *d = *s),
-        }
-    }
-}
-
-fn copy_rows_u16(src: ArrayView2<'_, u16>, dst: &mut [u8], stride: usize) {
-    let w = src.ncols();
-    for (row, out) in src.rows().into_iter().zip(dst.chunks_mut(stride)) {
-        let out = &mut out[..2 * w];
-        match row.as_slice() {
-            // Little-endian in the slot = native on supported targets.
-            Some(s) => out.copy_from_slice(bytemuck::cast_slice(s)),
-            None => {
-                for (d, v) in out.chunks_exact_mut(2).zip(row.iter()) {
-                    d.copy_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
-    }
-}
-
-fn copy_rows_rgb(src: ArrayView3<'_, u8>, dst: &mut [u8], stride: usize) {
-    let w = src.len_of(Axis(1));
-    for (row, out) in src.outer_iter().zip(dst.chunks_mut(stride)) {
-        let out = &mut out[..3 * w];
-        match row.as_slice() {
-            Some(s) => out.copy_from_slice(s),
-            None => out.iter_mut().zip(row.iter()).for_each(|(d, s)| *d = *s),
-        }
-    }
-}
-
 impl Producer {
-    fn check_process(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn check_process(&self, py: Python<'_>) -> PyResult<()> {
         if std::process::id() != self.pid {
             return Err(framebus_error(
                 py,
@@ -235,7 +172,7 @@ impl Producer {
         Ok(())
     }
 
-    fn closed_error(&self, py: Python<'_>) -> PyErr {
+    pub(crate) fn closed_error(&self, py: Python<'_>) -> PyErr {
         framebus_error(
             py,
             "ProducerClosed",
@@ -495,12 +432,7 @@ impl Producer {
     #[pyo3(signature = (timestamp_ns = None))]
     fn slot(slf: Py<Self>, timestamp_ns: Option<u64>) -> SlotBuffer {
         let core = Arc::clone(&slf.get().core);
-        SlotBuffer {
-            producer: slf,
-            _core: core,
-            timestamp_ns,
-            state: Mutex::new(SlotState::Fresh),
-        }
+        SlotBuffer::new(slf, core, timestamp_ns)
     }
 
     /// Connects new consumers, reclaims dead ones and refreshes the
@@ -611,184 +543,5 @@ impl Producer {
             self.format,
             if self.closed() { " closed" } else { "" }
         )
-    }
-}
-
-enum SlotState {
-    /// Not entered yet.
-    Fresh,
-    /// Entered: the producer holds a slot; `array` is the writable view.
-    Open(Py<PyAny>),
-    /// Exited (published or discarded).
-    Done,
-}
-
-/// The context manager ``Producer.slot()`` returns; its ``__enter__`` gives
-/// the writable numpy view of a free slot, its ``__exit__`` publishes it
-/// (or discards it if the block raised). It is the view's ``.base`` and
-/// keeps the bus's mapping alive as long as any view of it lives.
-#[pyclass(frozen, module = "framebus", name = "SlotBuffer")]
-pub struct SlotBuffer {
-    producer: Py<Producer>,
-    /// The producer's core: while this lives (and so while any view of the
-    /// slot does: this object is their base), the Rust producer and its
-    /// mapping are not dropped, even after `close()`.
-    _core: SharedCore,
-    timestamp_ns: Option<u64>,
-    state: Mutex<SlotState>,
-}
-
-impl Drop for SlotBuffer {
-    /// The last view of a slot of a closed producer: drop the Rust producer
-    /// now (releasing the bus's lock) instead of when the `Producer` goes.
-    fn drop(&mut self) {
-        let mut c = lock(&self._core);
-        // Ours and the `Producer`'s (if it still exists): no other view.
-        if c.closed && Arc::strong_count(&self._core) <= 2 {
-            c.producer = None;
-        }
-    }
-}
-
-/// A writable numpy array over `view` whose base is `owner`.
-fn writable_view<'py, T: Element, D: Dimension>(
-    view: ArrayViewMut<'_, T, D>,
-    owner: &Bound<'py, SlotBuffer>,
-) -> Bound<'py, PyAny> {
-    // SAFETY: `borrow_from_array` needs the memory to stay valid as long as
-    // the container (`owner`, the array's base) lives. It does: `owner`
-    // holds an `Arc` of the core that owns the Rust producer and so the
-    // mapping (close() shuts the bus down, and drops the producer only when
-    // no other `Arc` of the core exists; else the last one drops it). The slot
-    // is held for writing (`begin`) until `__exit__`; nothing else in this
-    // process writes it, and consumers map pixels read-only and never read
-    // a slot held for writing.
-    let array =
-        unsafe { PyArray::<T, D>::borrow_from_array(&view.view(), owner.clone().into_any()) };
-    array.into_any()
-}
-
-#[pymethods]
-impl SlotBuffer {
-    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.get();
-        let producer = me.producer.get();
-        producer.check_process(py)?;
-        let mut state = me.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !matches!(*state, SlotState::Fresh) {
-            return Err(framebus_error(
-                py,
-                "FramebusError",
-                "this slot() was already used: call producer.slot() for each frame".to_owned(),
-                &[],
-            ));
-        }
-        let (ptr, len) = {
-            let mut c = lock(&producer.core);
-            if c.pending.is_some() {
-                return Err(framebus_error(
-                    py,
-                    "FramebusError",
-                    "another `with producer.slot()` block is open: one slot at a time".to_owned(),
-                    &[],
-                ));
-            }
-            let Some(rust) = c.live() else {
-                return Err(producer.closed_error(py));
-            };
-            let pending = rust.begin().map_err(|e| producer_error(py, e))?;
-            let (ptr, len) = {
-                let mut w = rust.writer(&pending);
-                let d = w.data();
-                (d.as_mut_ptr(), d.len())
-            };
-            c.pending = Some(pending);
-            (ptr, len)
-        };
-        // SAFETY: `ptr..ptr + len` is the slot just taken for writing (see
-        // `writable_view`); it stays mapped while `slf` lives, and no Rust
-        // reference to it exists after the writer above was dropped.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-        let (w, h, stride) = (
-            producer.width as usize,
-            producer.height as usize,
-            producer.stride as usize,
-        );
-        let bad = |e: numpy::ndarray::ShapeError| {
-            PyValueError::new_err(format!("the slot cannot be shaped: {e}"))
-        };
-        let array = match producer.format {
-            PixelFormat::Gray8 => writable_view(
-                ArrayViewMut::from_shape((h, w).strides((stride, 1)), bytes).map_err(bad)?,
-                slf,
-            ),
-            PixelFormat::Gray16 => {
-                let values: &mut [u16] = bytemuck::try_cast_slice_mut(bytes).map_err(|e| {
-                    PyValueError::new_err(format!("the gray16 slot is not u16-aligned: {e}"))
-                })?;
-                writable_view(
-                    ArrayViewMut::from_shape((h, w).strides((stride / 2, 1)), values)
-                        .map_err(bad)?,
-                    slf,
-                )
-            }
-            PixelFormat::Bgr8 | PixelFormat::Rgb8 => writable_view(
-                ArrayViewMut::from_shape((h, w, 3).strides((stride, 3, 1)), bytes).map_err(bad)?,
-                slf,
-            ),
-        };
-        *state = SlotState::Open(array.clone().unbind());
-        Ok(array)
-    }
-
-    /// Publishes the slot if the block ended normally, discards it if it
-    /// raised (nothing published; the slot is free again). The view becomes
-    /// read-only. Exceptions propagate. Returns the frame's sequence number
-    /// as ``self.seq`` (None if discarded).
-    #[pyo3(signature = (exc_type, _exc = None, _tb = None))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: Option<&Bound<'_, PyAny>>,
-        _exc: Option<&Bound<'_, PyAny>>,
-        _tb: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let producer = self.producer.get();
-        let old = std::mem::replace(
-            &mut *self.state.lock().unwrap_or_else(PoisonError::into_inner),
-            SlotState::Done,
-        );
-        let SlotState::Open(array) = old else {
-            return Ok(false);
-        };
-        // Read-only from now on: the slot is about to be published or reused.
-        let array = array.bind(py);
-        if let Ok(a) = array.cast::<PyUntypedArray>() {
-            // SAFETY: the GIL is held; clearing WRITEABLE only makes numpy
-            // refuse later writes through this array object.
-            unsafe {
-                (*npyffi::_PyArray_GET_ITEM_DATA(a.as_array_ptr())).flags &= !NPY_ARRAY_WRITEABLE;
-            }
-        }
-        let raised = exc_type.is_some_and(|t| !t.is_none());
-        let capture_ns = self.timestamp_ns.unwrap_or_else(monotonic_ns);
-        let mut c = lock(&producer.core);
-        let pending = c.pending.take();
-        let (Some(pending), Some(rust)) = (pending, c.live()) else {
-            // close() ran inside the block and discarded the slot.
-            return if raised {
-                Ok(false)
-            } else {
-                Err(producer.closed_error(py))
-            };
-        };
-        if raised {
-            rust.abort(pending);
-            return Ok(false);
-        }
-        rust.commit(pending, Captured { capture_ns })
-            .map_err(|e| producer_error(py, e))?;
-        Ok(false)
     }
 }
