@@ -116,6 +116,16 @@ pub struct ProduceArgs {
     /// Video files have their own.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(u32, u32)>,
+    /// Pixel format of the bus's frames: gray8 (one byte a pixel), gray16
+    /// (little-endian u16; see --bits), bgr8 or rgb8 (three bytes a pixel).
+    /// The fake camera draws its pattern in any of them; a camera or video
+    /// fills bgr8/rgb8 directly, gray16 only from a 16-bit capture.
+    #[arg(long, default_value = "gray8", value_name = "gray8|gray16|bgr8|rgb8", value_parser = parse_format)]
+    pub format: shm_layout::PixelFormat,
+    /// Significant bits of a gray16 bus (10 for mono10, 12 for mono12...;
+    /// default 16). Recorded in the header; values are not shifted.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub bits: Option<u8>,
     /// Frames per second; 0 = as fast as possible. Default: 30 for the fake
     /// camera, the file's own rate for a video; asked of a camera, which
     /// then sets the pace.
@@ -228,6 +238,12 @@ pub struct DemoArgs {
     /// The framebus binary to run as producer and consumers (default: this one).
     #[arg(long, hide = true)]
     pub exe: Option<PathBuf>,
+}
+
+/// `--format`: a pixel format name.
+pub fn parse_format(s: &str) -> Result<shm_layout::PixelFormat, String> {
+    s.parse()
+        .map_err(|e: shm_layout::format::UnknownPixelFormat| e.to_string())
 }
 
 /// Parses `WIDTHxHEIGHT`.

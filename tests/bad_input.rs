@@ -41,6 +41,8 @@ fn valid_header(width: u32, height: u32) -> (Vec<u8>, Layout) {
         height,
         max_consumers: 2,
         pins_per_consumer: 1,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })
     .expect("layout");
     let mut h = l.header(1, std::process::id(), 0, 0, 0);

@@ -209,6 +209,21 @@ fn out_retries_an_unreachable_endpoint_until_in_listens() {
 
 /// Clear errors: a bus that is already produced here, a bad endpoint, a
 /// wildcard key, no endpoint at all.
+/// The payload carries gray8 only: `bridge out` on a bus of another pixel
+/// format stops with the reason instead of sending its frames as gray.
+#[test]
+fn bridge_out_refuses_a_colour_bus() {
+    let mut bus = Bus::new("br-fmt");
+    bus.producer(&["--size", "64x48", "--fps", "50", "--format", "bgr8"]);
+    let port = format!("tcp/127.0.0.1:{}", free_port());
+    let (status, _, err) = bus.run(&["bridge", "out", "--bus", &bus.name, "--listen", &port]);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("carries bgr8 frames, but the bridge carries gray8 only"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bridge_errors_are_clear() {
     let mut bus = Bus::new("br-err");

@@ -26,6 +26,8 @@ fn plant_bus(bus: &Bus) {
         height: 48,
         max_consumers: 2,
         pins_per_consumer: 1,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })
     .expect("layout");
     let mut h = l.header(1, std::process::id(), 0, 0, 0);

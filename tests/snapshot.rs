@@ -90,6 +90,76 @@ fn snapshot_of_fake_bus_equals_the_pattern_of_its_seq() {
     assert!(u(&v["producer"]["frames_published"]) >= 1, "{v}");
 }
 
+/// A 12-bit camera-like bus (gray16, 12 significant bits) round-trips
+/// through `snapshot` to a 16-bit grayscale PNG holding exactly its values
+/// (PNG stores them big-endian), with its format and bits in tEXt chunks;
+/// bgr8 and rgb8 buses become the same RGB PNG.
+#[test]
+fn gray16_and_colour_buses_snapshot_to_16_bit_and_rgb_pngs() {
+    use shm_layout::PixelFormat;
+    let mut bus = Bus::new("snap16");
+    let _producer = bus.producer(&[
+        "--size", "100x40", "--fps", "100", "--format", "gray16", "--bits", "12",
+    ]);
+    let png = out_path(&bus, "mono12.png");
+    let (status, out, err) = bus.run(&[
+        "snapshot",
+        "--bus",
+        &bus.name,
+        "-o",
+        png.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(status.success(), "snapshot failed: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(
+        (v["format"].as_str(), u(&v["png_bits"])),
+        (Some("gray16"), 16),
+        "{v}"
+    );
+    let seq = u(&v["seq"]);
+    let file = std::fs::File::open(&png).expect("open png");
+    let reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("PNG header");
+    assert_eq!(reader.info().bit_depth, png::BitDepth::Sixteen);
+    let (w, h, color, be, texts) = decode_png(&png);
+    assert_eq!((w, h, color), (100, 40, png::ColorType::Grayscale));
+    for (k, want) in [
+        ("framebus-format", "gray16"),
+        ("framebus-significant-bits", "12"),
+    ] {
+        assert!(
+            texts.contains(&(k.to_owned(), want.to_owned())),
+            "{texts:?}"
+        );
+    }
+    // Big-endian samples back to the slot's little-endian bytes.
+    let le: Vec<u8> = be.chunks_exact(2).flat_map(|b| [b[1], b[0]]).collect();
+    assert!(le
+        .chunks_exact(2)
+        .all(|b| u16::from_le_bytes([b[0], b[1]]) <= 4095));
+    Pattern::with_format(100, PixelFormat::Gray16, 12)
+        .verify(seq, &le, 200, 40)
+        .unwrap_or_else(|e| panic!("frame {seq} differs from the 12-bit pattern: {e:?}"));
+
+    for format in ["bgr8", "rgb8"] {
+        let mut bus = Bus::new(&format!("snap-{format}"));
+        bus.producer(&["--size", "100x40", "--fps", "100", "--format", format]);
+        let png = out_path(&bus, "colour.png");
+        let (status, out, err) =
+            bus.run(&["snapshot", "--bus", &bus.name, "-o", png.to_str().unwrap()]);
+        assert!(status.success(), "snapshot failed: {err}");
+        let (seq, _, _) = parse_line(out.trim());
+        let (w, h, color, rgb, _) = decode_png(&png);
+        assert_eq!((w, h, color), (100, 40, png::ColorType::Rgb), "{format}");
+        // R, G, B in the PNG whatever the bus's byte order: the rgb8 pattern.
+        Pattern::with_format(100, PixelFormat::Rgb8, 0)
+            .verify(seq, &rgb, 300, 40)
+            .unwrap_or_else(|e| panic!("{format} frame {seq} differs: {e:?}"));
+    }
+}
+
 #[test]
 fn snapshot_json_names_the_frame() {
     let mut bus = Bus::new("snapjson");

@@ -29,6 +29,7 @@ child must create its own :class:`Consumer`.
 """
 
 from ._errors import (
+    BusBusy,
     BusFull,
     BusTruncated,
     UntrustedBus,
@@ -42,11 +43,26 @@ from ._errors import (
     InvalidBusName,
     LayoutError,
     PinBudgetExceeded,
+    ProducerClosed,
+    ForkedProducerError,
 )
-from ._framebus import Consumer, Frame, FramePin, __version__, inspect
+from ._framebus import (
+    Consumer,
+    Frame,
+    FramePin,
+    Producer,
+    SlotBuffer,
+    __version__,
+    inspect,
+)
 
 __all__ = [
     "Consumer",
+    "Producer",
+    "SlotBuffer",
+    "BusBusy",
+    "ProducerClosed",
+    "ForkedProducerError",
     "Frame",
     "FramePin",
     "inspect",

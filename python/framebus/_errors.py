@@ -116,6 +116,21 @@ class UntrustedBus(FramebusError, PermissionError):
     say what was found; trust an owner with ``FRAMEBUS_TRUST_OWNERS=<uid>``."""
 
 
+class BusBusy(FramebusError):
+    """Another live producer owns the bus (``framebus.Producer`` refuses to
+    start a second one). Attributes ``bus`` and ``pid`` (0 if unknown)."""
+
+
+class ProducerClosed(FramebusError):
+    """The producer was closed (its ``with`` block ended, or ``close()``);
+    the bus is gone. Create a new :class:`framebus.Producer`."""
+
+
+class ForkedProducerError(FramebusError):
+    """The producer was used in a forked child of the process that created
+    it: the bus belongs to the parent. Attribute ``bus``."""
+
+
 class FramebusOSError(FramebusError, OSError):
     """An operating system call failed (shared memory, FIFO, poll).
     ``errno`` is set when the OS gave one."""
@@ -136,6 +151,9 @@ for _cls in (
     ForkedConsumerError,
     BusTruncated,
     UntrustedBus,
+    BusBusy,
+    ProducerClosed,
+    ForkedProducerError,
 ):
     _cls.__module__ = "framebus"
 del _cls

@@ -1,4 +1,5 @@
-//! `framebus._framebus`: the Python binding of the framebus consumer.
+//! `framebus._framebus`: the Python binding of framebus — the consumer, and
+//! a producer (`producer.rs`, `slot.rs`) for publishing from Python.
 //!
 //! The protocol is implemented once, in `framebus-consumer`; this module only
 //! adapts it to Python:
@@ -16,27 +17,33 @@
 //!   soon as no view holds it either. A released frame refuses to hand out
 //!   new views.
 //!
+//! * `frame.rs` holds [`Frame`] and [`FramePin`] (arrays shaped by the
+//!   pixel format), `inspect.rs` `framebus.inspect`, `arrays.rs` the
+//!   producer's array checks and copies.
+//!
 //! Errors are raised as the exception classes of `framebus._errors` (all
 //! derived from `framebus.FramebusError`), with the Rust `Display` text of
 //! the error as message: the same text the CLI prints.
 
-use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use framebus_consumer::{
-    BusInfo, Consumer as RustConsumer, ConsumerConfig, ConsumerError, Frame as RustFrame,
-};
-use numpy::ndarray::{Array2, Array3, ArrayView2, ShapeBuilder};
-use numpy::npyffi::{self, NPY_ARRAY_WRITEABLE};
-use numpy::{PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
+use framebus_consumer::{BusInfo, Consumer as RustConsumer, ConsumerConfig, ConsumerError};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::IntoPyObjectExt;
 use shm_layout::BusName;
+
+mod arrays;
+mod frame;
+mod inspect;
+mod producer;
+mod slot;
+
+use frame::{Frame, FramePin, SharedBacking};
 
 /// Longest stretch a blocking call spends without the GIL before it checks
 /// for signals (Ctrl-C) and for `close()` from another thread.
@@ -191,479 +198,6 @@ fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
                 "{what} must be a number of seconds >= 0 (or None), got {s}"
             ))
         }),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// FramePin: the owner of one pin, the base object of every view
-// ---------------------------------------------------------------------------
-
-/// The owner of one pinned frame: the `.base` of every numpy view of it.
-///
-/// While this object lives, the producer does not write the frame's slot.
-/// Python holds it only through `Frame` (until released) and through numpy
-/// arrays, so the pin lasts exactly as long as the longest of those. You never
-/// create one yourself.
-#[pyclass(frozen, module = "framebus", name = "FramePin")]
-pub struct FramePin {
-    /// Dropped (pin released) in `Drop`, only in the process that pinned it.
-    frame: ManuallyDrop<RustFrame<'static>>,
-    /// The process that pinned it.
-    pid: u32,
-}
-
-impl FramePin {
-    fn new(frame: RustFrame<'static>) -> Self {
-        Self {
-            frame: ManuallyDrop::new(frame),
-            pid: std::process::id(),
-        }
-    }
-}
-
-impl Drop for FramePin {
-    fn drop(&mut self) {
-        if std::process::id() == self.pid {
-            // SAFETY: `frame` is dropped exactly once, here, in the owner's
-            // own destructor, and nothing can use it afterwards.
-            unsafe { ManuallyDrop::drop(&mut self.frame) };
-        }
-        // Else this is a copy in a fork()ed child: the pin is a bit of the
-        // parent's consumer entry and protects the parent's views, so the
-        // child must not release it. Leaving `frame` undropped forgets it.
-    }
-}
-
-#[pymethods]
-impl FramePin {
-    /// The sequence number of the pinned frame.
-    #[getter]
-    fn seq(&self) -> u64 {
-        self.frame.seq()
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "<framebus.FramePin seq={} slot={} {}x{}>",
-            self.frame.seq(),
-            self.frame.slot(),
-            self.frame.width(),
-            self.frame.height()
-        )
-    }
-}
-
-/// A new read-only numpy view `(height, width)` of `pin`'s slot, row stride
-/// `stride` bytes, whose `.base` is `pin`.
-fn pinned_view<'py>(pin: &Bound<'py, FramePin>) -> PyResult<Bound<'py, PyArray2<u8>>> {
-    let frame = &pin.get().frame;
-    let (width, height, stride) = (
-        frame.width() as usize,
-        frame.height() as usize,
-        frame.stride() as usize,
-    );
-    // Checked construction: ndarray verifies that every (row, col) of the
-    // strided shape lies inside `pixels()` (stride * height bytes).
-    let view = ArrayView2::from_shape((height, width).strides((stride, 1)), frame.pixels())
-        .map_err(|e| {
-            framebus_error(
-                pin.py(),
-                "FramebusError",
-                format!(
-                    "frame geometry {width}x{height} stride {stride} does not fit its slot: {e}"
-                ),
-                &[],
-            )
-        })?;
-    // SAFETY: `borrow_from_array` requires the memory `view` describes to stay
-    // valid for as long as `container` (here the FramePin, which numpy stores
-    // as the array's base and so keeps alive as long as the array and every
-    // array derived from it) lives. It does: the FramePin owns the
-    // `Frame<'static>`, which owns an `Arc` of the attachment that keeps the
-    // pixel mapping mapped, and whose pin bit keeps the producer from writing
-    // the slot until the FramePin is dropped (doc/PROTOCOL.md §7, §9). The
-    // memory is mapped read-only and no `&mut` to it exists in this process.
-    // (A fork()ed child inherits the mapping, so its copy of a view still
-    // points at mapped memory; the pin stays the parent's, see `Drop`.)
-    let array = unsafe { PyArray2::<u8>::borrow_from_array(&view, pin.clone().into_any()) };
-    // SAFETY: `array` was created just above and no other code has seen it
-    // yet, so clearing its WRITEABLE flag cannot invalidate any reference or
-    // borrow; the GIL is held (we have `pin.py()`). This is what
-    // `PyReadwriteArray::make_nonwriteable` does, without the borrow tracking.
-    // With the flag clear numpy refuses every write, and refuses to set it
-    // again, because the base (a FramePin) exports no writable buffer.
-    unsafe {
-        (*npyffi::_PyArray_GET_ITEM_DATA(array.as_array_ptr())).flags &= !NPY_ARRAY_WRITEABLE;
-    }
-    Ok(array)
-}
-
-/// The frame's rows, without padding, in one new contiguous buffer.
-fn compact_gray(frame: &RustFrame<'_>) -> Vec<u8> {
-    let (width, height) = (frame.width() as usize, frame.height() as usize);
-    // The validated layout has stride >= width >= 1; max(1) only keeps
-    // `chunks` from ever seeing 0.
-    let stride = (frame.stride() as usize).max(1);
-    let mut out = Vec::with_capacity(width * height);
-    for row in frame.pixels().chunks(stride).take(height) {
-        out.extend_from_slice(&row[..width.min(row.len())]);
-    }
-    out
-}
-
-/// Gray rows (`width` bytes each) to packed RGB, 3 bytes per pixel.
-fn gray_rows_to_rgb<'a>(
-    rows: impl Iterator<Item = &'a [u8]>,
-    width: usize,
-    height: usize,
-) -> Vec<u8> {
-    let mut out = vec![0u8; width * height * 3];
-    for (dst, src) in out.chunks_exact_mut((width * 3).max(1)).zip(rows) {
-        for (px, &g) in dst.chunks_exact_mut(3).zip(src) {
-            px.copy_from_slice(&[g, g, g]);
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------
-// Frame: what Python code holds
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    seq: u64,
-    capture_ns: u64,
-    publish_ns: u64,
-    latency_ns: u64,
-    width: u32,
-    height: u32,
-    stride: u32,
-    slot: u32,
-    instance_id: u64,
-}
-
-impl Meta {
-    fn of(f: &RustFrame<'_>) -> Self {
-        Self {
-            seq: f.seq(),
-            capture_ns: f.capture_ns(),
-            publish_ns: f.publish_ns(),
-            latency_ns: f.latency_ns(),
-            width: f.width(),
-            height: f.height(),
-            stride: f.stride(),
-            slot: f.slot(),
-            instance_id: f.instance_id(),
-        }
-    }
-}
-
-enum Backing {
-    /// Pinned in shared memory; views are zero-copy.
-    Pinned(Py<FramePin>),
-    /// A private copy (from `Frame.copy()`), no pin.
-    Copied(Py<PyArray2<u8>>),
-    /// Released: no pixels any more.
-    Released,
-}
-
-/// One gray frame from the bus.
-///
-/// ``frame.array`` is a zero-copy, read-only numpy view ``(height, width)``
-/// ``uint8`` of the shared slot (row stride ``frame.stride`` bytes). The slot
-/// stays pinned -- the producer does not touch it -- while the frame is not
-/// released *or* any view of it is alive: a view never changes under you.
-///
-/// The frame is released when the ``for frame in bus`` loop advances, when
-/// its ``with frame:`` block ends, by ``frame.release()``, or when its
-/// consumer is closed (its ``with`` block ends); after that
-/// ``frame.array`` raises ``FrameReleasedError`` (views taken before stay
-/// valid and keep the slot pinned until they are gone).
-///
-/// ``copy()`` and ``to_rgb()`` are the only calls that copy pixels.
-#[pyclass(frozen, module = "framebus", name = "Frame")]
-pub struct Frame {
-    meta: Meta,
-    /// Shared with the consumer that handed the frame out, which releases
-    /// it when the iterator advances past it or the consumer closes.
-    backing: SharedBacking,
-}
-
-/// A frame's backing, shared between the `Frame` and its consumer.
-#[derive(Clone)]
-struct SharedBacking(Arc<Mutex<Backing>>);
-
-impl SharedBacking {
-    fn new(b: Backing) -> Self {
-        Self(Arc::new(Mutex::new(b)))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Backing> {
-        // Only ever held for a few field moves, never across Python code;
-        // a poisoned lock still holds a valid `Backing`.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Drops the reference to the pin (or copy). The reference is dropped
-    /// after the lock is released: a last decref runs destructors.
-    fn release(&self) {
-        let old = std::mem::replace(&mut *self.lock(), Backing::Released);
-        drop(old);
-    }
-
-    /// Whether the consumer may forget it: released, or its `Frame` is gone
-    /// (then the pin went with it, or goes with the last view).
-    fn finished(&self) -> bool {
-        Arc::strong_count(&self.0) == 1 || matches!(&*self.lock(), Backing::Released)
-    }
-}
-
-impl Frame {
-    fn new_pinned(
-        py: Python<'_>,
-        frame: RustFrame<'static>,
-    ) -> PyResult<(Py<Frame>, SharedBacking)> {
-        let meta = Meta::of(&frame);
-        let pin = Py::new(py, FramePin::new(frame))?;
-        let backing = SharedBacking::new(Backing::Pinned(pin));
-        let obj = Py::new(
-            py,
-            Frame {
-                meta,
-                backing: backing.clone(),
-            },
-        )?;
-        Ok((obj, backing))
-    }
-
-    fn backing(&self) -> MutexGuard<'_, Backing> {
-        self.backing.lock()
-    }
-
-    fn do_release(&self) {
-        self.backing.release();
-    }
-
-    /// A new strong reference to whatever backs the frame.
-    fn source(&self, py: Python<'_>) -> PyResult<Source> {
-        match &*self.backing() {
-            Backing::Pinned(pin) => Ok(Source::Pinned(pin.clone_ref(py))),
-            Backing::Copied(arr) => Ok(Source::Copied(arr.clone_ref(py))),
-            Backing::Released => Err(released_error(py, self.meta.seq)),
-        }
-    }
-
-    fn copied(&self, py: Python<'_>, array: Bound<'_, PyArray2<u8>>) -> PyResult<Py<Frame>> {
-        let meta = Meta {
-            stride: self.meta.width,
-            ..self.meta
-        };
-        Py::new(
-            py,
-            Frame {
-                meta,
-                backing: SharedBacking::new(Backing::Copied(array.unbind())),
-            },
-        )
-    }
-}
-
-impl Drop for Frame {
-    /// A frame that Python garbage-collects lets go of its pin at once (the
-    /// consumer's record of it shares the backing, so it must be emptied).
-    fn drop(&mut self) {
-        self.backing.release();
-    }
-}
-
-enum Source {
-    Pinned(Py<FramePin>),
-    Copied(Py<PyArray2<u8>>),
-}
-
-fn shape_error(py: Python<'_>, e: numpy::ndarray::ShapeError) -> PyErr {
-    framebus_error(
-        py,
-        "FramebusError",
-        format!("cannot shape a frame copy: {e}"),
-        &[],
-    )
-}
-
-#[pymethods]
-impl Frame {
-    /// The pixels as a numpy array ``(height, width)`` of ``uint8``.
-    ///
-    /// Zero-copy: a read-only view of the shared slot (``writeable`` is
-    /// False; rows are ``stride`` bytes apart, so the array is not
-    /// C-contiguous when ``stride > width``). Its ``.base`` is the
-    /// ``FramePin`` that holds the slot, so the slot stays pinned as long as
-    /// this array or anything derived from it lives. Each access returns a
-    /// new view of the same memory. Raises ``FrameReleasedError`` once the
-    /// frame is released. For a frame made by ``copy()`` it is the copy's
-    /// own (writeable) array.
-    #[getter]
-    fn array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<u8>>> {
-        match self.source(py)? {
-            Source::Pinned(pin) => pinned_view(pin.bind(py)),
-            Source::Copied(arr) => Ok(arr.into_bound(py)),
-        }
-    }
-
-    /// A new frame holding a private, contiguous copy of the pixels: it holds
-    /// no pin and stays valid for ever (its ``array`` is writeable). Copies
-    /// ``width * height`` bytes, without the GIL.
-    fn copy(&self, py: Python<'_>) -> PyResult<Py<Frame>> {
-        let (w, h) = (self.meta.width as usize, self.meta.height as usize);
-        let array = match self.source(py)? {
-            Source::Pinned(pin) => {
-                let data = py.detach(|| compact_gray(&pin.get().frame));
-                let a = Array2::from_shape_vec((h, w), data).map_err(|e| shape_error(py, e))?;
-                PyArray2::from_owned_array(py, a)
-            }
-            Source::Copied(arr) => {
-                let arr = arr.into_bound(py);
-                let a = arr.try_readonly()?.as_array().to_owned();
-                PyArray2::from_owned_array(py, a)
-            }
-        };
-        self.copied(py, array)
-    }
-
-    /// The frame as a new RGB array ``(height, width, 3)`` of ``uint8``
-    /// (the gray value in all three channels). Copies ``3 * width * height``
-    /// bytes, without the GIL for a pinned frame.
-    fn to_rgb<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray3<u8>>> {
-        let (w, h) = (self.meta.width as usize, self.meta.height as usize);
-        let data = match self.source(py)? {
-            Source::Pinned(pin) => py.detach(|| {
-                let f = &pin.get().frame;
-                let stride = (f.stride() as usize).max(1);
-                let rows = f
-                    .pixels()
-                    .chunks(stride)
-                    .take(h)
-                    .map(|r| &r[..w.min(r.len())]);
-                gray_rows_to_rgb(rows, w, h)
-            }),
-            Source::Copied(arr) => {
-                let arr = arr.into_bound(py);
-                let ro = arr.try_readonly()?;
-                let view = ro.as_array();
-                let rows: Vec<Vec<u8>> = view.rows().into_iter().map(|r| r.to_vec()).collect();
-                gray_rows_to_rgb(rows.iter().map(Vec::as_slice), w, h)
-            }
-        };
-        let a = Array3::from_shape_vec((h, w, 3), data).map_err(|e| shape_error(py, e))?;
-        Ok(PyArray3::from_owned_array(py, a))
-    }
-
-    /// Lets go of the frame: ``frame.array`` raises ``FrameReleasedError``
-    /// from now on. The slot is unpinned at once if no view of the frame is
-    /// alive, else when the last view goes. Idempotent.
-    fn release(&self) {
-        self.do_release();
-    }
-
-    /// Whether the frame still holds its slot pinned (False once released,
-    /// and for a copy).
-    #[getter]
-    fn pinned(&self) -> bool {
-        matches!(&*self.backing(), Backing::Pinned(_))
-    }
-
-    /// Whether ``release()`` has run (explicitly, by the iterator or by a
-    /// with-block).
-    #[getter]
-    fn released(&self) -> bool {
-        matches!(&*self.backing(), Backing::Released)
-    }
-
-    /// The frame's sequence number (1, 2, ... for each producer instance).
-    #[getter]
-    fn seq(&self) -> u64 {
-        self.meta.seq
-    }
-
-    /// Capture time, ``CLOCK_MONOTONIC`` nanoseconds (comparable with
-    /// ``time.monotonic_ns()``).
-    #[getter]
-    fn timestamp_ns(&self) -> u64 {
-        self.meta.capture_ns
-    }
-
-    /// Publish time, ``CLOCK_MONOTONIC`` nanoseconds.
-    #[getter]
-    fn publish_ns(&self) -> u64 {
-        self.meta.publish_ns
-    }
-
-    /// Nanoseconds from publish to this consumer's pin.
-    #[getter]
-    fn latency_ns(&self) -> u64 {
-        self.meta.latency_ns
-    }
-
-    /// Width in pixels.
-    #[getter]
-    fn width(&self) -> u32 {
-        self.meta.width
-    }
-
-    /// Height in rows.
-    #[getter]
-    fn height(&self) -> u32 {
-        self.meta.height
-    }
-
-    /// Bytes from one row to the next in ``array`` (>= width; equal to width
-    /// for a copy).
-    #[getter]
-    fn stride(&self) -> u32 {
-        self.meta.stride
-    }
-
-    /// ``(height, width)``, the shape of ``array``.
-    #[getter]
-    fn shape(&self) -> (u32, u32) {
-        (self.meta.height, self.meta.width)
-    }
-
-    /// The slot the frame was read from.
-    #[getter]
-    fn slot(&self) -> u32 {
-        self.meta.slot
-    }
-
-    /// The producer instance the frame came from (changes when the producer
-    /// restarts).
-    #[getter]
-    fn instance_id(&self) -> u64 {
-        self.meta.instance_id
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    /// Releases the frame (see ``release()``); exceptions propagate.
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
-        self.do_release();
-        false
-    }
-
-    fn __repr__(&self) -> String {
-        let state = match &*self.backing() {
-            Backing::Pinned(_) => "pinned",
-            Backing::Copied(_) => "copy",
-            Backing::Released => "released",
-        };
-        format!(
-            "<framebus.Frame seq={} {}x{} stride={} {state}>",
-            self.meta.seq, self.meta.width, self.meta.height, self.meta.stride
-        )
     }
 }
 
@@ -1076,96 +610,15 @@ impl Consumer {
 // inspect
 // ---------------------------------------------------------------------------
 
-/// A snapshot of bus ``bus`` read straight from shared memory, without
-/// registering: the same figures as ``framebus inspect --bus BUS --json``
-/// (``producer``, ``geometry``, ``latest``, ``slots``, ``consumers``).
-#[pyfunction]
-fn inspect<'py>(py: Python<'py>, bus: &str) -> PyResult<Bound<'py, PyDict>> {
-    let bus_name = BusName::new(bus).map_err(|e| consumer_error(py, e.into()))?;
-    let s = py
-        .detach(|| framebus_consumer::inspect(&bus_name))
-        .map_err(|e| consumer_error(py, e))?;
-    let d = PyDict::new(py);
-    d.set_item("bus", &s.bus)?;
-    d.set_item("instance_id", format!("{:016x}", s.instance_id))?;
-    let producer = PyDict::new(py);
-    producer.set_item("pid", s.producer_pid)?;
-    producer.set_item("alive", s.producer_alive)?;
-    producer.set_item("state", &s.producer_state)?;
-    producer.set_item("frames_published", s.frames_published)?;
-    producer.set_item("heartbeat_age_ms", s.heartbeat_age_ms)?;
-    producer.set_item("last_publish_us", s.last_publish_us)?;
-    producer.set_item("publish_fps", s.publish_fps)?;
-    d.set_item("producer", producer)?;
-    let geometry = PyDict::new(py);
-    geometry.set_item("width", s.width)?;
-    geometry.set_item("height", s.height)?;
-    geometry.set_item("stride", s.stride)?;
-    geometry.set_item("pixel_format", "gray8")?;
-    geometry.set_item("slot_count", s.slot_count)?;
-    geometry.set_item("max_consumers", s.max_consumers)?;
-    geometry.set_item("pins_per_consumer", s.pins_per_consumer)?;
-    geometry.set_item("nominal_fps", s.nominal_fps)?;
-    geometry.set_item("total_size", s.total_size)?;
-    d.set_item("geometry", geometry)?;
-    d.set_item("trigger_dir", &s.trigger_dir)?;
-    match s.latest {
-        Some((seq, slot)) => {
-            let latest = PyDict::new(py);
-            latest.set_item("seq", seq)?;
-            latest.set_item("slot", slot)?;
-            d.set_item("latest", latest)?;
-        }
-        None => d.set_item("latest", py.None())?,
-    }
-    let slots = PyList::empty(py);
-    for x in &s.slots {
-        let e = PyDict::new(py);
-        e.set_item("index", x.index)?;
-        e.set_item("seq", x.seq)?;
-        e.set_item("pins", x.pins)?;
-        e.set_item("writing", x.writing)?;
-        e.set_item("latest", x.latest)?;
-        slots.append(e)?;
-    }
-    d.set_item("slots", slots)?;
-    let consumers = PyList::empty(py);
-    for c in &s.consumers {
-        let e = PyDict::new(py);
-        e.set_item("index", c.index)?;
-        e.set_item("state", &c.state)?;
-        e.set_item("alive", c.alive)?;
-        e.set_item("pid", c.pid)?;
-        e.set_item("generation", c.generation)?;
-        e.set_item("name", &c.name)?;
-        e.set_item("frames", c.frames)?;
-        e.set_item("coalesced", c.coalesced)?;
-        e.set_item("last_latency_us", c.last_latency_ns as f64 / 1e3)?;
-        e.set_item("last_seq", c.last_seq)?;
-        e.set_item("max_fps", c.max_fps)?;
-        e.set_item("pinned_slots", c.pinned_slots.clone())?;
-        e.set_item("skipped", c.skipped)?;
-        e.set_item("fps", c.fps)?;
-        e.set_item("window_ms", c.window_ms)?;
-        e.set_item("latency_p50_us", c.latency_p50_ns as f64 / 1e3)?;
-        e.set_item("latency_p99_us", c.latency_p99_ns as f64 / 1e3)?;
-        e.set_item("window_age_ms", c.window_age_ms)?;
-        consumers.append(e)?;
-    }
-    d.set_item("consumers", consumers)?;
-    if !s.producer_alive {
-        d.set_item("clean", format!("framebus clean --bus {}", s.bus))?;
-    }
-    Ok(d)
-}
-
 /// The native part of the ``framebus`` package; import ``framebus`` instead.
 #[pymodule]
 fn _framebus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Consumer>()?;
     m.add_class::<Frame>()?;
     m.add_class::<FramePin>()?;
-    m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_class::<producer::Producer>()?;
+    m.add_class::<slot::SlotBuffer>()?;
+    m.add_function(wrap_pyfunction!(inspect::inspect, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

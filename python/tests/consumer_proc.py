@@ -35,14 +35,14 @@ def rate(args) -> int:
         latencies = []
         while True:
             now = time.monotonic()
-            if now >= end:
+            if now >= end or (args.frames and frames >= args.frames):
                 break
             frame = bus.next_frame(timeout=min(0.1, end - now))
             if frame is None:
                 continue
             with frame:
                 img = frame.array
-                mismatch = first_mismatch(img, frame.seq)
+                mismatch = first_mismatch(img, frame.seq, frame.format, frame.significant_bits)
                 if mismatch is not None or frame.seq <= last_seq:
                     bad += 1
                     print(f"bad frame seq={frame.seq} after {last_seq}: {mismatch}", file=sys.stderr)
@@ -167,6 +167,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=["rate", "hold", "loop", "fork"], default="rate")
     ap.add_argument("--max-fps", type=float)
     ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--frames", type=int, default=0, help="rate mode: stop after this many frames")
     ap.add_argument("--work-ms", type=float, default=0.0)
     args = ap.parse_args()
     return {"rate": rate, "hold": hold, "loop": loop, "fork": fork}[args.mode](args)

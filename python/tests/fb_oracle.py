@@ -96,11 +96,34 @@ def expected_frame(seq: int, width: int, height: int) -> np.ndarray:
     return img
 
 
-def first_mismatch(img: np.ndarray, seq: int):
-    """None if ``img`` is exactly frame ``seq``, else (row, col, found, expected)."""
-    want = expected_frame(seq, img.shape[1], img.shape[0])
+def encode(gray: np.ndarray, fmt: str, bits=None) -> np.ndarray:
+    """The gray8 frame ``gray`` in pixel format ``fmt`` (doc/LAYOUT.md §9):
+    gray16 ``(v * 257) >> (16 - bits)``; bgr8/rgb8 the colour
+    ``(R, G, B) = (v, 255 - v, (v + 128) mod 256)`` in their byte order."""
+    v = gray.astype(np.uint32)
+    if fmt == "gray8":
+        return gray
+    if fmt == "gray16":
+        return ((v * 257) >> (16 - (bits or 16))).astype(np.uint16)
+    r, g, b = v, 255 - v, (v + 128) & 0xFF
+    channels = (b, g, r) if fmt == "bgr8" else (r, g, b)
+    return np.stack(channels, axis=-1).astype(np.uint8)
+
+
+def expected_frame_in(seq: int, width: int, height: int, fmt: str = "gray8", bits=None) -> np.ndarray:
+    """Frame ``seq`` as a producer of format ``fmt`` makes it: ``(H, W)``
+    uint8 or uint16, or ``(H, W, 3)`` uint8."""
+    return encode(expected_frame(seq, width, height), fmt, bits)
+
+
+def first_mismatch(img: np.ndarray, seq: int, fmt: str = "gray8", bits=None):
+    """None if ``img`` is exactly frame ``seq`` in ``fmt``, else
+    (row, col, found, expected) of the first wrong value."""
+    want = expected_frame_in(seq, img.shape[1], img.shape[0], fmt, bits)
+    if img.shape != want.shape or img.dtype != want.dtype:
+        return (0, 0, f"{img.shape} {img.dtype}", f"{want.shape} {want.dtype}")
     bad = np.argwhere(img != want)
     if bad.size == 0:
         return None
-    y, x = (int(v) for v in bad[0])
-    return (y, x, int(img[y, x]), int(want[y, x]))
+    y, x = (int(v) for v in bad[0][:2])
+    return (y, x, img[y, x].tolist(), want[y, x].tolist())

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Frame size as WIDTHxHEIGHT.
     #[arg(long, default_value = "1920x1080", value_parser = parse_size)]
     pub size: (u32, u32),
+    /// Pixel format of the bus (shm transport; the pipe transport is gray8
+    /// only).
+    #[arg(long, default_value = "gray8", value_name = "gray8|gray16|bgr8|rgb8", value_parser = crate::cli::parse_format)]
+    pub format: shm_layout::PixelFormat,
     /// Consumer processes.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub consumers: u32,
@@ -91,6 +95,7 @@ struct RunConfig {
     transport: Transport,
     width: u32,
     height: u32,
+    format: shm_layout::PixelFormat,
     consumers: u32,
     max_fps: Vec<f64>,
     algo: String,
@@ -134,6 +139,8 @@ pub struct RunResult {
     transport: Transport,
     width: u32,
     height: u32,
+    /// The bus's pixel format name.
+    format: &'static str,
     consumers: u32,
     algo: String,
     fps_target: f64,
@@ -295,6 +302,7 @@ fn finish(cfg: &RunConfig, memcpy: f64, seconds: f64, processes: Vec<ProcResult>
         transport: cfg.transport,
         width: cfg.width,
         height: cfg.height,
+        format: cfg.format.name(),
         consumers: cfg.consumers,
         algo: cfg.algo.clone(),
         fps_target: cfg.fps,
@@ -338,6 +346,8 @@ fn start_producer(
         &size,
         "--fps",
         &cfg.fps.to_string(),
+        "--format",
+        cfg.format.name(),
     ])
     // Its consumers hold one frame at a time: one pin each, as the
     // figures in doc/BENCHMARKS.md were measured.
@@ -402,6 +412,8 @@ fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         height: cfg.height,
         max_consumers: cfg.consumers,
         pins_per_consumer: 1,
+        format: cfg.format,
+        significant_bits: 0,
     })?;
     let memcpy = memcpy_fps(&layout)?;
     let bus = bench_bus()?;
@@ -476,6 +488,8 @@ fn run_pipe(cfg: &RunConfig) -> anyhow::Result<RunResult> {
         height: cfg.height,
         max_consumers: cfg.consumers,
         pins_per_consumer: 1,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })?;
     let memcpy = memcpy_fps(&layout)?;
     let size = format!("{}x{}", cfg.width, cfg.height);
@@ -672,13 +686,14 @@ fn isolation(cfg: &RunConfig) -> anyhow::Result<IsolationResult> {
 fn print_run(r: &RunResult) {
     let target = format!("{} fps", rate_cell(r.fps_target));
     println!(
-        "{} {}x{}, {} consumer(s) running {}, producer {}, {:.1} s measured",
+        "{} {}x{} {}, {} consumer(s) running {}, producer {}, {:.1} s measured",
         match r.transport {
             Transport::Shm => "framebus (shm)",
             Transport::Pipe => "pipe",
         },
         r.width,
         r.height,
+        r.format,
         r.consumers,
         r.algo,
         target,
@@ -765,10 +780,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         0.0
     };
+    if args.format != shm_layout::PixelFormat::Gray8
+        && (args.transport == Transport::Pipe || args.scenario != Scenario::Throughput)
+    {
+        bail!(
+            "--format {} applies to the throughput scenario over shm only (the pipe transport carries gray8)",
+            args.format
+        );
+    }
     let cfg = RunConfig {
         transport: args.transport,
         width: args.size.0,
         height: args.size.1,
+        format: args.format,
         consumers: args.consumers,
         max_fps: args.max_fps.clone().unwrap_or_default(),
         algo: args.algo.clone(),

@@ -29,7 +29,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
                 "publish_fps": s.publish_fps,
             },
             "geometry": {
-                "width": s.width, "height": s.height, "stride": s.stride, "pixel_format": "gray8",
+                "width": s.width, "height": s.height, "stride": s.stride,
+                "pixel_format": s.format.name(), "pixel_format_code": s.format.code(),
+                "channels": s.format.channels(), "bytes_per_pixel": s.format.bytes_per_pixel(),
+                "significant_bits": s.significant_bits,
                 "slot_count": s.slot_count, "max_consumers": s.max_consumers,
                 "pins_per_consumer": s.pins_per_consumer, "nominal_fps": s.nominal_fps,
                 "total_size": s.total_size,
@@ -74,9 +77,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         if s.producer_alive { "alive" } else { "gone" }
     );
     println!(
-        "geometry {}x{} gray8, stride {}, {} slots, {} consumers x {} pins, {:.1} MiB, nominal {} fps",
+        "geometry {}x{} {}, stride {}, {} slots, {} consumers x {} pins, {:.1} MiB, nominal {} fps",
         s.width,
         s.height,
+        format_cell(s.format, s.significant_bits),
         s.stride,
         s.slot_count,
         s.max_consumers,
@@ -224,5 +228,14 @@ fn print_bridges(bridges: &[framebus_bridge::StatsReport]) {
         if let Some(e) = &s.last_error {
             println!("    last problem: {}", printable(e));
         }
+    }
+}
+
+/// `gray8`, `gray16`, `gray16 (12-bit)`, `bgr8`...
+pub fn format_cell(format: shm_layout::PixelFormat, significant_bits: u8) -> String {
+    if significant_bits < format.container_bits() {
+        format!("{format} ({significant_bits}-bit)")
+    } else {
+        format.name().to_owned()
     }
 }

@@ -53,7 +53,7 @@ struct Row {
     producer_pid: u32,
     width: u32,
     height: u32,
-    pixel_format: &'static str,
+    pixel_format: String,
     /// Frames per second: measured, or the nominal rate (0 = unpaced).
     fps: f64,
     /// `measured` or `nominal`.
@@ -147,7 +147,7 @@ fn row(before: &Sample, after: Option<&Sample>) -> Row {
         producer_pid: s.producer_pid,
         width: s.width,
         height: s.height,
-        pixel_format: "gray8",
+        pixel_format: super::inspect::format_cell(s.format, s.significant_bits),
         fps: measured.unwrap_or(s.nominal_fps),
         fps_source: if measured.is_some() {
             "measured"

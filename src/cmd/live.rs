@@ -103,7 +103,7 @@ pub fn bus_json(s: &BusSnapshot) -> Value {
         "producer_pid": s.producer_pid,
         "width": s.width,
         "height": s.height,
-        "pixel_format": "gray8",
+        "pixel_format": s.format.name(),
         "nominal_fps": s.nominal_fps,
         "publish_fps": s.publish_fps,
         "frames_published": s.frames_published,

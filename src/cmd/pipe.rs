@@ -86,6 +86,8 @@ pub fn produce(args: PipeProduceArgs) -> anyhow::Result<ExitCode> {
         height,
         max_consumers: 1,
         pins_per_consumer: 1,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })?;
     let stride = layout.stride as usize;
     let rates = args.max_fps.clone().unwrap_or_default();
@@ -270,6 +272,8 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
                 height,
                 max_consumers: 1,
                 pins_per_consumer: 1,
+                format: shm_layout::PixelFormat::Gray8,
+                significant_bits: 0,
             })?;
             let info = BusInfo {
                 layout,
@@ -287,6 +291,8 @@ pub fn consume(args: PipeConsumeArgs) -> anyhow::Result<ExitCode> {
             width,
             height,
             stride,
+            format: shm_layout::PixelFormat::Gray8,
+            significant_bits: 8,
             seq,
             capture_ns,
             pixels: &pixels,

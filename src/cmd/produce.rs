@@ -19,6 +19,8 @@ struct Summary {
     source: String,
     width: u32,
     height: u32,
+    format: &'static str,
+    significant_bits: u8,
     frames: u64,
     seconds: f64,
     fps: f64,
@@ -54,6 +56,12 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         ),
         _ => {}
     }
+    if args.bits.is_some() && args.format != shm_layout::PixelFormat::Gray16 {
+        bail!(
+            "--bits applies to --format gray16 only ({} has 8 significant bits)",
+            args.format
+        );
+    }
     let opts = SourceOptions {
         size: args.size,
         fps: args.fps,
@@ -80,7 +88,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         pins_per_consumer: args.pins_per_consumer,
         nominal_fps,
         debug_bgr: args.debug_bgr,
-        ..ProducerConfig::new(bus.clone())
+        ..ProducerConfig::new(bus.clone()).with_format(args.format, args.bits.unwrap_or(0))
     };
     let stop = super::stop_flag()?;
     let started = Instant::now();
@@ -98,11 +106,13 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     };
     let mut buses = 0u64;
     let mut geometry = source.size();
+    let mut significant_bits = 8;
     let mut ready_err = None;
     let result = run_source(config, &mut source, run_opts, &stop, |producer| {
         buses += 1;
         let layout = producer.layout();
         geometry = (layout.width, layout.height);
+        significant_bits = layout.significant_bits;
         if buses == 1 {
             if let Err(e) = crate::out::write_all(format!("ready bus={bus}\n").as_bytes()) {
                 ready_err = Some(e);
@@ -146,6 +156,8 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         source: spec.to_string(),
         width: geometry.0,
         height: geometry.1,
+        format: args.format.name(),
+        significant_bits,
         frames: stats.frames,
         seconds,
         fps: source.rate.fps(),

@@ -11,11 +11,12 @@ use anyhow::Context;
 use clap::Args;
 use framebus_consumer::{read_bgr, Consumer, ConsumerConfig};
 use serde::Serialize;
+use shm_layout::PixelFormat;
 
 /// `framebus snapshot`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Prints one line on stdout: `seq=N width=W height=H file=PATH` (with --json, a JSON\nobject with seq, width, height, capture_ns, bgr, file). With -o - the PNG itself goes\nto stdout and that line to stderr. The PNG also carries the frame's sequence\nnumber in a tEXt chunk `framebus-seq`. Only PNG is written: another extension is\nrefused.\n\nThe gray frame is taken as a consumer would (it holds a consumer entry for an\ninstant). The BGR frame needs a producer started with --debug-bgr.\n\nExamples:\n  framebus snapshot --bus cam0 -o frame.png\n  framebus snapshot --bus cam0 -o colour.png --bgr\n  framebus snapshot --bus cam0 -o - | display -"
+    after_help = "Prints one line on stdout: `seq=N width=W height=H file=PATH` (with --json, a JSON\nobject with seq, width, height, capture_ns, bgr, format, png_bits, file). With -o - the PNG itself goes\nto stdout and that line to stderr. The PNG also carries the frame's sequence\nnumber in a tEXt chunk `framebus-seq`. Only PNG is written: another extension is\nrefused.\n\nThe frame is written as the bus carries it: gray8 as 8-bit gray, gray16 as 16-bit\ngray (values unshifted: a 12-bit camera's are 0..4095; tEXt chunks framebus-format\nand framebus-significant-bits say so), bgr8 and rgb8 as RGB.\n\nThe frame is taken as a consumer would (it holds a consumer entry for an\ninstant). The BGR frame needs a producer started with --debug-bgr.\n\nExamples:\n  framebus snapshot --bus cam0 -o frame.png\n  framebus snapshot --bus cam0 -o colour.png --bgr\n  framebus snapshot --bus cam0 -o - | display -"
 )]
 pub struct SnapshotArgs {
     /// Bus name.
@@ -43,16 +44,24 @@ struct Written {
     height: u32,
     capture_ns: u64,
     bgr: bool,
+    /// The bus's pixel format (`bgr8` for the debug BGR slot).
+    format: &'static str,
+    /// Bits per PNG sample: 8, or 16 for gray16.
+    png_bits: u8,
     file: String,
 }
 
-/// An image to encode: 8-bit gray or RGB, rows packed.
+/// An image to encode: 8- or 16-bit gray, or RGB, rows packed (16-bit
+/// samples big-endian, as PNG stores them).
 struct Image {
     width: u32,
     height: u32,
     seq: u64,
     capture_ns: u64,
+    format: PixelFormat,
+    significant_bits: u8,
     color: png::ColorType,
+    depth: png::BitDepth,
     data: Vec<u8>,
 }
 
@@ -73,11 +82,14 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
             height: frame.height,
             seq: frame.seq,
             capture_ns: frame.capture_ns,
+            format: PixelFormat::Bgr8,
+            significant_bits: 8,
             color: png::ColorType::Rgb,
+            depth: png::BitDepth::Eight,
             data,
         }
     } else {
-        gray_frame(&bus, timeout)?
+        frame_image(&bus, timeout)?
     };
     if to_stdout {
         let mut png = Vec::new();
@@ -92,6 +104,12 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<ExitCode> {
         height: image.height,
         capture_ns: image.capture_ns,
         bgr: args.bgr,
+        format: image.format.name(),
+        png_bits: if image.depth == png::BitDepth::Sixteen {
+            16
+        } else {
+            8
+        },
         file: args.output.display().to_string(),
     };
     let line = if args.json {
@@ -133,9 +151,12 @@ fn is_stdout(path: &Path) -> anyhow::Result<bool> {
     Ok(false)
 }
 
-/// The newest gray frame: attach, pin it, copy its rows (without the
-/// stride padding) while it is pinned, let go.
-fn gray_frame(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Image> {
+/// The newest frame: attach, pin it, copy its rows (without the stride
+/// padding) while it is pinned, in PNG's sample layout, let go. gray8 and
+/// gray16 become 8- and 16-bit grayscale PNGs (gray16 values as they are:
+/// a 12-bit camera's 0..=4095, its significant bits in a tEXt chunk), bgr8
+/// and rgb8 RGB PNGs.
+fn frame_image(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Image> {
     let config = ConsumerConfig {
         name: "snapshot".into(),
         ..ConsumerConfig::new(bus.clone())
@@ -150,11 +171,37 @@ fn gray_frame(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Im
                 timeout.as_secs_f64()
             )
         })?;
-    let (w, h) = (frame.width(), frame.height());
-    let mut data = Vec::with_capacity(w as usize * h as usize);
-    for y in 0..h {
-        data.extend_from_slice(frame.row(y));
-    }
+    let (w, h, format) = (frame.width(), frame.height(), frame.format());
+    let mut data = Vec::with_capacity(frame.view().row_bytes() * h as usize);
+    let (color, depth) = match format {
+        PixelFormat::Gray8 => {
+            for y in 0..h {
+                data.extend_from_slice(frame.row(y));
+            }
+            (png::ColorType::Grayscale, png::BitDepth::Eight)
+        }
+        PixelFormat::Gray16 => {
+            let rows = frame
+                .as_u16()
+                .with_context(|| format!("cannot read the gray16 frame of bus {bus}"))?;
+            for row in rows.iter() {
+                data.extend(row.iter().flat_map(|v| v.to_be_bytes()));
+            }
+            (png::ColorType::Grayscale, png::BitDepth::Sixteen)
+        }
+        PixelFormat::Rgb8 | PixelFormat::Bgr8 => {
+            for y in 0..h {
+                data.extend_from_slice(frame.row(y));
+            }
+            if format == PixelFormat::Bgr8 {
+                // PNG stores R, G, B: swap B and R.
+                for px in data.chunks_exact_mut(3) {
+                    px.swap(0, 2);
+                }
+            }
+            (png::ColorType::Rgb, png::BitDepth::Eight)
+        }
+    };
     if frame.truncated() {
         anyhow::bail!("bus {bus} was truncated while its frame was copied (another process shrank /dev/shm/framebus.{bus}); nothing written — try again once the producer has re-created it");
     }
@@ -163,7 +210,10 @@ fn gray_frame(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Im
         height: h,
         seq: frame.seq(),
         capture_ns: frame.capture_ns(),
-        color: png::ColorType::Grayscale,
+        format,
+        significant_bits: frame.significant_bits(),
+        color,
+        depth,
         data,
     };
     drop(frame); // releases the pin
@@ -191,8 +241,13 @@ fn write_png(path: &Path, image: &Image) -> anyhow::Result<()> {
 fn encode_png(out: impl Write, image: &Image) -> Result<(), png::EncodingError> {
     let mut enc = png::Encoder::new(out, image.width, image.height);
     enc.set_color(image.color);
-    enc.set_depth(png::BitDepth::Eight);
+    enc.set_depth(image.depth);
     enc.add_text_chunk("framebus-seq".into(), image.seq.to_string())?;
+    enc.add_text_chunk("framebus-format".into(), image.format.name().into())?;
+    enc.add_text_chunk(
+        "framebus-significant-bits".into(),
+        image.significant_bits.to_string(),
+    )?;
     let mut writer = enc.write_header()?;
     writer.write_image_data(&image.data)?;
     writer.finish()

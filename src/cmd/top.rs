@@ -263,6 +263,8 @@ mod tests {
             width: 640,
             height: 480,
             stride: 640,
+            format: shm_layout::PixelFormat::Gray8,
+            significant_bits: 8,
             slot_count: 18,
             max_consumers: 8,
             pins_per_consumer: 2,

@@ -443,6 +443,15 @@ pub fn run_out(
         if frame.instance_id() == last_instance && frame.seq() > last_seq + 1 {
             stats.frames_skipped += frame.seq() - last_seq - 1;
         }
+        // The payload is gray8 only: never send a frame of another
+        // format as if it were gray (checked per frame: a restarted
+        // producer may use another format).
+        if frame.format() != shm_layout::PixelFormat::Gray8 {
+            return Err(BridgeError::UnsupportedFormat {
+                bus: opts.bus.to_string(),
+                format: frame.format(),
+            });
+        }
         last_instance = frame.instance_id();
         last_seq = frame.seq();
         stats.last_seq = last_seq;

@@ -44,7 +44,8 @@ pub trait Algorithm {
     }
 }
 
-/// Mean intensity of each frame.
+/// Mean intensity of each frame (over every channel value: for colour,
+/// the mean of R, G and B; for gray16, in its units).
 #[derive(Debug, Default)]
 pub struct Mean {
     last: Option<f64>,
@@ -57,12 +58,21 @@ impl Algorithm for Mean {
 
     fn process(&mut self, frame: &FrameView<'_>) -> Result<(), String> {
         let mut total: u64 = 0;
-        for y in 0..frame.height {
-            // Sum in u32 lanes per row: the compiler vectorises this loop,
-            // and a row of 16384 bytes cannot overflow a u32.
-            total += frame.row(y).iter().map(|&b| u32::from(b)).sum::<u32>() as u64;
+        if let Ok(rows) = frame.as_u16() {
+            // gray16: a row of 16384 values of at most 65535 fits a u32.
+            for row in rows.iter() {
+                total += row.iter().map(|&v| u32::from(v)).sum::<u32>() as u64;
+            }
+        } else {
+            for y in 0..frame.height {
+                // Sum in u32 lanes per row: the compiler vectorises this
+                // loop, and a row of 3 * 16384 bytes cannot overflow a u32.
+                total += frame.row(y).iter().map(|&b| u32::from(b)).sum::<u32>() as u64;
+            }
         }
-        self.last = Some(total as f64 / (f64::from(frame.width) * f64::from(frame.height)));
+        // Mean over every channel value (gray: every pixel).
+        let values = frame.row_bytes() as f64 / f64::from(frame.format.bytes_per_channel());
+        self.last = Some(total as f64 / (values * f64::from(frame.height)));
         Ok(())
     }
 
@@ -88,14 +98,25 @@ impl Algorithm for Verify {
     }
 
     fn setup(&mut self, bus: &BusInfo) -> Result<(), String> {
-        self.pattern = Some(Pattern::new(bus.layout.width));
+        let l = &bus.layout;
+        self.pattern = Some(Pattern::with_format(l.width, l.format, l.significant_bits));
         Ok(())
     }
 
     fn process(&mut self, frame: &FrameView<'_>) -> Result<(), String> {
-        let pattern = self
-            .pattern
-            .get_or_insert_with(|| Pattern::new(frame.width));
+        let described = |p: &Pattern| {
+            (p.format(), p.significant_bits()) == (frame.format, frame.significant_bits)
+        };
+        if !self.pattern.as_ref().is_some_and(described) {
+            self.pattern = Some(Pattern::with_format(
+                frame.width,
+                frame.format,
+                frame.significant_bits,
+            ));
+        }
+        let Some(pattern) = self.pattern.as_ref() else {
+            return Err("verify: no pattern".into());
+        };
         if let Err(m) = pattern.verify(frame.seq, frame.pixels, frame.stride as usize, frame.height)
         {
             self.bad += 1;

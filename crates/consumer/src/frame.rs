@@ -1,15 +1,16 @@
-//! [`Frame`]: a pinned gray frame, read zero-copy from its slot. Dropping it
-//! releases the pin.
+//! [`Frame`]: a pinned frame, read zero-copy from its slot, with typed views
+//! by pixel format. Dropping it releases the pin.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use shm_layout::pin;
 use shm_layout::sync::Ordering;
+use shm_layout::PixelFormat;
 
 use crate::attach::Attachment;
 use crate::consumer::BusInfo;
-use crate::view::FrameView;
+use crate::view::{FormatError, FrameView, U16Rows};
 
 /// A pinned frame. Its pixels are the slot itself: stable, byte for byte,
 /// until the frame is dropped (the producer never writes a pinned slot).
@@ -69,9 +70,21 @@ impl<'c> Frame<'c> {
         self.att.layout().height
     }
 
-    /// Bytes from the start of one row to the next (>= width).
+    /// Bytes from the start of one row to the next (>= width * bytes per
+    /// pixel).
     pub fn stride(&self) -> u32 {
         self.att.layout().stride
+    }
+
+    /// The bus's pixel format: gray8, gray16, bgr8 or rgb8.
+    pub fn format(&self) -> PixelFormat {
+        self.att.layout().format
+    }
+
+    /// Significant bits per value (8 for 8-bit formats; 1..=16 for gray16,
+    /// e.g. 12 for a mono12 camera, whose values are 0..=4095).
+    pub fn significant_bits(&self) -> u8 {
+        self.att.layout().significant_bits
     }
 
     /// The frame's sequence number (1, 2, ... per producer instance).
@@ -128,14 +141,41 @@ impl<'c> Frame<'c> {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
-    /// Row `y` without its padding (`width` bytes).
+    /// Row `y`'s bytes without padding (`width * bytes_per_pixel` bytes:
+    /// `width` for gray8).
     ///
     /// # Panics
     /// If `y >= height`.
     pub fn row(&self, y: u32) -> &[u8] {
-        assert!(y < self.height(), "row {y} out of {} rows", self.height());
-        let start = y as usize * self.stride() as usize;
-        &self.pixels()[start..start + self.width() as usize]
+        self.view().row(y)
+    }
+
+    /// A gray16 frame's values, zero-copy: the alignment is checked once
+    /// here, then [`U16Rows::row`] hands out `&[u16]` rows. An error if the
+    /// bus is not gray16.
+    pub fn as_u16(&self) -> Result<U16Rows<'_>, FormatError> {
+        self.view().as_u16()
+    }
+
+    /// The rows of a gray16 frame, top to bottom, as `&[u16]` of `width`
+    /// values (see [`Frame::as_u16`]).
+    pub fn rows_u16(&self) -> Result<impl Iterator<Item = &[u16]> + '_, FormatError> {
+        Ok(self.as_u16()?.iter())
+    }
+
+    /// Row `y` of a bgr8 or rgb8 frame as pixel triples in the frame's
+    /// byte order, zero-copy. An error for a gray bus.
+    ///
+    /// # Panics
+    /// If `y >= height`.
+    pub fn row_triples(&self, y: u32) -> Result<&[[u8; 3]], FormatError> {
+        self.view().row_triples(y)
+    }
+
+    /// A copy of the frame as packed R, G, B bytes, whatever its format
+    /// (see [`FrameView::to_rgb`]).
+    pub fn to_rgb(&self) -> Vec<u8> {
+        self.view().to_rgb()
     }
 
     /// The frame as algorithm code sees it (zero-copy: the pixels are the
@@ -145,6 +185,8 @@ impl<'c> Frame<'c> {
             width: self.width(),
             height: self.height(),
             stride: self.stride(),
+            format: self.format(),
+            significant_bits: self.significant_bits(),
             seq: self.seq,
             capture_ns: self.capture_ns,
             pixels: self.pixels(),
@@ -180,6 +222,7 @@ impl std::fmt::Debug for Frame<'_> {
             .field("width", &self.width())
             .field("height", &self.height())
             .field("stride", &self.stride())
+            .field("format", &self.format())
             .finish()
     }
 }

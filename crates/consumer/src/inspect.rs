@@ -96,9 +96,13 @@ pub struct BusSnapshot {
     pub width: u32,
     /// Frame height.
     pub height: u32,
-    /// Row stride.
+    /// Row stride in bytes.
     pub stride: u32,
-    /// Gray slots.
+    /// Pixel format of the frames.
+    pub format: shm_layout::PixelFormat,
+    /// Significant bits per value (8, or 1..=16 for gray16).
+    pub significant_bits: u8,
+    /// Frame slots.
     pub slot_count: u32,
     /// Consumer entries.
     pub max_consumers: u32,
@@ -207,6 +211,8 @@ pub fn inspect(bus: &BusName) -> Result<BusSnapshot, ConsumerError> {
         width: h.width,
         height: h.height,
         stride: h.stride,
+        format: mapped.control.layout().format,
+        significant_bits: mapped.control.layout().significant_bits,
         slot_count: h.slot_count,
         max_consumers: h.max_consumers,
         pins_per_consumer: h.pins_per_consumer,

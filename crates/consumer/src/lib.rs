@@ -32,4 +32,4 @@ pub use error::ConsumerError;
 pub use frame::Frame;
 pub use inspect::{inspect, BusSnapshot, ConsumerSnapshot, SlotSnapshot};
 pub use trust::{Trust, TRUST_OWNERS_VAR};
-pub use view::FrameView;
+pub use view::{FormatError, FrameView, U16Rows};

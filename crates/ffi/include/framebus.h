@@ -95,12 +95,19 @@ typedef enum {
   FRAMEBUS_ERROR_UNTRUSTED = 22,
 } framebus_status;
 
-// Pixel formats a frame can have. Only 8-bit gray exists today; a frame's
-// format accessor returns one of these so programs can refuse formats they
-// do not know once more exist.
+// Pixel formats a frame can have (the bus header's `pixel_format` code,
+// doc/LAYOUT.md §5.5). A frame's format accessor returns one of these;
+// programs should refuse values they do not know.
 typedef enum {
   // One byte per pixel, 0 = black, 255 = white; rows `stride` bytes apart.
   FRAMEBUS_FORMAT_GRAY8 = 1,
+  // One little-endian `uint16_t` per pixel (2-aligned; `stride` is
+  // even); a mono10/12 camera's values are unshifted, 0..2^bits - 1.
+  FRAMEBUS_FORMAT_GRAY16 = 2,
+  // Three bytes per pixel: blue, green, red.
+  FRAMEBUS_FORMAT_BGR8 = 3,
+  // Three bytes per pixel: red, green, blue.
+  FRAMEBUS_FORMAT_RGB8 = 4,
 } framebus_format;
 
 // A consumer of one bus: its registration (consumer entry, trigger FIFO)
@@ -151,7 +158,8 @@ typedef struct {
   uint32_t width;
   // Frame height in rows.
   uint32_t height;
-  // Bytes from the start of one row to the next (>= width).
+  // Bytes from the start of one row to the next (>= width * bytes per
+  // pixel).
   uint32_t stride;
   // Pixel format, a `framebus_format` value.
   uint32_t format;
@@ -187,7 +195,8 @@ typedef struct {
   uint32_t width;
   // Frame height in rows.
   uint32_t height;
-  // Bytes from the start of one row to the next (>= width).
+  // Bytes from the start of one row to the next (>= width * bytes per
+  // pixel).
   uint32_t stride;
   // Pixel format, a `framebus_format` value.
   uint32_t format;
@@ -381,8 +390,8 @@ framebus_status framebus_frame_height(const framebus_frame *frame, uint32_t *out
 // `frame` must be a live frame handle, `out` writable.
 framebus_status framebus_frame_stride(const framebus_frame *frame, uint32_t *out);
 
-// The frame's pixel format, a `framebus_format` value (today always
-// `FRAMEBUS_FORMAT_GRAY8`).
+// The frame's pixel format, a `framebus_format` value
+// (`FRAMEBUS_FORMAT_GRAY8`, `_GRAY16`, `_BGR8` or `_RGB8`, as the bus says).
 //
 // # Safety
 // `frame` must be a live frame handle, `out` writable.

@@ -9,7 +9,6 @@ use framebus_consumer::{Consumer, ConsumerConfig, Frame};
 use shm_layout::BusName;
 
 use crate::error::{guard, lock, non_null, out_arg, FfiError, FramebusStatus};
-use crate::FramebusFormat;
 
 /// A consumer of one bus: its registration (consumer entry, trigger FIFO)
 /// and the last frame it handed out. Created by
@@ -59,7 +58,8 @@ pub struct FramebusBusInfo {
     pub width: u32,
     /// Frame height in rows.
     pub height: u32,
-    /// Bytes from the start of one row to the next (>= width).
+    /// Bytes from the start of one row to the next (>= width * bytes per
+    /// pixel).
     pub stride: u32,
     /// Pixel format, a `framebus_format` value.
     pub format: u32,
@@ -86,7 +86,8 @@ pub struct FramebusFrameInfo {
     pub width: u32,
     /// Frame height in rows.
     pub height: u32,
-    /// Bytes from the start of one row to the next (>= width).
+    /// Bytes from the start of one row to the next (>= width * bytes per
+    /// pixel).
     pub stride: u32,
     /// Pixel format, a `framebus_format` value.
     pub format: u32,
@@ -261,7 +262,7 @@ fn frame_handle(frame: Frame<'static>) -> *mut FramebusFrame {
         width: frame.width(),
         height: frame.height(),
         stride: frame.stride(),
-        format: FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32,
+        format: frame.format().code(),
         seq: frame.seq(),
         capture_ns: frame.capture_ns(),
         publish_ns: frame.publish_ns(),
@@ -372,7 +373,7 @@ pub unsafe extern "C" fn framebus_consumer_get_bus_info(
             width: l.width,
             height: l.height,
             stride: l.stride,
-            format: FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32,
+            format: l.format.code(),
             slot_count: l.slot_count,
             max_consumers: l.max_consumers,
             pins_per_consumer: l.pins_per_consumer,
@@ -548,8 +549,8 @@ pub unsafe extern "C" fn framebus_frame_stride(
     unsafe { frame_field(frame, out, |i| i.stride) }
 }
 
-/// The frame's pixel format, a `framebus_format` value (today always
-/// `FRAMEBUS_FORMAT_GRAY8`).
+/// The frame's pixel format, a `framebus_format` value
+/// (`FRAMEBUS_FORMAT_GRAY8`, `_GRAY16`, `_BGR8` or `_RGB8`, as the bus says).
 ///
 /// # Safety
 /// `frame` must be a live frame handle, `out` writable.

@@ -52,16 +52,33 @@ const _: () = assert!(
     FRAMEBUS_ABI_VERSION == (FRAMEBUS_ABI_VERSION_MAJOR << 16 | FRAMEBUS_ABI_VERSION_MINOR)
 );
 
-/// Pixel formats a frame can have. Only 8-bit gray exists today; a frame's
-/// format accessor returns one of these so programs can refuse formats they
-/// do not know once more exist.
+/// Pixel formats a frame can have (the bus header's `pixel_format` code,
+/// doc/LAYOUT.md §5.5). A frame's format accessor returns one of these;
+/// programs should refuse values they do not know.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FramebusFormat {
     /// One byte per pixel, 0 = black, 255 = white; rows `stride` bytes apart.
     FRAMEBUS_FORMAT_GRAY8 = 1,
+    /// One little-endian `uint16_t` per pixel (2-aligned; `stride` is
+    /// even); a mono10/12 camera's values are unshifted, 0..2^bits - 1.
+    FRAMEBUS_FORMAT_GRAY16 = 2,
+    /// Three bytes per pixel: blue, green, red.
+    FRAMEBUS_FORMAT_BGR8 = 3,
+    /// Three bytes per pixel: red, green, blue.
+    FRAMEBUS_FORMAT_RGB8 = 4,
 }
+
+const _: () = {
+    use shm_layout::header::{
+        PIXEL_FORMAT_BGR8, PIXEL_FORMAT_GRAY16, PIXEL_FORMAT_GRAY8, PIXEL_FORMAT_RGB8,
+    };
+    assert!(FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32 == PIXEL_FORMAT_GRAY8);
+    assert!(FramebusFormat::FRAMEBUS_FORMAT_GRAY16 as u32 == PIXEL_FORMAT_GRAY16);
+    assert!(FramebusFormat::FRAMEBUS_FORMAT_BGR8 as u32 == PIXEL_FORMAT_BGR8);
+    assert!(FramebusFormat::FRAMEBUS_FORMAT_RGB8 as u32 == PIXEL_FORMAT_RGB8);
+};
 
 /// The ABI version of the loaded library, `major << 16 | minor`. A program
 /// built against header version `FRAMEBUS_ABI_VERSION` works with it if the

@@ -8,7 +8,6 @@ use framebus_producer::{Captured, Producer, ProducerConfig, SourceError};
 
 use crate::consumer::{bus_arg, write_out, FramebusBusInfo};
 use crate::error::{guard, lock, non_null, out_arg, FfiError, FramebusStatus};
-use crate::FramebusFormat;
 
 /// The producer of one bus. Created by `framebus_producer_create`, freed by
 /// `framebus_producer_destroy` (which shuts the bus down if
@@ -321,6 +320,7 @@ pub unsafe extern "C" fn framebus_producer_fill(
         let published = with_producer(handle, false, |state| {
             let published = state.producer.publish(|seq, writer| {
                 let (width, height, stride) = (writer.width(), writer.height(), writer.stride());
+                let format = writer.format().code();
                 let data = writer.data();
                 let mut slot = FramebusSlot {
                     data: data.as_mut_ptr(),
@@ -328,7 +328,7 @@ pub unsafe extern "C" fn framebus_producer_fill(
                     width,
                     height,
                     stride,
-                    format: FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32,
+                    format,
                     seq,
                     capture_ns: 0,
                 };
@@ -406,7 +406,7 @@ pub unsafe extern "C" fn framebus_producer_get_bus_info(
                 width: l.width,
                 height: l.height,
                 stride: l.stride,
-                format: FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32,
+                format: l.format.code(),
                 slot_count: l.slot_count,
                 max_consumers: l.max_consumers,
                 pins_per_consumer: l.pins_per_consumer,

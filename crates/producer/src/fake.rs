@@ -1,13 +1,15 @@
-//! The built-in fake camera: any size, frames generated straight into the
-//! slot from the self-checking pattern of `shm_layout::pattern`.
+//! The built-in fake camera: any size, any pixel format, frames generated
+//! straight into the slot from the self-checking pattern of
+//! `shm_layout::pattern`.
 
 use shm_layout::pattern::Pattern;
 
 use crate::source::{Captured, FrameSource, SlotWriter, SourceError};
 use crate::sys;
 
-/// A fake camera whose frame `seq` is [`Pattern`]'s frame `seq`, so a
-/// consumer can check every byte (`framebus consume --algo verify`).
+/// A fake camera whose frame `seq` is [`Pattern`]'s frame `seq` in the
+/// slot's pixel format, so a consumer can check every byte (`framebus
+/// consume --algo verify`).
 #[derive(Debug, Clone)]
 pub struct FakeSource {
     width: u32,
@@ -33,6 +35,13 @@ impl FrameSource for FakeSource {
 
     fn fill(&mut self, seq: u64, slot: &mut SlotWriter<'_>) -> Result<Captured, SourceError> {
         let capture_ns = sys::monotonic_ns();
+        // The bus decides the format: draw in it (the pattern is made once
+        // per format, not per frame).
+        if (self.pattern.format(), self.pattern.significant_bits())
+            != (slot.format(), slot.significant_bits())
+        {
+            self.pattern = Pattern::with_format(self.width, slot.format(), slot.significant_bits());
+        }
         let (stride, height) = (slot.stride() as usize, slot.height());
         self.pattern.fill(seq, slot.data(), stride, height);
         Ok(Captured { capture_ns })

@@ -1,6 +1,9 @@
 //! [`OpenCvSource`]: frames from an OpenCV `VideoCapture` — a camera or a
-//! video file — converted to gray straight into the slot (only with the
-//! `opencv` feature; see doc/CAMERA.md).
+//! video file — converted to the bus's pixel format straight into the slot
+//! (only with the `opencv` feature; see doc/CAMERA.md): gray8 by
+//! `cvtColor(BGR→GRAY)`, bgr8 by a copy, rgb8 by `cvtColor(BGR→RGB)`, and
+//! gray16 from captures that deliver 16-bit gray (`CV_16UC1`) by a copy; an
+//! 8-bit capture into a gray16 bus is refused with the reason.
 //!
 //! Per frame: `VideoCapture::read` decodes into a BGR `Mat` the source
 //! owns (reused from frame to frame); `cvtColor(BGR→GRAY)` writes into a
@@ -14,10 +17,11 @@
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use opencv::core::{Mat, CV_8UC1, CV_8UC3, CV_8UC4};
+use opencv::core::{Mat, CV_16UC1, CV_8U, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::imgproc;
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
+use shm_layout::PixelFormat;
 
 use crate::source::{Captured, FrameSource, SlotWriter, SourceError, SourceTimings};
 use crate::sys;
@@ -276,49 +280,67 @@ impl OpenCvSource {
         }
     }
 
-    /// Converts `self.frame` to gray into the slot: a `Mat` header over
-    /// the slot's memory is cvtColor's destination.
+    /// Converts `self.frame` to the slot's format into the slot: a `Mat`
+    /// header over the slot's memory is cvtColor's (or copyTo's)
+    /// destination.
     fn convert_into(&mut self, slot: &mut SlotWriter<'_>) -> Result<(), SourceError> {
         let (w, h, stride) = (slot.width(), slot.height(), slot.stride() as usize);
+        let (format, row_bytes) = (slot.format(), slot.row_bytes());
+        let src_type = self.frame.typ();
+        let (dst_type, code) = match (format, src_type) {
+            (PixelFormat::Gray8, t) if t == CV_8UC3 => (CV_8UC1, Some(imgproc::COLOR_BGR2GRAY)),
+            (PixelFormat::Gray8, t) if t == CV_8UC4 => (CV_8UC1, Some(imgproc::COLOR_BGRA2GRAY)),
+            (PixelFormat::Gray8, t) if t == CV_8UC1 => (CV_8UC1, None),
+            (PixelFormat::Bgr8, t) if t == CV_8UC3 => (CV_8UC3, None),
+            (PixelFormat::Bgr8, t) if t == CV_8UC4 => (CV_8UC3, Some(imgproc::COLOR_BGRA2BGR)),
+            (PixelFormat::Bgr8, t) if t == CV_8UC1 => (CV_8UC3, Some(imgproc::COLOR_GRAY2BGR)),
+            (PixelFormat::Rgb8, t) if t == CV_8UC3 => (CV_8UC3, Some(imgproc::COLOR_BGR2RGB)),
+            (PixelFormat::Rgb8, t) if t == CV_8UC4 => (CV_8UC3, Some(imgproc::COLOR_BGRA2RGB)),
+            (PixelFormat::Rgb8, t) if t == CV_8UC1 => (CV_8UC3, Some(imgproc::COLOR_GRAY2RGB)),
+            (PixelFormat::Gray16, t) if t == CV_16UC1 => (CV_16UC1, None),
+            (PixelFormat::Gray16, t) if t == CV_8UC1 || t == CV_8UC3 || t == CV_8UC4 => {
+                return Err(SourceError::Failed(format!(
+                    "the source delivers 8-bit frames (OpenCV type {t}), but the bus is gray16: a gray16 bus needs a capture that delivers 16-bit gray (CV_16UC1); use --format gray8 for this source"
+                )))
+            }
+            (_, t) => {
+                return Err(SourceError::Failed(format!(
+                    "the source delivers frames of OpenCV type {t}, not 8-bit BGR, BGRA or gray (or 16-bit gray for a gray16 bus)"
+                )))
+            }
+        };
         let data = slot.data();
-        let needed = stride * (h as usize - 1) + w as usize;
-        if data.len() < needed || stride < w as usize {
+        let needed = stride * (h as usize - 1) + row_bytes;
+        if data.len() < needed || stride < row_bytes {
             return Err(SourceError::Failed(format!(
                 "slot of {} bytes with stride {stride} cannot hold {w}x{h}",
                 data.len()
             )));
         }
         let ptr = data.as_mut_ptr();
-        // SAFETY: the header describes `h` rows of `w` bytes, `stride`
-        // bytes apart, starting at `ptr`: stride * (h - 1) + w <= data.len()
-        // (checked above), so every byte OpenCV may touch is inside the
-        // slot, which `slot` borrows mutably (the producer holds its writer
-        // bit) for longer than `dst` lives; the Mat does not own or free
-        // external data.
+        // SAFETY: the header describes `h` rows of `w` pixels of
+        // `dst_type` — `row_bytes` = w * bytes per pixel of the slot's
+        // format, which `dst_type` matches (1, 3 or 2 bytes) — `stride`
+        // bytes apart, starting at `ptr`: stride * (h - 1) + row_bytes <=
+        // data.len() (checked above), so every byte OpenCV may touch is
+        // inside the slot, which `slot` borrows mutably (the producer holds
+        // its writer bit) for longer than `dst` lives; the slot is
+        // page-aligned and a gray16 stride even, so 16-bit rows are
+        // aligned; the Mat does not own or free external data.
         let mut dst = unsafe {
-            Mat::new_rows_cols_with_data_unsafe(h as i32, w as i32, CV_8UC1, ptr.cast(), stride)
+            Mat::new_rows_cols_with_data_unsafe(h as i32, w as i32, dst_type, ptr.cast(), stride)
         }
         .map_err(cv_err("cannot wrap the slot in a Mat"))?;
-        let code = match self.frame.typ() {
-            t if t == CV_8UC3 => Some(imgproc::COLOR_BGR2GRAY),
-            t if t == CV_8UC4 => Some(imgproc::COLOR_BGRA2GRAY),
-            t if t == CV_8UC1 => None,
-            t => {
-                return Err(SourceError::Failed(format!(
-                    "the source delivers frames of OpenCV type {t}, not 8-bit BGR, BGRA or gray"
-                )))
-            }
-        };
         match code {
             Some(code) => imgproc::cvt_color(&self.frame, &mut dst, code, 0),
             None => self.frame.copy_to(&mut dst),
         }
-        .map_err(cv_err("cannot convert the frame to gray"))?;
+        .map_err(cv_err("cannot convert the frame into the slot"))?;
         // OpenCV reallocates a destination whose size or type does not
         // match instead of failing: then the slot was not written.
         if dst.data() != ptr.cast_const() || dst.rows() != h as i32 || dst.cols() != w as i32 {
             return Err(SourceError::Failed(format!(
-                "OpenCV wrote the gray frame into its own buffer instead of the slot ({}x{} type {} into {w}x{h}): this is a framebus bug, please report it",
+                "OpenCV wrote the {format} frame into its own buffer instead of the slot ({}x{} type {} into {w}x{h}): this is a framebus bug, please report it",
                 self.frame.cols(),
                 self.frame.rows(),
                 self.frame.typ()
@@ -333,13 +355,24 @@ impl OpenCvSource {
             return Ok(());
         };
         let mut frame = &self.frame;
-        let code = match self.frame.typ() {
+        // A 16-bit gray frame is shown in the 8-bit debug slot by its high
+        // byte.
+        let narrowed;
+        if self.frame.typ() == CV_16UC1 {
+            let mut m = Mat::default();
+            self.frame
+                .convert_to(&mut m, CV_8U, 1.0 / 256.0, 0.0)
+                .map_err(cv_err("cannot narrow the 16-bit frame for the BGR slot"))?;
+            narrowed = m;
+            frame = &narrowed;
+        }
+        let code = match frame.typ() {
             t if t == CV_8UC1 => Some(imgproc::COLOR_GRAY2BGR),
             t if t == CV_8UC4 => Some(imgproc::COLOR_BGRA2BGR),
             _ => None,
         };
         if let Some(code) = code {
-            imgproc::cvt_color(&self.frame, &mut self.bgr_scratch, code, 0)
+            imgproc::cvt_color(frame, &mut self.bgr_scratch, code, 0)
                 .map_err(cv_err("cannot convert the frame to BGR"))?;
             frame = &self.bgr_scratch;
         }

@@ -9,13 +9,13 @@ use shm_layout::layout::{Layout, LayoutRequest};
 use shm_layout::pin;
 use shm_layout::sync::Ordering;
 use shm_layout::window::RateWindow;
-use shm_layout::{BusName, ProducerState};
+use shm_layout::{BusName, PixelFormat, ProducerState};
 
 use crate::bgr::BgrWriter;
 use crate::bus::BusMemory;
 use crate::error::ProducerError;
 use crate::registry::{trigger_message, Registry};
-use crate::source::{Captured, FrameSource, SlotWriter, SourceError};
+use crate::source::{Captured, SlotWriter, SourceError};
 use crate::sys;
 
 /// How often, at most, consumer processes are checked for liveness and the
@@ -42,10 +42,15 @@ pub struct ProducerConfig {
     pub group: Option<u32>,
     /// Whether the debug BGR slot is written.
     pub debug_bgr: bool,
+    /// The frame slots' pixel format (default gray8).
+    pub format: PixelFormat,
+    /// Significant bits per value for gray16 (10 or 12 for a mono10/12
+    /// camera); 0 = the whole container (16 for gray16, 8 otherwise).
+    pub significant_bits: u8,
 }
 
 impl ProducerConfig {
-    /// Defaults: 8 consumers, 1 pin each, unpaced, owner-only.
+    /// Defaults: 8 consumers, 1 pin each, unpaced, owner-only, gray8.
     pub fn new(bus: BusName) -> Self {
         Self {
             bus,
@@ -55,6 +60,18 @@ impl ProducerConfig {
             mode: 0o600,
             group: None,
             debug_bgr: false,
+            format: PixelFormat::Gray8,
+            significant_bits: 0,
+        }
+    }
+
+    /// The same configuration with frames in `format` (and, for gray16,
+    /// `significant_bits`; 0 = 16).
+    pub fn with_format(self, format: PixelFormat, significant_bits: u8) -> Self {
+        Self {
+            format,
+            significant_bits,
+            ..self
         }
     }
 }
@@ -70,6 +87,31 @@ pub struct ProducerStats {
     pub publish_ns_total: u64,
     /// Nanoseconds spent filling slots (the source's share).
     pub fill_ns_total: u64,
+}
+
+/// A slot taken for writing by [`Producer::begin`], to be ended by
+/// [`Producer::commit`] or [`Producer::abort`].
+#[derive(Debug)]
+#[must_use = "a pending frame holds its slot until it is committed or aborted"]
+pub struct PendingFrame {
+    /// The producer instance that took the slot.
+    instance_id: u64,
+    slot: u32,
+    seq: u64,
+    start_ns: u64,
+    fill_start_ns: u64,
+}
+
+impl PendingFrame {
+    /// The sequence number the frame gets if it is committed.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The slot it is written into.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
 }
 
 /// The producer of one bus. Dropping it shuts the bus down cleanly.
@@ -95,15 +137,17 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Creates the bus for frames of `width` x `height`: the shared memory
-    /// object (taking over a stale one; refusing a live producer's) and the
-    /// trigger directory.
+    /// Creates the bus for frames of `width` x `height` in
+    /// `config.format`: the shared memory object (taking over a stale one;
+    /// refusing a live producer's) and the trigger directory.
     pub fn create(config: ProducerConfig, width: u32, height: u32) -> Result<Self, ProducerError> {
         let layout = Layout::compute(LayoutRequest {
             width,
             height,
             max_consumers: config.max_consumers,
             pins_per_consumer: config.pins_per_consumer,
+            format: config.format,
+            significant_bits: config.significant_bits,
         })?;
         let root = sys::runtime_root();
         let dir = config.bus.trigger_dir(&root);
@@ -131,7 +175,7 @@ impl Producer {
         dynamic
             .producer_state
             .store(ProducerState::Running as u32, Ordering::Release);
-        tracing::info!(bus = %config.bus, width, height, slots = layout.slot_count, bytes = layout.total_size, "bus created");
+        tracing::info!(bus = %config.bus, width, height, format = %layout.format, slots = layout.slot_count, bytes = layout.total_size, "bus created");
         if let Some(blocked) = config
             .group
             .and_then(|g| sys::untraversable_by_group(&root, g))
@@ -226,29 +270,71 @@ impl Producer {
     where
         F: FnOnce(u64, &mut SlotWriter<'_>) -> Result<Captured, SourceError>,
     {
+        let pending = self.begin()?;
+        let seq = pending.seq;
+        let filled = fill(seq, &mut self.writer(&pending));
+        match filled {
+            Ok(captured) => self.commit(pending, captured),
+            Err(e) => {
+                self.abort(pending);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The first half of [`Producer::publish`], for a caller that fills the
+    /// slot across calls of its own (the Python binding's `with
+    /// producer.slot() as buf:`): takes a free slot for writing. Then write
+    /// the frame through [`Producer::writer`] and end with exactly one of
+    /// [`Producer::commit`] (publish it) or [`Producer::abort`] (publish
+    /// nothing; the slot is free again). Until then the slot is held: a
+    /// `PendingFrame` dropped without either keeps its slot out of use for
+    /// the bus's life.
+    pub fn begin(&mut self) -> Result<PendingFrame, ProducerError> {
         if self.fork.in_child() {
             return Err(ProducerError::Forked {
                 bus: self.config.bus.to_string(),
             });
         }
-        let start = sys::monotonic_ns();
+        let start_ns = sys::monotonic_ns();
         self.housekeeping();
         self.check_truncated()?;
         let slot = self.acquire_slot()?;
         let seq = self.seq + 1;
-        let layout = *self.mem.layout();
         let entry = &self.mem.control().slots()[slot as usize];
         // The slot's old frame is being overwritten: seq 0 = "no frame", so
         // a consumer that pins it by a stale `latest` never trusts it.
         // Relaxed: published by end_write's Release.
         entry.seq.store(0, Ordering::Relaxed);
-        let fill_start = sys::monotonic_ns();
-        // A copy of the view (a pointer and the layout), so the seqlock's
-        // borrow does not hold `self.mem` while the gray slot is borrowed.
-        let control = *self.mem.control();
+        Ok(PendingFrame {
+            instance_id: self.instance_id,
+            slot,
+            seq,
+            start_ns,
+            fill_start_ns: sys::monotonic_ns(),
+        })
+    }
+
+    /// The writer of a slot taken by [`Producer::begin`] (and not yet
+    /// committed or aborted: the `PendingFrame` is consumed by those).
+    ///
+    /// # Panics
+    /// If `pending` was taken from another producer.
+    pub fn writer(&mut self, pending: &PendingFrame) -> SlotWriter<'_> {
+        self.check_pending(pending);
+        let (slot, seq) = (pending.slot, pending.seq);
+        let layout = *self.mem.layout();
+        let seqlock: *const shm_layout::header::BgrSeqlock = self.mem.control().bgr_seqlock();
+        // SAFETY: the seqlock is atomics in the control part of the
+        // mapping, which stays mapped as long as `self` (and so as the
+        // returned writer, which borrows `self`); a raw pointer keeps the
+        // shared borrow of `self.mem` from overlapping the slot's `&mut`.
+        let seqlock = unsafe { &*seqlock };
         let bgr_base = self.mem.bgr_slot_ptr();
-        // SAFETY: acquire_slot took the slot's writer bit and end_write below
-        // has not run yet.
+        // SAFETY: `pending` is this producer's (checked above) and came from
+        // `begin`, which took the slot's writer bit; `commit` and `abort`,
+        // which drop the bit, consume the `PendingFrame`, so they have not
+        // run. `&mut self` makes this the only slice of the slot.
         let data = unsafe { self.mem.gray_slot_mut(slot) };
         let bgr = self.config.debug_bgr.then(|| {
             // SAFETY: the BGR slot is `bgr_len` bytes at a page-aligned
@@ -256,10 +342,10 @@ impl Producer {
             // stride is `roundup(3 * width, 64)` (Layout::compute, this
             // producer's own layout), a multiple of 8 and >= 3 * width.
             // Only this producer writes it, and only through this writer,
-            // which lives inside this call; readers only copy it.
+            // which borrows the producer mutably; readers only copy it.
             unsafe {
                 BgrWriter::new(
-                    control.bgr_seqlock(),
+                    seqlock,
                     bgr_base,
                     layout.width,
                     layout.height,
@@ -268,24 +354,39 @@ impl Producer {
                 )
             }
         });
-        let mut writer = SlotWriter {
+        SlotWriter {
             data,
             width: layout.width,
             height: layout.height,
             stride: layout.stride,
+            format: layout.format,
+            significant_bits: layout.significant_bits,
             bgr,
-        };
-        let filled = fill(seq, &mut writer);
+        }
+    }
+
+    /// Publishes the frame written into a slot taken by
+    /// [`Producer::begin`], captured at `captured`, as the newest, and
+    /// triggers every consumer. Returns its sequence number.
+    ///
+    /// # Panics
+    /// If `pending` was taken from another producer.
+    pub fn commit(
+        &mut self,
+        pending: PendingFrame,
+        captured: Captured,
+    ) -> Result<u64, ProducerError> {
+        self.check_pending(&pending);
+        let PendingFrame {
+            slot,
+            seq,
+            start_ns: start,
+            fill_start_ns: fill_start,
+            ..
+        } = pending;
         let fill_end = sys::monotonic_ns();
         let control = self.mem.control();
         let entry = &control.slots()[slot as usize];
-        let captured = match filled {
-            Ok(c) => c,
-            Err(e) => {
-                pin::end_write(entry);
-                return Err(e.into());
-            }
-        };
         if self.mem.truncated(false) {
             // The frame went to zero pages nobody else sees.
             pin::end_write(entry);
@@ -321,6 +422,42 @@ impl Producer {
         self.stats.publish_ns_total += end - start;
         self.stats.fill_ns_total += fill_end - fill_start;
         Ok(seq)
+    }
+
+    /// Gives back a slot taken by [`Producer::begin`] without publishing
+    /// anything: its seq stays 0 (no frame), so no consumer ever trusts what
+    /// was written, and the slot is free for the next frame.
+    ///
+    /// # Panics
+    /// If `pending` was taken from another producer.
+    pub fn abort(&mut self, pending: PendingFrame) {
+        self.check_pending(&pending);
+        let entry = &self.mem.control().slots()[pending.slot as usize];
+        pin::end_write(entry);
+    }
+
+    /// A `PendingFrame` from another producer would name a slot this one
+    /// does not hold: a programming error, refused loudly.
+    fn check_pending(&self, pending: &PendingFrame) {
+        assert_eq!(
+            pending.instance_id, self.instance_id,
+            "a PendingFrame of another producer was passed to producer of bus {}",
+            self.config.bus
+        );
+    }
+
+    /// Resets the figures [`Producer::stats`] returns (after a warm-up).
+    pub(crate) fn reset_stats(&mut self) {
+        self.stats = ProducerStats::default();
+    }
+
+    /// Frames this bus published, from its header.
+    pub(crate) fn frames_published(&self) -> u64 {
+        self.mem
+            .control()
+            .dynamic()
+            .frames_published
+            .load(Ordering::Relaxed)
     }
 
     /// `BusTruncated` once the object was found truncated: another process
@@ -421,174 +558,6 @@ pub(crate) fn live_producer_pid(bus: &BusName) -> u32 {
     match std::fs::File::from(fd).read_at(&mut pid, 32) {
         Ok(4) => u32::from_le_bytes(pid),
         _ => 0,
-    }
-}
-
-/// How [`run`] paces and ends.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunOptions {
-    /// Frames per second; `None` or 0 = as fast as possible.
-    pub fps: Option<f64>,
-    /// Stop after this many frames.
-    pub frames: Option<u64>,
-    /// Stop after this long (warm-up included).
-    pub duration: Option<Duration>,
-    /// Reset the figures [`run`] returns after this long, so they describe
-    /// the steady state only.
-    pub warmup: Option<Duration>,
-}
-
-/// Publishes frames from `source` until `stop` is set, the source ends,
-/// `opts.frames` were published or `opts.duration` passed. Pacing sleeps in short steps so
-/// housekeeping (reclaiming dead consumers) and `stop` stay responsive.
-pub fn run(
-    producer: &mut Producer,
-    source: &mut dyn FrameSource,
-    opts: RunOptions,
-    stop: &AtomicBool,
-) -> Result<ProducerStats, ProducerError> {
-    let period_ns = match opts.fps {
-        Some(f) if f > 0.0 => Some((1e9 / f) as u64),
-        _ => None,
-    };
-    let start = sys::monotonic_ns();
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    let end_ns = opts.duration.map(|d| start.saturating_add(nanos(d)));
-    let mut warmup_end_ns = opts.warmup.map(|d| start.saturating_add(nanos(d)));
-    let mut next_ns = start;
-    let mut frames = 0u64;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let now = sys::monotonic_ns();
-        if opts.frames.is_some_and(|n| frames >= n) || end_ns.is_some_and(|e| now >= e) {
-            break;
-        }
-        if warmup_end_ns.is_some_and(|w| now >= w) {
-            warmup_end_ns = None;
-            producer.stats = ProducerStats::default();
-        }
-        if let Some(period) = period_ns {
-            loop {
-                let now = sys::monotonic_ns();
-                if now >= next_ns
-                    || stop.load(std::sync::atomic::Ordering::Relaxed)
-                    || end_ns.is_some_and(|e| now >= e)
-                {
-                    break;
-                }
-                let step = (next_ns - now).min(HOUSEKEEPING_INTERVAL.as_nanos() as u64 / 2);
-                std::thread::sleep(Duration::from_nanos(step));
-                producer.housekeeping();
-            }
-            let now = sys::monotonic_ns();
-            if stop.load(std::sync::atomic::Ordering::Relaxed) || end_ns.is_some_and(|e| now >= e) {
-                break;
-            }
-            // Keep a steady schedule, but never burst to catch up.
-            next_ns = if now > next_ns + period {
-                now + period
-            } else {
-                next_ns + period
-            };
-        }
-        match producer.publish(|seq, slot| source.fill(seq, slot)) {
-            Ok(_) => frames += 1,
-            Err(ProducerError::Source(SourceError::Ended)) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(producer.stats())
-}
-
-/// Like [`run`], but owns the bus: creates it at the source's size, calls
-/// `on_bus` with every bus it creates, and publishes until the same ends as
-/// [`run`]'s. When the source's frames change size
-/// ([`SourceError::GeometryChanged`], e.g. a camera switching resolution),
-/// it shuts the bus down — consumers see end-of-file and wait for the next
-/// producer — and creates it again at the new size, with a new instance id;
-/// consumers re-attach by themselves. No frame of the wrong geometry is ever
-/// written into a slot. `opts.frames` and `opts.duration` count over all
-/// the buses; the figures returned are their sum (after `opts.warmup`).
-pub fn run_source(
-    config: ProducerConfig,
-    source: &mut dyn FrameSource,
-    opts: RunOptions,
-    stop: &AtomicBool,
-    mut on_bus: impl FnMut(&Producer),
-) -> Result<ProducerStats, ProducerError> {
-    let start = sys::monotonic_ns();
-    let elapsed = || Duration::from_nanos(sys::monotonic_ns().saturating_sub(start));
-    let mut total = ProducerStats::default();
-    let mut frames_left = opts.frames;
-    loop {
-        let (width, height) = source.size();
-        let mut producer = Producer::create(config.clone(), width, height)?;
-        on_bus(&producer);
-        let since = elapsed();
-        let warmup = opts
-            .warmup
-            .and_then(|w| w.checked_sub(since))
-            .filter(|w| !w.is_zero());
-        let run_opts = RunOptions {
-            frames: frames_left,
-            duration: opts.duration.map(|d| d.saturating_sub(since)),
-            warmup,
-            ..opts
-        };
-        let result = run(&mut producer, source, run_opts, stop);
-        let stats = producer.stats();
-        if warmup.is_some_and(|w| elapsed() >= since + w) {
-            // This bus's figures were reset after the warm-up: drop the
-            // earlier buses' too.
-            total = ProducerStats::default();
-        }
-        total.frames += stats.frames;
-        total.reclaimed += stats.reclaimed;
-        total.publish_ns_total += stats.publish_ns_total;
-        total.fill_ns_total += stats.fill_ns_total;
-        // Every frame this bus published counts, warm-up included (its
-        // figures may have been reset after the warm-up).
-        let published = producer
-            .mem
-            .control()
-            .dynamic()
-            .frames_published
-            .load(Ordering::Relaxed);
-        frames_left = frames_left.map(|n| n.saturating_sub(published));
-        match result {
-            Err(ProducerError::BusTruncated { .. }) => {
-                tracing::warn!(bus = %config.bus, "BusTruncated: another process shrank the bus object; re-creating the bus");
-                drop(producer);
-                let done = stop.load(std::sync::atomic::Ordering::Relaxed)
-                    || frames_left == Some(0)
-                    || opts.duration.is_some_and(|d| elapsed() >= d);
-                if done {
-                    return Ok(total);
-                }
-            }
-            Err(ProducerError::Source(SourceError::GeometryChanged {
-                width: w,
-                height: h,
-            })) => {
-                tracing::info!(bus = %config.bus, old = %format!("{width}x{height}"), new = %format!("{w}x{h}"), "the source changed geometry: re-creating the bus");
-                // Clean shutdown: consumers see EOF and re-attach to the
-                // new bus.
-                drop(producer);
-                if source.size() == (width, height) {
-                    return Err(SourceError::Failed(format!(
-                        "the source reported new frames of {w}x{h} but still says its size is {width}x{height}"
-                    ))
-                    .into());
-                }
-                let done = stop.load(std::sync::atomic::Ordering::Relaxed)
-                    || frames_left == Some(0)
-                    || opts.duration.is_some_and(|d| elapsed() >= d);
-                if done {
-                    return Ok(total);
-                }
-            }
-            Err(e) => return Err(e),
-            Ok(_) => return Ok(total),
-        }
     }
 }
 

@@ -3,16 +3,20 @@
 
 use std::path::PathBuf;
 
+use shm_layout::PixelFormat;
+
 use crate::bgr::BgrWriter;
 
-/// A gray slot the producer holds for writing: `height` rows of `width`
-/// pixels, `stride` bytes apart. The source writes the frame straight into
-/// it (no intermediate buffer).
+/// A frame slot the producer holds for writing: `height` rows of `width`
+/// pixels of [`SlotWriter::format`], `stride` bytes apart. The source
+/// writes the frame straight into it (no intermediate buffer).
 pub struct SlotWriter<'a> {
     pub(crate) data: &'a mut [u8],
     pub(crate) width: u32,
     pub(crate) height: u32,
     pub(crate) stride: u32,
+    pub(crate) format: PixelFormat,
+    pub(crate) significant_bits: u8,
     /// The debug BGR slot, only when the bus was created with
     /// `ProducerConfig::debug_bgr`.
     pub(crate) bgr: Option<BgrWriter<'a>>,
@@ -31,9 +35,23 @@ impl<'a> SlotWriter<'a> {
     pub fn height(&self) -> u32 {
         self.height
     }
-    /// Bytes from one row to the next.
+    /// Bytes from one row to the next (>= width * bytes per pixel).
     pub fn stride(&self) -> u32 {
         self.stride
+    }
+    /// The bus's pixel format: what the source must write (gray8: one
+    /// byte a pixel; gray16: a little-endian u16; bgr8/rgb8: three bytes).
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+    /// Significant bits per value (gray16: 1..=16, values not shifted up;
+    /// 8 for the 8-bit formats).
+    pub fn significant_bits(&self) -> u8 {
+        self.significant_bits
+    }
+    /// Bytes of one row without padding (`width * bytes_per_pixel`).
+    pub fn row_bytes(&self) -> usize {
+        self.width as usize * self.format.bytes_per_pixel() as usize
     }
     /// The debug BGR slot, if the bus has one (the producer was started
     /// with `--debug-bgr`): a source that has the colour frame copies it in

@@ -46,6 +46,8 @@ fn validate(c: &mut Criterion) {
         height: 1080,
         max_consumers: 8,
         pins_per_consumer: 1,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })
     .unwrap_or_else(|e| panic!("1080p layout: {e}"));
     let mut header = layout.header(1, 1, 30_000, 0, 0);

@@ -17,8 +17,16 @@ pub const PAGE: u64 = 4096;
 /// Size of one slot-table entry (a consumer-table entry is
 /// [`crate::tables::CONSUMER_ENTRY_SIZE`]).
 pub const ENTRY_SIZE: u64 = 64;
-/// Pixel format code of 8-bit grayscale, one byte per pixel.
+/// Pixel format code of 8-bit grayscale, one byte per pixel
+/// ([`crate::format::PixelFormat::Gray8`]).
 pub const PIXEL_FORMAT_GRAY8: u32 = 1;
+/// Pixel format code of 16-bit little-endian grayscale
+/// ([`crate::format::PixelFormat::Gray16`]).
+pub const PIXEL_FORMAT_GRAY16: u32 = 2;
+/// Pixel format code of 8-bit B, G, R ([`crate::format::PixelFormat::Bgr8`]).
+pub const PIXEL_FORMAT_BGR8: u32 = 3;
+/// Pixel format code of 8-bit R, G, B ([`crate::format::PixelFormat::Rgb8`]).
+pub const PIXEL_FORMAT_RGB8: u32 = 4;
 /// `flags` bit: the producer writes the debug BGR slot.
 pub const FLAG_DEBUG_BGR: u32 = 1;
 
@@ -73,13 +81,15 @@ pub struct HeaderFixed {
     pub instance_id: u64,
     /// Process id of the producer.
     pub producer_pid: u32,
-    /// [`PIXEL_FORMAT_GRAY8`].
+    /// A [`crate::format::PixelFormat`] code (1 gray8, 2 gray16, 3 bgr8,
+    /// 4 rgb8).
     pub pixel_format: u32,
     /// Frame width in pixels.
     pub width: u32,
     /// Frame height in rows.
     pub height: u32,
-    /// Bytes from the start of one gray row to the next (>= width).
+    /// Bytes from the start of one frame row to the next
+    /// (>= width * bytes_per_pixel).
     pub stride: u32,
     /// Number of gray slots: `max_consumers * pins_per_consumer + 2`.
     pub slot_count: u32,
@@ -93,8 +103,15 @@ pub struct HeaderFixed {
     pub bgr_stride: u32,
     /// Bit set of `FLAG_*`.
     pub flags: u32,
+    /// Channels per pixel of the format (1 gray, 3 colour).
+    pub channels: u8,
+    /// Bytes per pixel of the format (1, 2 or 3).
+    pub bytes_per_pixel: u8,
+    /// Significant bits per channel value: 8 for 8-bit formats; 1 to 16
+    /// for gray16 (12 for a mono12 camera: values 0..=4095, unshifted).
+    pub significant_bits: u8,
     /// Zero.
-    pub _reserved: u32,
+    pub _reserved: u8,
     /// Offset of the slot table.
     pub slot_table_offset: u64,
     /// Offset of the consumer table.
@@ -197,6 +214,10 @@ const _: () = {
     assert!(offset_of!(HeaderFixed, fps_milli) == 64);
     assert!(offset_of!(HeaderFixed, bgr_stride) == 68);
     assert!(offset_of!(HeaderFixed, flags) == 72);
+    assert!(offset_of!(HeaderFixed, channels) == 76);
+    assert!(offset_of!(HeaderFixed, bytes_per_pixel) == 77);
+    assert!(offset_of!(HeaderFixed, significant_bits) == 78);
+    assert!(offset_of!(HeaderFixed, _reserved) == 79);
     assert!(offset_of!(HeaderFixed, slot_table_offset) == 80);
     assert!(offset_of!(HeaderFixed, consumer_table_offset) == 88);
     assert!(offset_of!(HeaderFixed, bgr_offset) == 96);

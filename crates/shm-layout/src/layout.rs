@@ -2,9 +2,8 @@
 //! side) or checked from a header (consumer side).
 
 use crate::error::LayoutError;
-use crate::header::{
-    HeaderFixed, ENTRY_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PAGE, PIXEL_FORMAT_GRAY8,
-};
+use crate::format::PixelFormat;
+use crate::header::{HeaderFixed, ENTRY_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PAGE};
 use crate::tables::CONSUMER_ENTRY_SIZE;
 
 /// Largest width or height accepted.
@@ -15,7 +14,7 @@ pub const MAX_CONSUMERS: u32 = 63;
 pub const MAX_PINS_PER_CONSUMER: u32 = 8;
 /// Largest bus accepted, in bytes (64 GiB).
 pub const MAX_TOTAL_SIZE: u64 = 64 << 30;
-/// Row alignment the producer uses for the gray and BGR strides.
+/// Row alignment the producer uses for the frame and BGR strides.
 pub const ROW_ALIGN: u32 = 64;
 
 /// What a producer asks for when it creates a bus.
@@ -29,6 +28,11 @@ pub struct LayoutRequest {
     pub max_consumers: u32,
     /// Frames one consumer may hold at once (1..=8).
     pub pins_per_consumer: u32,
+    /// The frame slots' pixel format.
+    pub format: PixelFormat,
+    /// Significant bits per channel value; 0 = the whole container (8, or
+    /// 16 for gray16). See [`PixelFormat::check_significant_bits`].
+    pub significant_bits: u8,
 }
 
 /// A validated layout: the geometry and every section's offset.
@@ -38,11 +42,15 @@ pub struct Layout {
     pub width: u32,
     /// Frame height in rows.
     pub height: u32,
-    /// Bytes per gray row.
+    /// The frame slots' pixel format.
+    pub format: PixelFormat,
+    /// Significant bits per channel value (8, or 1..=16 for gray16).
+    pub significant_bits: u8,
+    /// Bytes per frame row (>= width * bytes per pixel).
     pub stride: u32,
     /// Bytes per BGR row.
     pub bgr_stride: u32,
-    /// Gray slots (= max_consumers * pins_per_consumer + 2).
+    /// Frame slots (= max_consumers * pins_per_consumer + 2).
     pub slot_count: u32,
     /// Consumer entries.
     pub max_consumers: u32,
@@ -54,9 +62,9 @@ pub struct Layout {
     pub consumer_table_offset: u64,
     /// Offset of the BGR slot.
     pub bgr_offset: u64,
-    /// Offset of gray slot 0.
+    /// Offset of frame slot 0.
     pub gray_offset: u64,
-    /// Distance between gray slots.
+    /// Distance between frame slots.
     pub slot_pitch: u64,
     /// Size of the whole object.
     pub total_size: u64,
@@ -123,7 +131,8 @@ pub fn slot_count_for(max_consumers: u32, pins_per_consumer: u32) -> u32 {
 
 impl Layout {
     /// The canonical layout for a request: header page, slot table, consumer
-    /// table, BGR slot, gray slots, each section starting on a page.
+    /// table, BGR slot, frame slots, each section starting on a page. Rows
+    /// are `width * bytes_per_pixel` bytes rounded up to [`ROW_ALIGN`].
     pub fn compute(req: LayoutRequest) -> Result<Self, LayoutError> {
         check_geometry(
             req.width,
@@ -136,7 +145,8 @@ impl Layout {
             value: total,
             why: "the bus would exceed 64 GiB: use a smaller size or fewer consumers",
         };
-        let stride = req.width.next_multiple_of(ROW_ALIGN);
+        let significant_bits = req.format.check_significant_bits(req.significant_bits)?;
+        let stride = (req.width * req.format.bytes_per_pixel()).next_multiple_of(ROW_ALIGN);
         let bgr_stride = (req.width * 3).next_multiple_of(ROW_ALIGN);
         let slot_count = slot_count_for(req.max_consumers, req.pins_per_consumer);
         let h = u64::from(req.height);
@@ -154,6 +164,8 @@ impl Layout {
         Ok(Self {
             width: req.width,
             height: req.height,
+            format: req.format,
+            significant_bits,
             stride,
             bgr_stride,
             slot_count,
@@ -192,13 +204,31 @@ impl Layout {
         if h.header_size != HEADER_SIZE {
             return Err(field("header_size", h.header_size.into(), "must be 256"));
         }
-        if h.pixel_format != PIXEL_FORMAT_GRAY8 {
-            return Err(field(
-                "pixel_format",
-                h.pixel_format.into(),
-                "must be 1 (GRAY8)",
-            ));
+        let format = PixelFormat::from_code(h.pixel_format).ok_or(field(
+            "pixel_format",
+            h.pixel_format.into(),
+            "must be 1 (gray8), 2 (gray16), 3 (bgr8) or 4 (rgb8)",
+        ))?;
+        for (name, found, expected) in [
+            ("channels", h.channels, format.channels()),
+            (
+                "bytes_per_pixel",
+                h.bytes_per_pixel,
+                format.bytes_per_pixel(),
+            ),
+        ] {
+            if u32::from(found) != expected {
+                return Err(LayoutError::Mismatch {
+                    field: name,
+                    found: found.into(),
+                    expected: expected.into(),
+                });
+            }
         }
+        if h.significant_bits == 0 {
+            return Err(field("significant_bits", 0, "must be at least 1"));
+        }
+        let significant_bits = format.check_significant_bits(h.significant_bits)?;
         check_geometry(h.width, h.height, h.max_consumers, h.pins_per_consumer)?;
         let expected_slots = slot_count_for(h.max_consumers, h.pins_per_consumer);
         if h.slot_count != expected_slots {
@@ -208,8 +238,19 @@ impl Layout {
                 expected: expected_slots.into(),
             });
         }
-        if h.stride < h.width {
-            return Err(field("stride", h.stride.into(), "must be at least width"));
+        if u64::from(h.stride) < u64::from(h.width) * u64::from(format.bytes_per_pixel()) {
+            return Err(field(
+                "stride",
+                h.stride.into(),
+                "must be at least width * bytes_per_pixel",
+            ));
+        }
+        if h.stride % format.bytes_per_channel() != 0 {
+            return Err(field(
+                "stride",
+                h.stride.into(),
+                "must be even for gray16, so every row of u16 values is aligned",
+            ));
         }
         if u64::from(h.bgr_stride) < 3 * u64::from(h.width) {
             return Err(field(
@@ -284,6 +325,8 @@ impl Layout {
         Ok(Self {
             width: h.width,
             height: h.height,
+            format,
+            significant_bits,
             stride: h.stride,
             bgr_stride: h.bgr_stride,
             slot_count: h.slot_count,
@@ -298,7 +341,7 @@ impl Layout {
         })
     }
 
-    /// Bytes of one gray frame including row padding (`stride * height`).
+    /// Bytes of one frame including row padding (`stride * height`).
     pub fn frame_len(&self) -> usize {
         self.stride as usize * self.height as usize
     }
@@ -308,7 +351,7 @@ impl Layout {
         self.bgr_stride as usize * self.height as usize
     }
 
-    /// Offset of gray slot `slot` (callers pass `slot < slot_count`).
+    /// Offset of frame slot `slot` (callers pass `slot < slot_count`).
     pub fn gray_slot_offset(&self, slot: u32) -> u64 {
         debug_assert!(slot < self.slot_count);
         self.gray_offset + u64::from(slot) * self.slot_pitch
@@ -337,7 +380,7 @@ impl Layout {
             total_size: self.total_size,
             instance_id,
             producer_pid,
-            pixel_format: PIXEL_FORMAT_GRAY8,
+            pixel_format: self.format.code(),
             width: self.width,
             height: self.height,
             stride: self.stride,
@@ -347,6 +390,9 @@ impl Layout {
             fps_milli,
             bgr_stride: self.bgr_stride,
             flags,
+            channels: self.format.channels() as u8,
+            bytes_per_pixel: self.format.bytes_per_pixel() as u8,
+            significant_bits: self.significant_bits,
             _reserved: 0,
             slot_table_offset: self.slot_table_offset,
             consumer_table_offset: self.consumer_table_offset,
@@ -359,121 +405,4 @@ impl Layout {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(width: u32, height: u32) -> LayoutRequest {
-        LayoutRequest {
-            width,
-            height,
-            max_consumers: 4,
-            pins_per_consumer: 1,
-        }
-    }
-
-    fn valid_header(l: &Layout) -> HeaderFixed {
-        HeaderFixed {
-            magic: MAGIC,
-            ..l.header(1, 2, 0, 0, 0)
-        }
-    }
-
-    #[test]
-    fn computed_layout_validates() {
-        for (w, h) in [(1, 1), (640, 480), (1920, 1080), (3840, 2160), (16384, 1)] {
-            let l = Layout::compute(req(w, h)).unwrap();
-            assert_eq!(Layout::validate(&valid_header(&l), l.total_size), Ok(l));
-            assert!(l.gray_offset % PAGE == 0 && l.slot_pitch % PAGE == 0);
-            assert_eq!(l.slot_count, 6);
-        }
-    }
-
-    #[test]
-    fn rejects_bad_geometry() {
-        assert!(Layout::compute(req(0, 480)).is_err());
-        assert!(Layout::compute(req(640, 0)).is_err());
-        assert!(Layout::compute(req(100_000, 100_000)).is_err());
-        let mut r = req(640, 480);
-        r.max_consumers = 64;
-        assert!(Layout::compute(r).is_err());
-        r.max_consumers = 63;
-        r.pins_per_consumer = 9;
-        assert!(Layout::compute(r).is_err());
-        // 63 consumers x 8 pins of 16384^2 frames exceeds 64 GiB.
-        let huge = LayoutRequest {
-            width: 16384,
-            height: 16384,
-            max_consumers: 63,
-            pins_per_consumer: 8,
-        };
-        assert!(matches!(
-            Layout::compute(huge),
-            Err(LayoutError::Field {
-                field: "total_size",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn rejects_truncated_and_corrupt_headers() {
-        let l = Layout::compute(req(640, 480)).unwrap();
-        let h = valid_header(&l);
-        assert!(matches!(
-            Layout::validate(&h, l.total_size - 1),
-            Err(LayoutError::Truncated { .. })
-        ));
-        assert_eq!(
-            Layout::validate(&HeaderFixed { magic: 0, ..h }, l.total_size),
-            Err(LayoutError::NotReady)
-        );
-        assert!(matches!(
-            Layout::validate(&HeaderFixed { magic: 7, ..h }, l.total_size),
-            Err(LayoutError::BadMagic { .. })
-        ));
-        assert!(matches!(
-            Layout::validate(
-                &HeaderFixed {
-                    version: LAYOUT_VERSION + 1,
-                    ..h
-                },
-                l.total_size
-            ),
-            Err(LayoutError::Version { .. })
-        ));
-        assert!(Layout::validate(&HeaderFixed { slot_count: 5, ..h }, l.total_size).is_err());
-        assert!(Layout::validate(&HeaderFixed { stride: 639, ..h }, l.total_size).is_err());
-        assert!(Layout::validate(
-            &HeaderFixed {
-                gray_offset: h.gray_offset + 1,
-                ..h
-            },
-            l.total_size
-        )
-        .is_err());
-        assert!(Layout::validate(
-            &HeaderFixed {
-                bgr_offset: h.consumer_table_offset,
-                ..h
-            },
-            l.total_size
-        )
-        .is_err());
-        assert!(Layout::validate(
-            &HeaderFixed {
-                slot_pitch: u64::MAX / 2,
-                ..h
-            },
-            u64::MAX
-        )
-        .is_err());
-        assert!(Layout::validate(
-            &HeaderFixed {
-                total_size: h.total_size - 4096,
-                ..h
-            },
-            l.total_size
-        )
-        .is_err());
-    }
-}
+mod tests;

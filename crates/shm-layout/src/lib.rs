@@ -2,7 +2,8 @@
 //!
 //! A bus is one shared memory object laid out as: a header page
 //! ([`header`]), a slot table and a consumer table ([`tables`]), the debug
-//! BGR slot, and `slot_count` gray slots, each section page-aligned
+//! BGR slot, and `slot_count` frame slots (called gray slots for history;
+//! their pixel format is in the header, [`format`]), each section page-aligned
 //! ([`layout`]). [`view`] validates raw memory before anything else touches
 //! it; [`pin`] is the lock-free protocol by which the producer writes slots
 //! and consumers pin them; [`naming`] derives every OS name from a bus name;
@@ -15,6 +16,7 @@
 
 pub mod entry;
 pub mod error;
+pub mod format;
 pub mod header;
 pub mod layout;
 pub mod naming;
@@ -29,6 +31,7 @@ pub mod view;
 pub mod window;
 
 pub use error::LayoutError;
+pub use format::PixelFormat;
 pub use header::{HeaderDynamic, HeaderFixed, ProducerState};
 pub use layout::{Layout, LayoutRequest};
 pub use naming::{BusName, BusNameError};

@@ -56,7 +56,21 @@ fn check_layout(fixed: &HeaderFixed, l: &Layout, object_size: u64) -> Result<(),
     prop_assert!((1..=MAX_CONSUMERS).contains(&l.max_consumers));
     prop_assert!((1..=MAX_PINS_PER_CONSUMER).contains(&l.pins_per_consumer));
     prop_assert_eq!(l.slot_count, l.max_consumers * l.pins_per_consumer + 2);
-    prop_assert!(l.stride >= l.width);
+    prop_assert!(u64::from(l.stride) >= u64::from(l.width) * u64::from(l.format.bytes_per_pixel()));
+    prop_assert_eq!(l.stride % l.format.bytes_per_channel(), 0);
+    prop_assert_eq!(
+        (
+            fixed.pixel_format,
+            u32::from(fixed.channels),
+            u32::from(fixed.bytes_per_pixel)
+        ),
+        (
+            l.format.code(),
+            l.format.channels(),
+            l.format.bytes_per_pixel()
+        )
+    );
+    prop_assert!((1..=l.format.container_bits()).contains(&l.significant_bits));
     prop_assert!(u64::from(l.bgr_stride) >= 3 * u64::from(l.width));
     // Page alignment.
     for (name, off) in [
@@ -132,13 +146,16 @@ fn request() -> impl Strategy<Value = LayoutRequest> {
         prop_oneof![1u32..=64, 1u32..=4096, 1u32..=16_384, Just(16_384)],
         1u32..=MAX_CONSUMERS,
         1u32..=MAX_PINS_PER_CONSUMER,
+        prop::sample::select(shm_layout::format::ALL_FORMATS.to_vec()),
     )
         .prop_map(
-            |(width, height, max_consumers, pins_per_consumer)| LayoutRequest {
+            |(width, height, max_consumers, pins_per_consumer, format)| LayoutRequest {
                 width,
                 height,
                 max_consumers,
                 pins_per_consumer,
+                format,
+                significant_bits: 0,
             },
         )
 }
@@ -180,7 +197,13 @@ fn field(h: &HeaderFixed, i: usize) -> u64 {
         13 => h.fps_milli.into(),
         14 => h.bgr_stride.into(),
         15 => h.flags.into(),
-        16 => h._reserved.into(),
+        16 => u32::from_le_bytes([
+            h.channels,
+            h.bytes_per_pixel,
+            h.significant_bits,
+            h._reserved,
+        ])
+        .into(),
         17 => h.slot_table_offset,
         18 => h.consumer_table_offset,
         19 => h.bgr_offset,
@@ -211,7 +234,17 @@ fn set_field(h: &mut HeaderFixed, i: usize, v: u64) {
         13 => h.fps_milli = v32,
         14 => h.bgr_stride = v32,
         15 => h.flags = v32,
-        16 => h._reserved = v32,
+        16 => {
+            // The four bytes at 76: channels, bytes_per_pixel,
+            // significant_bits, _reserved.
+            let [a, b, c, d] = v32.to_le_bytes();
+            (
+                h.channels,
+                h.bytes_per_pixel,
+                h.significant_bits,
+                h._reserved,
+            ) = (a, b, c, d);
+        }
         17 => h.slot_table_offset = v,
         18 => h.consumer_table_offset = v,
         19 => h.bgr_offset = v,
@@ -398,6 +431,9 @@ fn loose_header() -> impl Strategy<Value = (HeaderFixed, u64)> {
                     fps_milli: 30_000,
                     bgr_stride,
                     flags: 0,
+                    channels: 1,
+                    bytes_per_pixel: 1,
+                    significant_bits: 8,
                     _reserved: 0,
                     slot_table_offset,
                     consumer_table_offset,
@@ -546,7 +582,7 @@ proptest! {
         mutations in prop::collection::vec(mutation(), 0..3),
         tail in any::<u8>(),
     ) {
-        let l = Layout::compute(LayoutRequest { width: 64, height: 48, max_consumers: 2, pins_per_consumer: 1 })
+        let l = Layout::compute(LayoutRequest { width: 64, height: 48, max_consumers: 2, pins_per_consumer: 1, format: shm_layout::PixelFormat::Gray8, significant_bits: 0 })
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut object = vec![0u8; l.total_size as usize];
         let head = apply(&valid_header(&l), tail, &mutations);

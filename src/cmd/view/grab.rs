@@ -82,12 +82,19 @@ pub(crate) fn run(mut consumer: Consumer, shared: &Shared, quality: u8) -> anyho
         };
         let start = Instant::now();
         let (w, h, seq) = (frame.width(), frame.height(), frame.seq());
-        gray.clear();
-        for y in 0..h {
-            gray.extend_from_slice(frame.row(y));
-        }
+        // Gray8 rows as they are; every other format (gray16, colour) as RGB.
+        let color = if frame.format() == shm_layout::PixelFormat::Gray8 {
+            gray.clear();
+            for y in 0..h {
+                gray.extend_from_slice(frame.row(y));
+            }
+            ColorType::Luma
+        } else {
+            gray = frame.to_rgb();
+            ColorType::Rgb
+        };
         drop(frame); // the pin is let go before the (slower) encoding
-        let jpeg = encode(&gray, w, h, ColorType::Luma, quality)?;
+        let jpeg = encode(&gray, w, h, color, quality)?;
         let encode_ns = start.elapsed().as_nanos() as u64;
         let bgr = if bgr_enabled {
             match read_bgr(&shared.bus, Duration::ZERO) {
