@@ -142,6 +142,11 @@ impl Registry {
                 }
             }
         }
+        self.show_connected(control);
+    }
+
+    /// Writes the connected count into the header (informational).
+    fn show_connected(&self, control: &ControlView) {
         control
             .dynamic()
             .connected_consumers
@@ -210,6 +215,9 @@ impl Registry {
         for i in 0..self.conns.len() {
             self.reap(control, i);
         }
+        // A consumer reclaimed now is no longer connected: say so now, not
+        // at the next pass.
+        self.show_connected(control);
     }
 
     fn reap(&mut self, control: &ControlView, i: usize) -> Reaped {
@@ -315,3 +323,7 @@ impl Registry {
         sys::remove_trigger_dir(&self.dir);
     }
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

@@ -508,7 +508,8 @@ fn a_killed_consumer_process_is_reclaimed() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "consumer_child",
+            "child_process_consumer",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -568,7 +569,7 @@ fn a_killed_consumer_process_is_reclaimed() {
 /// `--ignored`.
 #[test]
 #[ignore = "the child process of a_killed_consumer_process_is_reclaimed"]
-fn consumer_child() {
+fn child_process_consumer() {
     let bus = std::env::var_os("REGTEST_CHILD_BUS").expect("run by its parent test");
     let bus = BusName::new(bus.to_str().unwrap()).unwrap();
     let mut c = Consumer::attach_wait(ConsumerConfig::new(bus), GUARD).unwrap();
