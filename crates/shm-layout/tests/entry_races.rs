@@ -212,11 +212,11 @@ fn budget_counts_at_the_edge() {
         e[i].owner
             .store(Owner::new(10 + i as u32, 1, state).0, Ordering::Release);
     }
-    for k in 0..3 {
-        pin::try_pin(&s[k], consumer_bit(0)); // exactly a budget of 3
+    for slot in &s[0..3] {
+        pin::try_pin(slot, consumer_bit(0)); // exactly a budget of 3
     }
-    for k in 3..7 {
-        pin::try_pin(&s[k], consumer_bit(1)); // 4: one over
+    for slot in &s[3..7] {
+        pin::try_pin(slot, consumer_bit(1)); // 4: one over
     }
     let first = entry::enforce_budgets(&s, &e, 3, &Default::default());
     assert_eq!(first.over.entries(), consumer_bit(1));
