@@ -581,3 +581,129 @@ fn child_process_consumer() {
     let _ = std::io::stdin().read_line(&mut sink);
     drop(f);
 }
+
+/// A `latest` word scribbled by a consumer (a slot out of range, a
+/// sequence number from nowhere) stops nothing: the producer keeps
+/// publishing into free slots, and its next publish writes the truth.
+#[test]
+fn a_corrupt_latest_written_by_a_consumer_is_survived() {
+    let bus = TestBus::new("latest");
+    let mut p = bus.producer(2, 1);
+    let peer = Peer::open(&bus.name);
+    let mut c = Consumer::attach(ConsumerConfig::new(bus.name.clone())).unwrap();
+    until(&mut p, "connected", |_| peer.connected() == 1);
+    let (seq, _) = publish(&mut p, &peer);
+    assert_eq!(c.next_frame(Some(GUARD)).unwrap().unwrap().seq(), seq);
+    let slots = peer.view.layout().slot_count;
+    for junk in [
+        shm_layout::header::pack_latest(1 << 40, 0xFFFF),
+        shm_layout::header::pack_latest(3, slots),
+        u64::MAX,
+    ] {
+        peer.view.dynamic().latest.store(junk, Ordering::Release);
+        for _ in 0..2 * slots {
+            let (seq, slot) = publish(&mut p, &peer);
+            assert!(slot < slots);
+            let f = c.next_frame(Some(GUARD)).unwrap().unwrap();
+            assert_eq!((f.seq(), f.slot()), (seq, slot));
+            assert!(f.pixels().iter().all(|&v| v == seq as u8));
+        }
+    }
+    assert_eq!(p.stats().reclaimed, 0);
+}
+
+/// A stale bus object (no producer holds its lock) shorter than a header
+/// is taken over: the new producer's bus is whole and serves consumers.
+#[test]
+fn a_stale_object_shorter_than_its_header_is_taken_over() {
+    let bus = TestBus::new("short");
+    let path = format!("/dev/shm{}", bus.name.shm_name());
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        f.set_len(100).unwrap();
+    }
+    let mut p = bus.producer(2, 1);
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(size, p.layout().total_size);
+    let peer = Peer::open(&bus.name);
+    let mut c = Consumer::attach(ConsumerConfig::new(bus.name.clone())).unwrap();
+    until(&mut p, "connected", |_| peer.connected() == 1);
+    let (seq, _) = publish(&mut p, &peer);
+    assert_eq!(c.next_frame(Some(GUARD)).unwrap().unwrap().seq(), seq);
+}
+
+/// Two producers racing to take over the same stale object: exactly one
+/// gets the bus, the other is refused with BusBusy, and the winner's bus
+/// works.
+#[test]
+fn two_producers_racing_over_a_stale_object() {
+    let bus = TestBus::new("race");
+    let path = format!("/dev/shm{}", bus.name.shm_name());
+    // The object of a producer that died: a whole bus, magic and all, that
+    // no process holds the lock of.
+    let stale = {
+        let p = bus.producer(2, 1);
+        let bytes = std::fs::read(&path).unwrap();
+        drop(p);
+        bytes
+    };
+    let plant = || {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap()
+            .write_all(&stale)
+            .unwrap();
+    };
+    plant();
+    for round in 0..5 {
+        let barrier = std::sync::Barrier::new(2);
+        let name = bus.name.clone();
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut config = ProducerConfig::new(name.clone());
+                        config.max_consumers = 2;
+                        barrier.wait();
+                        Producer::create(config, 64, 8)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let (mut won, lost): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+        assert_eq!(
+            (won.len(), lost.len()),
+            (1, 1),
+            "round {round}: {:?}",
+            lost.iter()
+                .map(|r| r.as_ref().err().map(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        );
+        match &lost[0] {
+            Err(framebus_producer::ProducerError::BusBusy { .. }) => {}
+            other => panic!("round {round}: the loser got {:?}", other.as_ref().err()),
+        }
+        let mut p = won.pop().unwrap().unwrap();
+        let peer = Peer::open(&bus.name);
+        let mut c = Consumer::attach(ConsumerConfig::new(bus.name.clone())).unwrap();
+        until(&mut p, "connected", |_| peer.connected() == 1);
+        let (seq, _) = publish(&mut p, &peer);
+        assert_eq!(c.next_frame(Some(GUARD)).unwrap().unwrap().seq(), seq);
+        drop(c);
+        drop(peer);
+        drop(p);
+        plant();
+    }
+}
