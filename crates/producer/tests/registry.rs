@@ -241,13 +241,15 @@ fn fan_out_reaches_every_consumer_once_per_frame() {
     assert_eq!(peer.connected(), 5);
     for _ in 0..13 {
         let (seq, slot) = publish(&mut p, &peer);
+        // The message as doc/PROTOCOL.md defines it, spelled out here
+        // rather than taken from the encoder under test: seq (u64), slot
+        // (u32), flags 0 (u32), little-endian.
+        let mut want = seq.to_le_bytes().to_vec();
+        want.extend_from_slice(&slot.to_le_bytes());
+        want.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(trigger_message(seq, slot).as_slice(), want.as_slice());
         for c in &mut cs {
-            assert_eq!(
-                c.drain(),
-                trigger_message(seq, slot),
-                "entry {} for frame {seq}",
-                c.index
-            );
+            assert_eq!(c.drain(), want, "entry {} for frame {seq}", c.index);
         }
     }
     assert_eq!(p.stats().reclaimed, 0);
