@@ -21,7 +21,6 @@ files=(
   crates/shm-layout/src/header.rs
   crates/shm-layout/src/tables.rs
   crates/shm-layout/src/layout.rs
-  crates/shm-layout/src/pin.rs
   crates/shm-layout/src/entry.rs
 )
 args=()
