@@ -284,11 +284,28 @@ def test_close_from_another_thread_stops_a_waiting_loop(bus):
     os.kill(producer.pid, signal.SIGCONT)
 
 
+def _wait_stopped(pid, timeout=20):
+    """Waits (bounded) until process ``pid`` is stopped (state T)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not stop within {timeout} s")
+
+
 def test_waits_release_the_gil_and_time_out(bus):
     producer = bus.produce(size="64x32", fps=100)
     with framebus.Consumer(bus.name) as c:
         assert c.next_frame(timeout=10) is not None
         os.kill(producer.pid, signal.SIGSTOP)
+        # kill() returns before the process stops: wait until it has
+        # stopped, then take any frame it published meanwhile; from then on
+        # no frame can come, whatever the window.
+        _wait_stopped(producer.pid)
+        while c.next_frame(timeout=0) is not None:
+            pass
         # A timed-out wait returns None, and not before its timeout.
         t0 = time.monotonic()
         assert c.next_frame(timeout=0.3) is None
