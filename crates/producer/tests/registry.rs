@@ -254,6 +254,20 @@ fn fan_out_reaches_every_consumer_once_per_frame() {
     }
     assert_eq!(p.stats().reclaimed, 0);
     assert_eq!(peer.connected(), 5);
+    // Shutting down closes every write end (each reader sees EOF) and
+    // removes the FIFOs with the trigger directory.
+    let dir = p.trigger_dir();
+    drop(p);
+    assert!(!dir.exists());
+    for c in &mut cs {
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            c.fifo.read(&mut buf).unwrap(),
+            0,
+            "EOF for entry {}",
+            c.index
+        );
+    }
 }
 
 /// Consumers that leave cleanly are forgotten (the connected counter drops
@@ -554,12 +568,18 @@ fn a_killed_consumer_process_is_reclaimed() {
         peer.view.slots()[slot as usize].seq.load(Ordering::Relaxed),
         seq
     );
+    let fifo = p.trigger_dir().join(fifo_file_name(
+        entry_index as usize,
+        peer.owner(entry_index).generation(),
+    ));
+    assert!(fifo.exists());
     child.kill().unwrap();
     child.wait().unwrap();
     until(&mut p, "reclaimed", |_| {
         peer.state(entry_index) == Some(ConsumerState::Free)
     });
     assert_eq!(peer.pins(slot) & consumer_bit(entry_index), 0);
+    assert!(!fifo.exists(), "the dead consumer's FIFO is removed");
     assert_eq!(p.stats().reclaimed, 1);
     assert_eq!(peer.connected(), 0);
     liveness_passes(&mut p, &peer, 2);
