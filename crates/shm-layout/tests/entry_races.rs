@@ -236,3 +236,60 @@ fn budget_counts_at_the_edge() {
     assert_eq!(e[0].owner().state(), Some(ConsumerState::Connected));
     assert_eq!(e[1].owner().state(), Some(ConsumerState::Reclaiming));
 }
+
+/// The broken reap orders of the loom model's negative controls behave as
+/// that model says: ignoring the token frees a live owner's entry and
+/// clears its bits; testing the token before reading the owner word acts
+/// on a stale answer.
+#[test]
+fn the_reap_controls_behave_as_the_loom_model_says() {
+    use shm_layout::entry::{reap_with, ReapOrder};
+    let (s, e) = tables(2, 1);
+    let live = Owner::new(5, 2, ConsumerState::Connected);
+    e[0].owner.store(live.0, Ordering::Release);
+    pin::try_pin(&s[0], consumer_bit(0));
+    let held = Cell::new(1);
+    let tokens = Tokens::new(&held, NOTHING, NOTHING);
+    assert_eq!(
+        reap_with(&s, &e, 0, &tokens, ReapOrder::Real),
+        Reaped::Alive
+    );
+    assert_eq!(
+        reap_with(&s, &e, 0, &tokens, ReapOrder::IgnoreToken),
+        Reaped::Freed {
+            owner: live,
+            cleared: 1
+        },
+        "the pid-era hazard: a live owner's frame taken"
+    );
+    assert_eq!(pin::pins(&s[0]), 0);
+
+    // The token is held when first tested and let go right after: the real
+    // order tests once, after reading the owner, and sees it free; the
+    // control acts on its early answer.
+    let (s, e) = tables(2, 1);
+    e[0].owner.store(live.0, Ordering::Release);
+    let held = Cell::new(1);
+    let let_go = |_: u32| held.set(0);
+    let tokens = Tokens::new(&held, NOTHING, &let_go);
+    // `held` runs the hook first, so the first answer is already "free":
+    // set it up so that the first test answers "held".
+    let answers = Cell::new(0u32);
+    let first_held = |_: u32| {
+        answers.set(answers.get() + 1);
+        held.set(if answers.get() == 1 { 1 } else { 0 });
+    };
+    let tokens_early = Tokens::new(&held, NOTHING, &first_held);
+    assert_eq!(
+        reap_with(&s, &e, 0, &tokens_early, ReapOrder::TokenBeforeOwner),
+        Reaped::Alive
+    );
+    assert_eq!(answers.get(), 1, "the control tests the token once, first");
+    assert_eq!(
+        reap_with(&s, &e, 0, &tokens, ReapOrder::Real),
+        Reaped::Freed {
+            owner: live,
+            cleared: 0
+        }
+    );
+}
