@@ -293,3 +293,36 @@ fn the_reap_controls_behave_as_the_loom_model_says() {
         }
     );
 }
+
+/// The off-by-one negative control evicts a consumer holding exactly its
+/// budget (seen twice on the same slots), which the real rule never does.
+#[test]
+fn the_off_by_one_budget_control_evicts_at_the_budget() {
+    use shm_layout::entry::{enforce_budgets_with, BudgetVariant};
+    let (s, e) = tables(4, 1);
+    e[0].owner.store(
+        Owner::new(3, 1, ConsumerState::Connected).0,
+        Ordering::Release,
+    );
+    pin::try_pin(&s[1], consumer_bit(0));
+    let none = Default::default();
+    let real = enforce_budgets_with(&s, &e, 1, &none, BudgetVariant::Real);
+    assert!(real.over.is_empty());
+    let first = enforce_budgets_with(&s, &e, 1, &none, BudgetVariant::OffByOne);
+    assert_eq!(first.over.entries(), consumer_bit(0));
+    let second = enforce_budgets_with(&s, &e, 1, &first.over, BudgetVariant::OffByOne);
+    assert_eq!(second.evicted, consumer_bit(0));
+    assert_eq!(pin::pins(&s[1]), 0);
+}
+
+/// `pin::readers` counts the consumer bits of a pin word, never the
+/// writer's.
+#[test]
+fn readers_count_consumer_bits_only() {
+    use shm_layout::pin::{readers, WRITER};
+    assert_eq!(readers(0), 0);
+    assert_eq!(readers(WRITER), 0);
+    assert_eq!(readers(0b101), 2);
+    assert_eq!(readers(WRITER | (1 << 62) | 1), 2);
+    assert_eq!(readers(!WRITER), 63);
+}
