@@ -151,3 +151,37 @@ fn a_full_pipe_is_coalesced_and_a_gone_one_evicted() {
     assert_eq!(got.len() % TRIGGER_LEN, 0);
     assert!(!got.is_empty());
 }
+
+/// The counts of one wait for a free slot are forgotten once a slot is
+/// found: a consumer seen over budget in an earlier wait needs two counts
+/// of the next one to be evicted.
+#[test]
+fn a_free_slot_forgets_the_counts_of_the_wait() {
+    let control = Control::new(2);
+    let view = control.view();
+    let owner = Owner::new(100, 1, ConsumerState::Connected);
+    view.consumers()[0].owner.store(owner.0, Ordering::Relaxed);
+    for slot in &view.slots()[0..2] {
+        shm_layout::pin::try_pin(slot, 1);
+    }
+    let (path, bus) = token_file("budget");
+    let _ = std::fs::remove_file(path);
+    let (mut reg, _readers) = registry(2, bus);
+    reg.enforce_budgets(&view, 1);
+    assert!(!reg.over_budget.is_empty(), "seen over budget once");
+    reg.free_slot_found();
+    assert!(reg.over_budget.is_empty());
+    reg.enforce_budgets(&view, 1);
+    assert_eq!(
+        reg.reclaimed(),
+        0,
+        "one count of the new wait is not enough"
+    );
+    assert_eq!(view.consumers()[0].owner(), owner);
+    reg.enforce_budgets(&view, 1);
+    assert_eq!(reg.reclaimed(), 1, "two counts on the same slots evict");
+    assert_eq!(
+        view.consumers()[0].owner(),
+        owner.with_state(ConsumerState::Reclaiming)
+    );
+}

@@ -444,6 +444,26 @@ fn a_forged_state_is_stripped_at_once() {
     });
     liveness_passes(&mut p, &peer, 1);
     assert_eq!(p.stats().reclaimed, 2);
+    // The same entries owned anew by consumers that die (Ready without a
+    // FIFO, token let go): each is counted again, once.
+    let (a, ca) = peer.claim();
+    let (b, cb) = peer.claim();
+    let mut ab = [a, b];
+    ab.sort_unstable();
+    assert_eq!(ab, {
+        let mut ij = [i, j];
+        ij.sort_unstable();
+        ij
+    });
+    entry::mark_ready(&entries[a as usize], ca).unwrap();
+    entry::mark_ready(&entries[b as usize], cb).unwrap();
+    peer.release(a);
+    peer.release(b);
+    until(&mut p, "both reclaimed again", |p| p.stats().reclaimed == 4);
+    liveness_passes(&mut p, &peer, 1);
+    assert_eq!(p.stats().reclaimed, 4);
+    assert_eq!(peer.state(a), Some(ConsumerState::Free));
+    assert_eq!(peer.state(b), Some(ConsumerState::Free));
 }
 
 /// The 24-bit claim generation wraps to 0: a consumer claiming an entry
