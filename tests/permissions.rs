@@ -1,8 +1,9 @@
 //! Invariant 7, owner-only by default: the shm object and FIFOs are 0600,
 //! the trigger directory 0700, and another user can neither read the bus,
 //! attach to it, inject a trigger into a consumer's FIFO, nor take the bus
-//! over. Switching users needs root (as in CI); elsewhere only the modes
-//! are checked.
+//! over. Switching users needs root: those tests are `#[ignore]`d (so a
+//! run without root reports them as ignored, not passed) and CI, as root,
+//! runs them with `--include-ignored`; run without root they fail.
 
 mod common;
 
@@ -40,9 +41,18 @@ fn as_nobody(mut cmd: Command) -> (bool, String) {
     (status.success(), err)
 }
 
-#[test]
-fn owner_only_by_default() {
-    let mut bus = Bus::new("perm");
+/// Fails (rather than passing vacuously) when a test that switches users
+/// is run without root.
+fn require_root(test: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{test} switches to uid {NOBODY}: run it as root (CI does, with --include-ignored)"
+    );
+}
+
+/// A bus with one connected consumer; returns its FIFO's path.
+fn bus_with_a_consumer(tag: &str) -> (Bus, std::path::PathBuf) {
+    let mut bus = Bus::new(tag);
     bus.producer(&["--fps", "50", "--size", "64x48"]);
     bus.consumer(&["--algo", "mean"]);
     let v = bus.wait_for("a connected consumer", Duration::from_secs(30), |v| {
@@ -55,6 +65,12 @@ fn owner_only_by_default() {
         u(&v["consumers"][0]["index"]),
         u(&v["consumers"][0]["generation"])
     ));
+    (bus, fifo)
+}
+
+#[test]
+fn owner_only_by_default() {
+    let (bus, fifo) = bus_with_a_consumer("perm");
     assert_eq!(mode(&bus.shm_path()), 0o600, "shm object");
     assert_eq!(mode(&bus.trigger_dir()), 0o700, "trigger directory");
     assert_eq!(mode(&fifo), 0o600, "FIFO");
@@ -66,11 +82,13 @@ fn owner_only_by_default() {
         0o600,
         "lock"
     );
+}
 
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("not root: the cross-user checks of this test need root to switch to uid {NOBODY}; modes were checked");
-        return;
-    }
+#[test]
+#[ignore = "needs root: switches to uid 65534 (CI runs it)"]
+fn another_user_is_refused() {
+    require_root("another_user_is_refused");
+    let (bus, fifo) = bus_with_a_consumer("perm-x");
     let name = bus.name.clone();
     let mut inspect = Command::new(EXE);
     inspect.args(["inspect", "--bus", &name]);
@@ -89,14 +107,43 @@ fn owner_only_by_default() {
     );
 
     // Opening the consumer's FIFO for writing (the reader is there, so it
-    // would not block if it were allowed).
-    let mut inject = Command::new("/bin/sh");
-    inject.args(["-c", "exec 3>\"$1\"", "sh"]).arg(&fifo);
-    let (ok, err) = as_nobody(inject);
+    // would not block if it were allowed). The trigger directory (0700)
+    // alone would stop the other user before the FIFO's own mode is looked
+    // at: open the way to it (0711) so that the FIFO's 0600 is what is
+    // tested, and show with a 0666 FIFO that the way is indeed open.
+    let inject = || {
+        let mut c = Command::new("/bin/sh");
+        c.args(["-c", "exec 3>\"$1\"", "sh"]).arg(&fifo);
+        as_nobody(c)
+    };
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()))
+    };
+    let ways = [
+        bus.root.clone(),
+        bus.root.join("framebus"),
+        bus.trigger_dir(),
+    ];
+    let before: Vec<u32> = ways.iter().map(|p| mode(p)).collect();
+    for p in &ways {
+        chmod(p, mode(p) | 0o011);
+    }
+    let (ok, err) = inject();
     assert!(
-        !ok,
-        "another user could open the consumer's FIFO for writing: {err}"
+        !ok && err.contains("Permission denied"),
+        "another user could open the consumer's 0600 FIFO for writing: {err}"
     );
+    chmod(&fifo, 0o666);
+    let (ok, err) = inject();
+    assert!(
+        ok,
+        "control: a 0666 FIFO on an open way must be writable: {err}"
+    );
+    chmod(&fifo, 0o600);
+    for (p, m) in ways.iter().zip(before) {
+        chmod(p, m);
+    }
 
     let mut produce = Command::new(EXE);
     produce.args(["produce", "--bus", &name, "--frames", "1"]);
@@ -111,12 +158,10 @@ fn owner_only_by_default() {
 /// `--group`: a member of the group (here uid 65534 with gid 4242) can
 /// attach and receive frames; a user outside it still cannot.
 #[test]
+#[ignore = "needs root: runs a consumer as uid 65534 (CI runs it)"]
 fn group_sharing_admits_members_only() {
     const GROUP: u32 = 4242;
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("not root: group sharing needs root to run a consumer as another user; skipped");
-        return;
-    }
+    require_root("group_sharing_admits_members_only");
     let mut bus = Bus::new("group");
     bus.producer(&["--fps", "100", "--size", "64x48", "--group", "4242"]);
     assert_eq!(mode(&bus.shm_path()), 0o660, "a shared bus is 0660");

@@ -62,6 +62,10 @@ pub(crate) struct Registry {
     dir: PathBuf,
     conns: Vec<Option<Connection>>,
     reclaimed: u64,
+    /// Entries evicted for breaking the protocol and counted in `reclaimed`
+    /// then: freeing them later (when their token goes) is not counted
+    /// again.
+    counted: u64,
     /// Where the next fan-out starts: rotated every frame so no consumer is
     /// always the last one woken.
     fan_start: usize,
@@ -80,6 +84,7 @@ impl Registry {
             dir,
             conns: (0..max_consumers).map(|_| None).collect(),
             reclaimed: 0,
+            counted: 0,
             fan_start: 0,
             over_budget: OverBudget::default(),
             group,
@@ -137,6 +142,11 @@ impl Registry {
                 }
             }
         }
+        self.show_connected(control);
+    }
+
+    /// Writes the connected count into the header (informational).
+    fn show_connected(&self, control: &ControlView) {
         control
             .dynamic()
             .connected_consumers
@@ -205,6 +215,9 @@ impl Registry {
         for i in 0..self.conns.len() {
             self.reap(control, i);
         }
+        // A consumer reclaimed now is no longer connected: say so now, not
+        // at the next pass.
+        self.show_connected(control);
     }
 
     fn reap(&mut self, control: &ControlView, i: usize) -> Reaped {
@@ -217,7 +230,10 @@ impl Registry {
         if let Reaped::Freed { owner, cleared } = reaped {
             self.conns[i] = None;
             sys::remove_fifo(&self.fifo_path(i, owner));
-            self.reclaimed += 1;
+            if self.counted & (1 << i) == 0 {
+                self.reclaimed += 1;
+            }
+            self.counted &= !(1 << i);
             tracing::info!(
                 entry = i,
                 pid = owner.pid(),
@@ -250,6 +266,7 @@ impl Registry {
             entry::evict_and_strip(control.slots(), &control.consumers()[i], i as u32, observed)
         {
             self.reclaimed += 1;
+            self.counted |= 1 << i;
             tracing::warn!(
                 entry = i,
                 pid = observed.pid(),
@@ -279,6 +296,7 @@ impl Registry {
             if report.evicted & (1 << i) != 0 {
                 self.conns[i] = None;
                 self.reclaimed += 1;
+                self.counted |= 1 << i;
                 tracing::warn!(
                     entry = i,
                     budget,
@@ -305,3 +323,7 @@ impl Registry {
         sys::remove_trigger_dir(&self.dir);
     }
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;
