@@ -346,6 +346,8 @@ fuzz_target!(|data: &[u8]| {
         height: 8,
         max_consumers: CONSUMERS[usize::from(geometry & 7)],
         pins_per_consumer: 1 + u32::from(geometry >> 3) % 3,
+        format: shm_layout::PixelFormat::Gray8,
+        significant_bits: 0,
     })
     .expect("a small geometry lays out");
     let tokens = Oracle(Cell::new(input.word()));
@@ -354,7 +356,8 @@ fuzz_target!(|data: &[u8]| {
     let len = layout.control_len() as usize;
     let mut pages = vec![Page([0; 4096]); len.div_ceil(4096)];
     let slot_bytes = layout.slot_count as usize * 64;
-    let consumer_bytes = layout.max_consumers as usize * 64;
+    let consumer_bytes =
+        layout.max_consumers as usize * shm_layout::tables::CONSUMER_ENTRY_SIZE as usize;
     {
         // The tables' bytes, as hostile processes left them.
         let mem: &mut [u8] = bytemuck_pages(&mut pages);
