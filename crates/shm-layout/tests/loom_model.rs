@@ -1,6 +1,6 @@
 #![cfg(loom)]
-//! Loom model of the pin protocol (DESIGN.md, "Pinning with a bitmask"; the
-//! orderings are argued in `src/pin.rs`).
+//! Loom model of the pin protocol (doc/PROTOCOL.md §7 "Pin and release"
+//! and §9 "Why no torn frames"; the orderings are argued in `src/pin.rs`).
 //!
 //! The slot table is the crate's real [`SlotEntry`] (loom atomics under
 //! `--cfg loom`) and every step is one of the crate's real protocol
@@ -100,7 +100,7 @@ impl Bus {
 
     // ----- producer -------------------------------------------------------
 
-    /// Producer: one publish, as DESIGN.md describes it, with one pass of
+    /// Producer: one publish, as doc/PROTOCOL.md §4 describes it, with one pass of
     /// `acquire_free_slot`. Returns the slot written, or `None` if the pass
     /// found no free slot (nothing was changed then).
     ///
