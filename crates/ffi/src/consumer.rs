@@ -8,7 +8,9 @@ use std::time::Duration;
 use framebus_consumer::{Consumer, ConsumerConfig, Frame};
 use shm_layout::BusName;
 
-use crate::error::{guard, lock, non_null, out_arg, FfiError, FramebusStatus};
+use crate::error::{
+    guard, lock, non_null, options_arg, out_arg, FfiError, FramebusStatus, SizedOptions,
+};
 
 /// A consumer of one bus: its registration (consumer entry, trigger FIFO)
 /// and the last frame it handed out. Created by
@@ -150,7 +152,12 @@ pub(crate) unsafe fn write_out<T>(out: *mut T, what: &str, value: T) -> Result<(
     Ok(())
 }
 
-impl FramebusConsumerOptions {
+// `options_arg` reads `size` at offset 0 as a u32.
+const _: () = assert!(std::mem::offset_of!(FramebusConsumerOptions, size) == 0);
+
+impl SizedOptions for FramebusConsumerOptions {
+    const C_NAME: &'static str = "framebus_consumer_options";
+
     fn defaults() -> Self {
         Self {
             size: std::mem::size_of::<Self>() as u32,
@@ -205,23 +212,9 @@ pub unsafe extern "C" fn framebus_consumer_attach(
         // NULL until a consumer exists.
         unsafe { out.write(std::ptr::null_mut()) };
         let bus = bus_arg(bus)?;
-        let options = if options.is_null() {
-            FramebusConsumerOptions::defaults()
-        } else {
-            // SAFETY: a non-NULL `options` points to a struct whose first
-            // field is `size` (the caller's contract); read alone first.
-            let size = unsafe { std::ptr::addr_of!((*options).size).read() } as usize;
-            if size < std::mem::size_of::<FramebusConsumerOptions>() {
-                return Err(FfiError::InvalidArgument(format!(
-                    "options.size is {size}, smaller than framebus_consumer_options ({} bytes): \
-                     initialise options with framebus_consumer_options_init",
-                    std::mem::size_of::<FramebusConsumerOptions>()
-                )));
-            }
-            // SAFETY: the caller's struct is at least as large as ours
-            // (checked above) and valid for reads.
-            unsafe { options.read() }
-        };
+        // SAFETY: `options` is NULL or the caller's struct, as
+        // `options_arg` requires (this function's contract).
+        let options = unsafe { options_arg(options) }?;
         let name = if options.name.is_null() {
             String::from("ffi")
         } else {

@@ -262,6 +262,43 @@ pub(crate) fn out_arg<T>(p: *mut T, what: &str) -> Result<*mut T, FfiError> {
     non_null(p.cast_const(), what).map(|p| p.cast_mut())
 }
 
+/// A versioned options struct: `#[repr(C)]`, its first field the `u32
+/// size` the caller compiled it with (asserted next to each impl).
+pub(crate) trait SizedOptions: Copy {
+    /// Its C name, for error messages.
+    const C_NAME: &'static str;
+    /// The options a NULL pointer stands for.
+    fn defaults() -> Self;
+}
+
+/// The options a caller passed: the defaults for NULL, else a copy of its
+/// struct once its `size` says it is at least as large as ours.
+///
+/// # Safety
+/// A non-NULL `options` points to a readable struct that starts with its
+/// `u32 size` field and is at least `size` bytes long (the caller's
+/// contract, as the header states).
+pub(crate) unsafe fn options_arg<T: SizedOptions>(options: *const T) -> Result<T, FfiError> {
+    if options.is_null() {
+        return Ok(T::defaults());
+    }
+    // SAFETY: a non-NULL `options` starts with its u32 `size` field (the
+    // caller's contract; offset 0 asserted for every SizedOptions): read it
+    // alone first.
+    let size = unsafe { options.cast::<u32>().read() } as usize;
+    if size < std::mem::size_of::<T>() {
+        return Err(FfiError::InvalidArgument(format!(
+            "options.size is {size}, smaller than {} ({} bytes): initialise options with {}_init",
+            T::C_NAME,
+            std::mem::size_of::<T>(),
+            T::C_NAME
+        )));
+    }
+    // SAFETY: the caller's struct is at least as large as ours (checked
+    // above) and valid for reads.
+    Ok(unsafe { options.read() })
+}
+
 thread_local! {
     /// The text of the last error on this thread, NUL-terminated.
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());

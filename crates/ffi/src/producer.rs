@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use framebus_producer::{Captured, Producer, ProducerConfig, SourceError};
 
 use crate::consumer::{bus_arg, write_out, FramebusBusInfo};
-use crate::error::{guard, lock, non_null, out_arg, FfiError, FramebusStatus};
+use crate::error::{
+    guard, lock, non_null, options_arg, out_arg, FfiError, FramebusStatus, SizedOptions,
+};
 
 /// The producer of one bus. Created by `framebus_producer_create`, freed by
 /// `framebus_producer_destroy` (which shuts the bus down if
@@ -93,7 +95,12 @@ pub struct FramebusProducerStats {
     pub reclaimed: u64,
 }
 
-impl FramebusProducerOptions {
+// `options_arg` reads `size` at offset 0 as a u32.
+const _: () = assert!(std::mem::offset_of!(FramebusProducerOptions, size) == 0);
+
+impl SizedOptions for FramebusProducerOptions {
+    const C_NAME: &'static str = "framebus_producer_options";
+
     fn defaults() -> Self {
         Self {
             size: std::mem::size_of::<Self>() as u32,
@@ -151,22 +158,9 @@ pub unsafe extern "C" fn framebus_producer_create(
         // SAFETY: `out` is non-NULL and writable (the caller's contract).
         unsafe { out.write(std::ptr::null_mut()) };
         let bus = bus_arg(bus)?;
-        let options = if options.is_null() {
-            FramebusProducerOptions::defaults()
-        } else {
-            // SAFETY: a non-NULL `options` starts with its `size` field
-            // (the caller's contract); read alone first.
-            let size = unsafe { std::ptr::addr_of!((*options).size).read() } as usize;
-            if size < std::mem::size_of::<FramebusProducerOptions>() {
-                return Err(FfiError::InvalidArgument(format!(
-                    "options.size is {size}, smaller than framebus_producer_options ({} bytes): \
-                     initialise options with framebus_producer_options_init",
-                    std::mem::size_of::<FramebusProducerOptions>()
-                )));
-            }
-            // SAFETY: at least our size (checked) and valid for reads.
-            unsafe { options.read() }
-        };
+        // SAFETY: `options` is NULL or the caller's struct, as
+        // `options_arg` requires (this function's contract).
+        let options = unsafe { options_arg(options) }?;
         if !(options.nominal_fps >= 0.0 && options.nominal_fps.is_finite()) {
             return Err(FfiError::InvalidArgument(format!(
                 "options.nominal_fps is {}; use 0 (unpaced) or a positive rate",

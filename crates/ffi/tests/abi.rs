@@ -96,7 +96,22 @@ fn producer_and_consumer_through_the_c_abi() {
             last_error()
         );
 
+        // Options from a caller compiled against a smaller (older) struct
+        // are refused, naming the sizes; nothing is attached.
+        let mut small: FramebusConsumerOptions = std::mem::zeroed();
+        small.size = 4;
         let mut c = ptr::null_mut();
+        assert_eq!(
+            framebus_consumer_attach(cbus.as_ptr(), &small, 0, &mut c),
+            FRAMEBUS_ERROR_INVALID_ARGUMENT
+        );
+        assert!(c.is_null());
+        assert!(
+            last_error().contains("options.size is 4, smaller than framebus_consumer_options"),
+            "{}",
+            last_error()
+        );
+
         assert_eq!(
             framebus_consumer_attach(cbus.as_ptr(), ptr::null(), 0, &mut c),
             FRAMEBUS_OK,
