@@ -3,12 +3,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-
+use common::forged::{plant, valid_header};
 use common::Bus;
-use shm_layout::header::MAGIC;
-use shm_layout::{Layout, LayoutRequest};
 
 /// Runs `args`, expects failure, returns stderr.
 fn fails(bus: &Bus, args: &[&str], expect: &str) -> String {
@@ -21,33 +17,6 @@ fn fails(bus: &Bus, args: &[&str], expect: &str) -> String {
         "{args:?}: expected {expect:?} in stderr: {err}"
     );
     err
-}
-
-/// Writes a fake shm object for `bus` with `bytes`, sized `size`.
-fn plant(bus: &Bus, bytes: &[u8], size: u64) {
-    let mut f = std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(bus.shm_path())
-        .expect("create fake shm object");
-    f.write_all(bytes).expect("write");
-    f.set_len(size).expect("size");
-}
-
-fn valid_header(width: u32, height: u32) -> (Vec<u8>, Layout) {
-    let l = Layout::compute(LayoutRequest {
-        width,
-        height,
-        max_consumers: 2,
-        pins_per_consumer: 1,
-        format: shm_layout::PixelFormat::Gray8,
-        significant_bits: 0,
-    })
-    .expect("layout");
-    let mut h = l.header(1, std::process::id(), 0, 0, 0);
-    h.magic = MAGIC;
-    (bytemuck::bytes_of(&h).to_vec(), l)
 }
 
 #[test]

@@ -7,39 +7,20 @@
 
 mod common;
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
+use common::forged::{plant, valid_header};
 use common::{u, Bus};
 use rustix::process::Signal;
-use shm_layout::header::MAGIC;
-use shm_layout::{Layout, LayoutRequest};
 
 const T: Duration = Duration::from_secs(30);
 const NOBODY: u32 = 65534;
 
-/// A valid-looking bus object made by hand, `size` bytes, mode 0600.
+/// A valid-looking bus object made by hand, mode 0600.
 fn plant_bus(bus: &Bus) {
-    let l = Layout::compute(LayoutRequest {
-        width: 64,
-        height: 48,
-        max_consumers: 2,
-        pins_per_consumer: 1,
-        format: shm_layout::PixelFormat::Gray8,
-        significant_bits: 0,
-    })
-    .expect("layout");
-    let mut h = l.header(1, std::process::id(), 0, 0, 0);
-    h.magic = MAGIC;
-    let mut f = std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(bus.shm_path())
-        .expect("create the forged object");
-    f.write_all(bytemuck::bytes_of(&h)).expect("write");
-    f.set_len(l.total_size).expect("size");
+    let (bytes, l) = valid_header(64, 48);
+    plant(bus, &bytes, l.total_size);
 }
 
 fn refused(bus: &Bus, args: &[&str], expect: &[&str]) {

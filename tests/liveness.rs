@@ -118,6 +118,23 @@ fn container_producer_serves_host_consumers() {
     assert!(!bus.shm_path().exists(), "a clean stop removes the bus");
 }
 
+/// Checks that a held `frame` still holds exactly `copy`, lets go of it,
+/// and takes a newer frame: the consumer kept its registration throughout.
+fn let_go_of_an_unchanged_frame(
+    consumer: &mut Consumer,
+    frame: framebus_consumer::Frame<'static>,
+    copy: &[u8],
+) {
+    assert!(frame.pixels() == copy, "the held frame changed");
+    let seq = frame.seq();
+    drop(frame);
+    let next = consumer
+        .next_frame(Some(T))
+        .expect("next")
+        .expect("a frame");
+    assert!(next.seq() > seq, "no newer frame after letting go");
+}
+
 /// Runs `child` in a forked child of this test process and reports whether
 /// it returned true. The child calls only framebus (which checks for the
 /// fork first), drops values (close/munmap) and `_exit`s.
@@ -170,14 +187,7 @@ fn held_frame_never_changes_while_others_come_and_go() {
     bus.wait_for("the producer to keep publishing", T, |v| {
         u(&v["producer"]["frames_published"]) >= start_published + 1000
     });
-    assert!(frame.pixels() == copy.as_slice(), "the held frame changed");
-    let seq = frame.seq();
-    drop(frame);
-    let next = consumer
-        .next_frame(Some(T))
-        .expect("next")
-        .expect("a frame");
-    assert!(next.seq() > seq);
+    let_go_of_an_unchanged_frame(&mut consumer, frame, &copy);
 }
 
 /// Every owner of an entry has its own FIFO name: a leaver that removes its
@@ -296,17 +306,7 @@ fn forked_consumer_child_never_acts_for_its_parent() {
         Some(1),
         "{v:#}"
     );
-    assert!(
-        frame.pixels() == copy.as_slice(),
-        "the parent's frame changed"
-    );
-    let seq = frame.seq();
-    drop(frame);
-    let next = consumer
-        .next_frame(Some(T))
-        .expect("next")
-        .expect("a frame");
-    assert!(next.seq() > seq);
+    let_go_of_an_unchanged_frame(&mut consumer, frame, &copy);
 }
 
 /// The child of `fork` in a process that runs a producer: publishing fails

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod forged;
 pub mod in_process;
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_framebus");
