@@ -602,12 +602,14 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         let base = total.mul_f64((f64::from(f) + 0.3) / f64::from(args.forks.max(1)));
         events.push((base + Duration::from_millis(rng.below(50)), FORK));
     }
-    events.sort();
+    // A min-heap, so an event that cannot run yet can be put back later.
+    let mut events: std::collections::BinaryHeap<std::cmp::Reverse<(Duration, u8)>> =
+        events.into_iter().map(std::cmp::Reverse).collect();
     let mut stopped: Vec<(usize, Instant)> = Vec::new();
     let mut reattach_checks: Vec<ReattachCheck> = Vec::new();
     let chaos_start = Instant::now();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    for (at, kind) in events {
+    while let Some(std::cmp::Reverse((at, kind))) = events.pop() {
         // Resume consumers whose stop is over, and judge re-attachments.
         loop {
             let now = chaos_start.elapsed();
@@ -710,7 +712,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                     .filter(|&i| consumers[i].poll_attached())
                     .collect();
                 let Some(&i) = ready.get(rng.below(ready.len() as u64) as usize) else {
-                    eprintln!("chaos: no attached running consumer to fork; fork skipped");
+                    // Every consumer is (re-)attaching, after a kill or a
+                    // producer restart: ask again shortly, until the run ends.
+                    if at < total {
+                        events.push(std::cmp::Reverse((at + Duration::from_millis(20), FORK)));
+                    } else {
+                        eprintln!("chaos: no attached running consumer to fork; fork skipped");
+                    }
                     continue;
                 };
                 consumers[i].proc.signal(Signal::USR1)?;
