@@ -21,6 +21,10 @@ const BRIDGE_HELP: &str = "Two hosts, camera on A (192.168.1.10), algorithms on 
   B$ framebus bridge in --key framebus/cam0 --bus cam0 --connect tcp/192.168.1.10:7447
   B$ framebus consume --bus cam0 --algo mean          # unchanged consumers
 
+Every pixel format crosses (gray8, gray16 with its significant bits, bgr8,
+rgb8): the far bus is created in the camera bus's format and re-created when
+it changes.
+
 Either end may listen and the other connect. Multicast scouting is off: the
 endpoints are explicit (or in a zenoh --config file). `framebus inspect --bus NAME`
 shows a running bridge's counters on either host. See doc/BRIDGE.md.";
@@ -39,12 +43,12 @@ pub struct BridgeArgs {
 pub enum BridgeCommand {
     /// Read a local bus as a consumer and publish its frames to other hosts.
     #[command(
-        after_help = "Prints `ready bus=NAME key=KEY` once publishing, then `attached bus=NAME WxH` each\ntime it attaches to the bus's producer (it waits for one, and re-attaches after a\nrestart). With --json the last stdout line is the final counters as JSON.\n\nA slow link drops frames (newest first); the camera host never waits on it.\n\nExamples:\n  framebus bridge out --bus cam0 --listen tcp/0.0.0.0:7447\n  framebus bridge out --bus cam0 --connect tcp/192.168.1.20:7447 --compress lz4 --max-fps 10"
+        after_help = "Prints `ready bus=NAME key=KEY` once publishing, then `attached bus=NAME WxH\nformat=FORMAT bits=BITS` each time it attaches to the bus's producer (it waits for\none, and re-attaches after a restart). With --json the last stdout line is the\nfinal counters as JSON.\n\nEvery pixel format is carried (gray8, gray16 with its significant bits, bgr8,\nrgb8). A slow link drops frames (newest first); the camera host never waits on it.\n\nExamples:\n  framebus bridge out --bus cam0 --listen tcp/0.0.0.0:7447\n  framebus bridge out --bus cam0 --connect tcp/192.168.1.20:7447 --compress lz4 --max-fps 10"
     )]
     Out(BridgeOutArgs),
     /// Receive frames from `bridge out` and produce them as a local bus.
     #[command(
-        after_help = "Prints `ready key=KEY bus=NAME` once subscribed, then `bus bus=NAME WxH instance=ID`\neach time it creates the local bus: at the first frame, and again (consumers\nre-attach by themselves) when the camera's geometry or producer changes. Frames\nkeep the camera bus's sequence numbers and capture times. With --json the last\nstdout line is the final counters as JSON.\n\nExamples:\n  framebus bridge in --key framebus/cam0 --bus cam0 --connect tcp/192.168.1.10:7447\n  framebus bridge in --key framebus/cam0 --bus cam0-remote --listen tcp/0.0.0.0:7447 --max-consumers 4"
+        after_help = "Prints `ready bus=NAME key=KEY` once subscribed, then `bus bus=NAME WxH instance=ID\nformat=FORMAT bits=BITS` each time it creates the local bus, in the camera bus's\npixel format: at the first frame, and again (consumers re-attach by themselves)\nwhen the camera's geometry, pixel format or producer changes. Frames keep the\ncamera bus's sequence numbers and capture times. With --json the last stdout\nline is the final counters as JSON.\n\nExamples:\n  framebus bridge in --key framebus/cam0 --bus cam0 --connect tcp/192.168.1.10:7447\n  framebus bridge in --key framebus/cam0 --bus cam0-remote --listen tcp/0.0.0.0:7447 --max-consumers 4"
     )]
     In(BridgeInArgs),
     /// Measure frames/s and latency from capture to pin on a (bridged) bus.
@@ -199,15 +203,25 @@ mod net {
     fn print_event(e: Event, failed: &mut Option<anyhow::Error>) {
         let line = match e {
             Event::Ready { key, bus } => format!("ready bus={bus} key={key}"),
-            Event::Attached { bus, width, height } => {
-                format!("attached bus={bus} {width}x{height}")
+            Event::Attached {
+                bus,
+                width,
+                height,
+                format,
+                significant_bits,
+            } => {
+                format!("attached bus={bus} {width}x{height} format={format} bits={significant_bits}")
             }
             Event::BusCreated {
                 bus,
                 width,
                 height,
+                format,
+                significant_bits,
                 instance_id,
-            } => format!("bus bus={bus} {width}x{height} instance={instance_id:016x}"),
+            } => format!(
+                "bus bus={bus} {width}x{height} instance={instance_id:016x} format={format} bits={significant_bits}"
+            ),
         };
         if let Err(e) = say(&line) {
             failed.get_or_insert(e);

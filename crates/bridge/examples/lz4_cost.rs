@@ -49,6 +49,8 @@ fn main() {
             publish_ns: 0,
             width: w,
             height: h,
+            format: shm_layout::PixelFormat::Gray8,
+            significant_bits: 8,
         };
         let (mut scratch, mut out, mut dst) = (Vec::new(), Vec::new(), vec![0u8; n]);
         let rounds = 50;

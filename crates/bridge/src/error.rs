@@ -62,15 +62,6 @@ pub enum BridgeError {
     /// The local bus could not be read.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
-    /// The bus carries a pixel format the bridge's payload does not (yet):
-    /// it carries gray8 only.
-    #[error("bus {bus} carries {format} frames, but the bridge carries gray8 only: run the producer with --format gray8 (or without --format) to bridge it")]
-    UnsupportedFormat {
-        /// The bus name.
-        bus: String,
-        /// The bus's pixel format.
-        format: shm_layout::PixelFormat,
-    },
 }
 
 impl From<ProducerError> for BridgeError {

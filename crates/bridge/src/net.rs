@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use framebus_consumer::{Consumer, ConsumerConfig};
 use framebus_producer::ProducerConfig;
-use shm_layout::BusName;
+use shm_layout::{BusName, PixelFormat};
 use zenoh::key_expr::KeyExpr;
 use zenoh::qos::CongestionControl;
 use zenoh::sample::Sample;
@@ -284,9 +284,13 @@ pub enum Event {
         width: u32,
         /// Its geometry.
         height: u32,
+        /// Its pixel format.
+        format: PixelFormat,
+        /// Its significant bits per value.
+        significant_bits: u8,
     },
-    /// `in` created the local bus (again, after a change of geometry or of
-    /// the camera host's producer).
+    /// `in` created the local bus (again, after a change of geometry, of
+    /// pixel format or of the camera host's producer).
     BusCreated {
         /// The local bus.
         bus: String,
@@ -294,6 +298,10 @@ pub enum Event {
         width: u32,
         /// Its geometry.
         height: u32,
+        /// Its pixel format (the camera bus's).
+        format: PixelFormat,
+        /// Its significant bits per value (the camera bus's).
+        significant_bits: u8,
         /// Its new instance id.
         instance_id: u64,
     },
@@ -422,6 +430,8 @@ pub fn run_out(
                             bus: opts.bus.to_string(),
                             width: info.layout.width,
                             height: info.layout.height,
+                            format: info.layout.format,
+                            significant_bits: info.layout.significant_bits,
                         });
                     }
                     consumer = Some(c);
@@ -443,15 +453,6 @@ pub fn run_out(
         if frame.instance_id() == last_instance && frame.seq() > last_seq + 1 {
             stats.frames_skipped += frame.seq() - last_seq - 1;
         }
-        // The payload is gray8 only: never send a frame of another
-        // format as if it were gray (checked per frame: a restarted
-        // producer may use another format).
-        if frame.format() != shm_layout::PixelFormat::Gray8 {
-            return Err(BridgeError::UnsupportedFormat {
-                bus: opts.bus.to_string(),
-                format: frame.format(),
-            });
-        }
         last_instance = frame.instance_id();
         last_seq = frame.seq();
         stats.last_seq = last_seq;
@@ -471,6 +472,9 @@ pub fn run_out(
             publish_ns: frame.publish_ns(),
             width: frame.width(),
             height: frame.height(),
+            // Per frame: a restarted producer may use another format.
+            format: frame.format(),
+            significant_bits: frame.significant_bits(),
         };
         encode_frame(
             &meta,
@@ -509,8 +513,8 @@ pub fn run_out(
 pub struct InOptions {
     /// The key to subscribe to.
     pub key: String,
-    /// The local bus to produce (its name and consumer budget; the geometry
-    /// comes with the frames).
+    /// The local bus to produce (its name and consumer budget; the
+    /// geometry, pixel format and significant bits come with the frames).
     pub producer: ProducerConfig,
     /// Where the other end is.
     pub net: NetOptions,
@@ -561,9 +565,10 @@ fn take_counters(stats: &mut BridgeStats, republisher: &Republisher, mailbox: &M
 
 /// Subscribes to `opts.key` and publishes every frame received as the
 /// producer of a local bus, so local consumers run unchanged. The bus is
-/// created at the first frame's geometry, and re-created (new instance id;
-/// consumers re-attach by themselves) when the geometry or the camera
-/// host's producer changes. Bad payloads are dropped and counted. Runs until
+/// created at the first frame's geometry and pixel format, and re-created
+/// (new instance id; consumers re-attach by themselves) when the geometry,
+/// the pixel format (or its significant bits) or the camera host's
+/// producer changes. Bad payloads are dropped and counted. Runs until
 /// `stop` is set or `opts.duration` passes; returns the final counters.
 pub fn run_in(
     opts: &InOptions,
@@ -640,6 +645,8 @@ pub fn run_in(
                         bus: bus.to_string(),
                         width: l.width,
                         height: l.height,
+                        format: l.format,
+                        significant_bits: l.significant_bits,
                         instance_id: p.instance_id(),
                     });
                 }
@@ -780,6 +787,8 @@ mod tests {
             publish_ns: 2,
             width: 64,
             height: 4,
+            format: PixelFormat::Gray8,
+            significant_bits: 8,
         };
         let mut frame = Vec::new();
         encode_frame(

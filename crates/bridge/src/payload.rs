@@ -4,7 +4,7 @@
 //! | offset | size | field |
 //! | ---: | ---: | --- |
 //! | 0 | 4 | magic `FBBR` (`46 42 42 52`) |
-//! | 4 | 2 | version, 1 |
+//! | 4 | 2 | version, 2 |
 //! | 6 | 2 | header length, 64 |
 //! | 8 | 8 | instance id of the bus the frame was read from |
 //! | 16 | 8 | seq (1 ..= 2^48 - 1) |
@@ -12,15 +12,24 @@
 //! | 32 | 8 | publish time on the camera host's bus, same clock |
 //! | 40 | 4 | width in pixels (1 ..= 16384) |
 //! | 44 | 4 | height in rows (1 ..= 16384) |
-//! | 48 | 4 | stride: bytes from one row to the next in the pixel data (width ..= width rounded up to 64) |
-//! | 52 | 2 | pixel format: 1 = gray8 |
+//! | 48 | 4 | stride: bytes from one row to the next in the pixel data (width × bytes per pixel ..= that rounded up to 64) |
+//! | 52 | 1 | pixel format: 1 = gray8, 2 = gray16, 3 = bgr8, 4 = rgb8 (the bus's codes) |
+//! | 53 | 1 | significant bits per value: 8 for gray8, bgr8, rgb8; 1 ..= 16 for gray16 |
 //! | 54 | 1 | compression: 0 = none, 1 = lz4 block |
 //! | 55 | 1 | flags, 0 |
 //! | 56 | 8 | pixel data length in bytes (what follows the header) |
 //!
 //! The pixel data is `stride * height` bytes, rows `stride` apart, raw or
 //! as one lz4 block (no frame format, no size prefix) that decompresses to
-//! exactly `stride * height` bytes. `doc/BRIDGE.md` describes the same.
+//! exactly `stride * height` bytes. A row is `width` pixels of the
+//! format's bytes per pixel (1 for gray8, 2 for gray16 little-endian, 3 for
+//! bgr8 and rgb8). `doc/BRIDGE.md` describes the same.
+//!
+//! Version 1 (framebus before it carried every pixel format) had a 2-byte
+//! format field at 52 that could only be gray8. The versions do not mix: a
+//! receiver of either version drops the other's samples as
+//! [`PayloadError::UnsupportedVersion`] (counted and logged, never read as
+//! pixels).
 //!
 //! Decoding never trusts the sender: every field is checked against the
 //! sample's real length before a byte of pixels is read, and a bad payload
@@ -28,10 +37,12 @@
 
 use std::io::Read;
 
+use shm_layout::PixelFormat;
+
 /// The payload's magic number, the ASCII bytes `FBBR`.
 pub const MAGIC: [u8; 4] = *b"FBBR";
 /// The payload format version this crate writes and reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Length of the header in bytes.
 pub const HEADER_LEN: usize = 64;
 /// Largest width and height accepted (as `framebus produce --size`).
@@ -46,8 +57,6 @@ pub const MAX_ROW_PADDING: u32 = 64;
 /// 255 bytes of output. A header that claims more is refused before any
 /// memory is set aside for it.
 const LZ4_MAX_RATIO: u64 = 255;
-/// Pixel format code of 8-bit gray, the only format a bus carries today.
-pub const FORMAT_GRAY8: u16 = 1;
 /// Sequence numbers must stay below this (the bus packs them in 48 bits).
 pub const SEQ_LIMIT: u64 = 1 << 48;
 
@@ -111,8 +120,11 @@ pub struct FrameHeader {
     pub height: u32,
     /// Bytes from one row to the next in the pixel data.
     pub stride: u32,
-    /// Pixel format code ([`FORMAT_GRAY8`]).
-    pub format: u16,
+    /// Pixel format (stored as its bus code, [`PixelFormat::code`]).
+    pub format: PixelFormat,
+    /// Significant bits per value: 8 for the 8-bit formats, 1 ..= 16 for
+    /// gray16.
+    pub significant_bits: u8,
     /// How the pixel data is encoded.
     pub compression: Compression,
     /// Length of the pixel data that follows the header.
@@ -148,7 +160,7 @@ pub enum PayloadError {
         found: u16,
     },
     /// Width, height or stride out of range.
-    #[error("bad frame geometry {width}x{height} with stride {stride} (1..={MAX_DIMENSION} each; width <= stride <= width rounded up to {MAX_ROW_PADDING})")]
+    #[error("bad frame geometry {width}x{height} {format} with stride {stride} (1..={MAX_DIMENSION} each; width x bytes per pixel <= stride <= that rounded up to {MAX_ROW_PADDING})")]
     BadGeometry {
         /// Width.
         width: u32,
@@ -156,10 +168,20 @@ pub enum PayloadError {
         height: u32,
         /// Stride.
         stride: u32,
+        /// The pixel format (its bytes per pixel make the row length).
+        format: PixelFormat,
     },
-    /// A pixel format this version does not know.
-    #[error("unknown pixel format {0} (1 = gray8)")]
-    UnknownFormat(u16),
+    /// A pixel format code this version does not know.
+    #[error("unknown pixel format code {0} (1 = gray8, 2 = gray16, 3 = bgr8, 4 = rgb8)")]
+    UnknownFormat(u8),
+    /// A significant bit count the pixel format cannot have.
+    #[error("{bits} significant bits for {format} frames (8 for gray8, bgr8 and rgb8; 1 to 16 for gray16)")]
+    BadSignificantBits {
+        /// The pixel format.
+        format: PixelFormat,
+        /// The bit count found.
+        bits: u8,
+    },
     /// A compression this version does not know.
     #[error("unknown compression {0} (0 = none, 1 = lz4)")]
     UnknownCompression(u8),
@@ -178,7 +200,7 @@ pub enum PayloadError {
         actual: u64,
     },
     /// Raw pixel data of the wrong size for the geometry.
-    #[error("raw pixel data of {len} bytes for a {width}x{height} frame with stride {stride} (needs {need})")]
+    #[error("raw pixel data of {len} bytes for a {width}x{height} frame with stride {stride} (needs stride x height = {need})")]
     WrongRawSize {
         /// Bytes of pixel data.
         len: u64,
@@ -224,6 +246,12 @@ impl FrameHeader {
         u64::from(self.stride) * u64::from(self.height)
     }
 
+    /// Bytes of one row's pixels, without padding: `width * bytes per
+    /// pixel`.
+    pub fn row_bytes(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.format.bytes_per_pixel())
+    }
+
     /// The header's 64 bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
@@ -237,7 +265,9 @@ impl FrameHeader {
         b[40..44].copy_from_slice(&self.width.to_le_bytes());
         b[44..48].copy_from_slice(&self.height.to_le_bytes());
         b[48..52].copy_from_slice(&self.stride.to_le_bytes());
-        b[52..54].copy_from_slice(&self.format.to_le_bytes());
+        // Codes are 1..=4: they fit the byte.
+        b[52] = self.format.code() as u8;
+        b[53] = self.significant_bits;
         b[54] = self.compression.code();
         b[55] = 0;
         b[56..64].copy_from_slice(&self.data_len.to_le_bytes());
@@ -274,6 +304,20 @@ impl FrameHeader {
         if usize::from(header_len) != HEADER_LEN {
             return Err(PayloadError::BadHeaderLen { found: header_len });
         }
+        let format =
+            PixelFormat::from_code(u32::from(b[52])).ok_or(PayloadError::UnknownFormat(b[52]))?;
+        let significant_bits = b[53];
+        let bits_ok = if format == PixelFormat::Gray16 {
+            (1..=format.container_bits()).contains(&significant_bits)
+        } else {
+            significant_bits == format.container_bits()
+        };
+        if !bits_ok {
+            return Err(PayloadError::BadSignificantBits {
+                format,
+                bits: significant_bits,
+            });
+        }
         let h = Self {
             source_instance: u64_at(8),
             seq: u64_at(16),
@@ -282,24 +326,26 @@ impl FrameHeader {
             width: u32_at(40),
             height: u32_at(44),
             stride: u32_at(48),
-            format: u16_at(52),
+            format,
+            significant_bits,
             compression: Compression::from_code(b[54])
                 .ok_or(PayloadError::UnknownCompression(b[54]))?,
             data_len: u64_at(56),
         };
+        // In u64: width (<= 16384) times 3 bytes per pixel, rounded up,
+        // cannot overflow, and the width is checked before it is used.
+        let row = h.row_bytes();
         let dims_ok = (1..=MAX_DIMENSION).contains(&h.width)
             && (1..=MAX_DIMENSION).contains(&h.height)
-            && h.stride >= h.width
-            && h.stride <= h.width.next_multiple_of(MAX_ROW_PADDING);
+            && u64::from(h.stride) >= row
+            && u64::from(h.stride) <= row.next_multiple_of(u64::from(MAX_ROW_PADDING));
         if !dims_ok {
             return Err(PayloadError::BadGeometry {
                 width: h.width,
                 height: h.height,
                 stride: h.stride,
+                format: h.format,
             });
-        }
-        if h.format != FORMAT_GRAY8 {
-            return Err(PayloadError::UnknownFormat(h.format));
         }
         if b[55] != 0 {
             return Err(PayloadError::UnknownFlags(b[55]));
@@ -342,19 +388,25 @@ pub struct FrameMeta {
     pub width: u32,
     /// Height in rows.
     pub height: u32,
+    /// Pixel format.
+    pub format: PixelFormat,
+    /// Significant bits per value (1 ..= 16 for gray16, 8 otherwise; 0 =
+    /// the whole container), as the bus records them.
+    pub significant_bits: u8,
 }
 
-/// Encodes a gray frame (`height` rows of `width` pixels, `src_stride`
-/// bytes apart in `pixels`) into `out` (cleared first): the header, then
-/// the rows packed (stride = width), raw or as one lz4 block. A frame lz4
-/// does not shrink goes raw (the header says so). `scratch` is reused
-/// between calls for packing rows before compression. Returns the header
-/// written.
+/// Encodes a frame (`height` rows of `width` pixels in `meta.format`,
+/// `src_stride` bytes apart in `pixels`) into `out` (cleared first): the
+/// header, then the rows packed (stride = width × bytes per pixel), raw or
+/// as one lz4 block. A frame lz4 does not shrink goes raw (the header says
+/// so). `scratch` is reused between calls for packing rows before
+/// compression. Returns the header written.
 ///
 /// # Panics
-/// If the width or height is 0, `src_stride < width`, or `pixels` is
-/// shorter than `src_stride * (height - 1) + width` (the caller's frame is
-/// malformed: a bug; frames from a bus never are).
+/// If the width or height is 0, `src_stride` is shorter than a row
+/// (`width * bytes per pixel`), `pixels` is shorter than `src_stride *
+/// (height - 1)` plus a row, or the significant bits do not fit the format
+/// (the caller's frame is malformed: a bug; frames from a bus never are).
 pub fn encode_frame(
     meta: &FrameMeta,
     pixels: &[u8],
@@ -363,12 +415,20 @@ pub fn encode_frame(
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> FrameHeader {
-    let (w, h) = (meta.width as usize, meta.height as usize);
+    let bpp = meta.format.bytes_per_pixel() as usize;
+    // `w` is a row's bytes from here on.
+    let (w, h) = (meta.width as usize * bpp, meta.height as usize);
     assert!(
         w >= 1 && h >= 1 && src_stride >= w && pixels.len() >= src_stride * (h - 1) + w,
-        "a {w}x{h} frame with stride {src_stride} in {} bytes",
+        "a {}x{h} {} frame with stride {src_stride} in {} bytes",
+        meta.width,
+        meta.format,
         pixels.len()
     );
+    let significant_bits = meta
+        .format
+        .check_significant_bits(meta.significant_bits)
+        .unwrap_or_else(|e| panic!("{} frame: {e}", meta.format));
     let packed_len = w * h;
     // The rows as one contiguous block: the frame itself when it has no
     // padding, else a packed copy.
@@ -407,19 +467,27 @@ pub fn encode_frame(
                     }
                     out.truncate(HEADER_LEN);
                     out.extend_from_slice(packed);
-                    let header = header_for(meta, Compression::None, packed_len as u64);
+                    let header =
+                        header_for(meta, significant_bits, Compression::None, packed_len as u64);
                     out[..HEADER_LEN].copy_from_slice(&header.encode());
                     return header;
                 }
             }
         }
     }
-    let header = header_for(meta, compression, (out.len() - HEADER_LEN) as u64);
+    let data_len = (out.len() - HEADER_LEN) as u64;
+    let header = header_for(meta, significant_bits, compression, data_len);
     out[..HEADER_LEN].copy_from_slice(&header.encode());
     header
 }
 
-fn header_for(meta: &FrameMeta, compression: Compression, data_len: u64) -> FrameHeader {
+fn header_for(
+    meta: &FrameMeta,
+    significant_bits: u8,
+    compression: Compression,
+    data_len: u64,
+) -> FrameHeader {
+    let row_bytes = meta.width * meta.format.bytes_per_pixel();
     FrameHeader {
         source_instance: meta.source_instance,
         seq: meta.seq,
@@ -427,8 +495,9 @@ fn header_for(meta: &FrameMeta, compression: Compression, data_len: u64) -> Fram
         publish_ns: meta.publish_ns,
         width: meta.width,
         height: meta.height,
-        stride: meta.width,
-        format: FORMAT_GRAY8,
+        stride: row_bytes,
+        format: meta.format,
+        significant_bits,
         compression,
         data_len,
     }
@@ -436,7 +505,8 @@ fn header_for(meta: &FrameMeta, compression: Compression, data_len: u64) -> Fram
 
 /// Reads the pixel data that follows a checked header out of `data` and
 /// writes the frame into `dst` (rows `dst_stride` bytes apart; bytes past
-/// `width` in a row are left alone). `scratch` is reused between calls.
+/// the row's `width * bytes per pixel` are left alone). `scratch` is
+/// reused between calls.
 /// For a raw payload the rows go straight from the reader into `dst`; an
 /// lz4 block is read whole, then decompressed straight into `dst` when the
 /// strides agree.
@@ -447,8 +517,9 @@ pub fn read_pixels(
     dst: &mut [u8],
     dst_stride: usize,
 ) -> Result<(), PayloadError> {
+    // `w` is a row's bytes (a checked header's width is at most 16384).
     let (w, h, s) = (
-        header.width as usize,
+        usize::try_from(header.row_bytes()).unwrap_or(usize::MAX),
         header.height as usize,
         header.stride as usize,
     );
@@ -457,9 +528,11 @@ pub fn read_pixels(
             width: header.width,
             height: header.height,
             stride: header.stride,
+            format: header.format,
         });
     }
-    if dst_stride < w || dst.len() < dst_stride * (h - 1) + w {
+    let dst_need = dst_stride.checked_mul(h - 1).and_then(|n| n.checked_add(w));
+    if dst_stride < w || dst_need.is_none_or(|need| dst.len() < need) {
         return Err(PayloadError::DestinationTooSmall {
             width: header.width,
             height: header.height,
@@ -542,6 +615,10 @@ mod tests {
     use shm_layout::pattern::Pattern;
 
     fn meta(width: u32, height: u32) -> FrameMeta {
+        meta_in(width, height, PixelFormat::Gray8, 8)
+    }
+
+    fn meta_in(width: u32, height: u32, format: PixelFormat, bits: u8) -> FrameMeta {
         FrameMeta {
             source_instance: 0x1122_3344_5566_7788,
             seq: 42,
@@ -549,14 +626,36 @@ mod tests {
             publish_ns: 2_000,
             width,
             height,
+            format,
+            significant_bits: bits,
         }
     }
 
     fn frame(width: u32, height: u32, stride: usize, seq: u64) -> Vec<u8> {
+        frame_in(width, height, stride, seq, PixelFormat::Gray8, 8)
+    }
+
+    fn frame_in(
+        width: u32,
+        height: u32,
+        stride: usize,
+        seq: u64,
+        format: PixelFormat,
+        bits: u8,
+    ) -> Vec<u8> {
         let mut px = vec![0xEEu8; stride * height as usize];
-        Pattern::new(width).fill(seq, &mut px, stride, height);
+        Pattern::with_format(width, format, bits).fill(seq, &mut px, stride, height);
         px
     }
+
+    /// (format, significant bits) of every case the bridge carries.
+    const FORMATS: [(PixelFormat, u8); 5] = [
+        (PixelFormat::Gray8, 8),
+        (PixelFormat::Gray16, 16),
+        (PixelFormat::Gray16, 12),
+        (PixelFormat::Bgr8, 8),
+        (PixelFormat::Rgb8, 8),
+    ];
 
     fn encode(m: &FrameMeta, px: &[u8], stride: usize, c: Compression) -> Vec<u8> {
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
@@ -569,7 +668,7 @@ mod tests {
         let m = meta(640, 480);
         let out = encode(&m, &frame(640, 480, 640, 42), 640, Compression::None);
         assert_eq!(&out[0..4], b"FBBR");
-        assert_eq!(&out[4..6], &[1, 0]);
+        assert_eq!(&out[4..6], &[2, 0]);
         assert_eq!(&out[6..8], &[64, 0]);
         assert_eq!(&out[8..16], &0x1122_3344_5566_7788u64.to_le_bytes());
         assert_eq!(&out[16..24], &42u64.to_le_bytes());
@@ -578,11 +677,216 @@ mod tests {
         assert_eq!(&out[40..44], &640u32.to_le_bytes());
         assert_eq!(&out[44..48], &480u32.to_le_bytes());
         assert_eq!(&out[48..52], &640u32.to_le_bytes());
-        assert_eq!(&out[52..54], &[1, 0]);
+        assert_eq!(out[52], 1, "gray8");
+        assert_eq!(out[53], 8, "significant bits");
         assert_eq!(out[54], 0);
         assert_eq!(out[55], 0);
         assert_eq!(&out[56..64], &(640u64 * 480).to_le_bytes());
         assert_eq!(out.len(), 64 + 640 * 480);
+        // gray16 of a 12-bit camera, 161 px wide: rows of 322 bytes.
+        let m = meta_in(161, 3, PixelFormat::Gray16, 12);
+        let px = frame_in(161, 3, 384, 42, PixelFormat::Gray16, 12);
+        let out = encode(&m, &px, 384, Compression::None);
+        assert_eq!(&out[40..44], &161u32.to_le_bytes());
+        assert_eq!(&out[48..52], &322u32.to_le_bytes());
+        assert_eq!((out[52], out[53]), (2, 12));
+        assert_eq!(&out[56..64], &(322u64 * 3).to_le_bytes());
+        // bgr8 and rgb8: three bytes a pixel, codes 3 and 4.
+        for (format, code) in [(PixelFormat::Bgr8, 3), (PixelFormat::Rgb8, 4)] {
+            let px = frame_in(10, 2, 30, 42, format, 8);
+            let out = encode(&meta_in(10, 2, format, 8), &px, 30, Compression::None);
+            assert_eq!(&out[48..52], &30u32.to_le_bytes(), "{format}");
+            assert_eq!((out[52], out[53]), (code, 8), "{format}");
+            assert_eq!(out.len(), 64 + 60, "{format}");
+        }
+        // A bits value of 0 means the whole container.
+        let m = meta_in(4, 1, PixelFormat::Gray16, 0);
+        let out = encode(&m, &[0u8; 8], 8, Compression::None);
+        assert_eq!(out[53], 16);
+    }
+
+    /// A version 1 payload (framebus before it carried every format) and
+    /// one of a later version are refused by their version field, before
+    /// any other field is read; and the message says what to do.
+    #[test]
+    fn other_versions_are_refused_by_their_version() {
+        let mut p = encode(&meta(32, 8), &frame(32, 8, 32, 42), 32, Compression::None);
+        // Version 1 had a 2-byte format code 1 at offset 52.
+        p[4..6].copy_from_slice(&1u16.to_le_bytes());
+        p[52..54].copy_from_slice(&1u16.to_le_bytes());
+        let e = FrameHeader::decode(&p, p.len()).unwrap_err();
+        assert_eq!(e, PayloadError::UnsupportedVersion { found: 1 });
+        assert!(
+            e.to_string()
+                .contains("run the same framebus version on both hosts"),
+            "{e}"
+        );
+        p[4..6].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(
+            FrameHeader::decode(&p, p.len()),
+            Err(PayloadError::UnsupportedVersion { found: 3 })
+        );
+    }
+
+    /// Every format, raw and lz4, from padded and packed rows into padded
+    /// and packed rows: the far side gets the pattern byte for byte, with
+    /// the format and significant bits it was sent with.
+    #[test]
+    fn every_format_round_trips_raw_and_lz4() {
+        for (format, bits) in FORMATS {
+            let bpp = format.bytes_per_pixel() as usize;
+            for (w, h) in [(161u32, 7u32), (64, 4), (1, 1)] {
+                let row = w as usize * bpp;
+                let padded = row.next_multiple_of(64);
+                for (src_stride, dst_stride) in [(row, row), (padded, row), (row, padded)] {
+                    let px = frame_in(w, h, src_stride, 9, format, bits);
+                    for c in [Compression::None, Compression::Lz4] {
+                        let what =
+                            format!("{format}/{bits} {w}x{h} {src_stride}->{dst_stride} {c}");
+                        let m = FrameMeta {
+                            seq: 9,
+                            ..meta_in(w, h, format, bits)
+                        };
+                        let payload = encode(&m, &px, src_stride, c);
+                        let mut dst = vec![0u8; dst_stride * h as usize];
+                        let header = decode_into(&payload, &mut Vec::new(), &mut dst, dst_stride)
+                            .unwrap_or_else(|e| panic!("{what}: {e}"));
+                        assert_eq!(header.format, format, "{what}");
+                        assert_eq!(header.significant_bits, bits, "{what}");
+                        assert_eq!(header.stride as usize, row, "{what}");
+                        assert_eq!(header.row_bytes(), row as u64, "{what}");
+                        assert!(
+                            header.compression == c || header.data_len == (row * h as usize) as u64,
+                            "{what}: {header:?}"
+                        );
+                        assert_eq!(
+                            Pattern::with_format(w, format, bits).verify(9, &dst, dst_stride, h),
+                            Ok(()),
+                            "{what}"
+                        );
+                    }
+                }
+            }
+        }
+        // The 640x480 pattern compresses in every format.
+        for (format, bits) in FORMATS {
+            let row = 640 * format.bytes_per_pixel() as usize;
+            let px = frame_in(640, 480, row, 1, format, bits);
+            let payload = encode(&meta_in(640, 480, format, bits), &px, row, Compression::Lz4);
+            assert_eq!(payload[54], Compression::Lz4.code(), "{format}");
+            assert!(
+                payload.len() < px.len() / 4,
+                "{format}: {} bytes",
+                payload.len()
+            );
+        }
+    }
+
+    /// Each format field a peer can get wrong is refused with its own
+    /// error: the format code, the significant bits, a stride too short
+    /// for the format's pixels, and pixel data of the wrong size for
+    /// width x height x bytes per pixel (raw or lz4).
+    #[test]
+    fn malformed_format_fields_are_refused() {
+        let good = encode(
+            &meta_in(32, 8, PixelFormat::Gray16, 12),
+            &frame_in(32, 8, 64, 42, PixelFormat::Gray16, 12),
+            64,
+            Compression::None,
+        );
+        let patched = |at: usize, bytes: &[u8]| {
+            let mut p = good.clone();
+            p[at..at + bytes.len()].copy_from_slice(bytes);
+            FrameHeader::decode(&p, p.len())
+        };
+        assert!(patched(0, &[]).is_ok());
+        for code in [0u8, 5, 255] {
+            let e = patched(52, &[code]).unwrap_err();
+            assert_eq!(e, PayloadError::UnknownFormat(code));
+            assert!(e.to_string().contains("2 = gray16, 3 = bgr8"), "{e}");
+        }
+        for bits in [0u8, 17, 255] {
+            assert_eq!(
+                patched(53, &[bits]),
+                Err(PayloadError::BadSignificantBits {
+                    format: PixelFormat::Gray16,
+                    bits
+                })
+            );
+        }
+        assert!(patched(53, &[1]).is_ok() && patched(53, &[16]).is_ok());
+        // 8-bit formats have exactly 8 significant bits.
+        for (format, code) in [
+            (PixelFormat::Gray8, 1u8),
+            (PixelFormat::Bgr8, 3),
+            (PixelFormat::Rgb8, 4),
+        ] {
+            for bits in [0u8, 7, 12, 16] {
+                let e = patched(52, &[code, bits]).unwrap_err();
+                assert_eq!(e, PayloadError::BadSignificantBits { format, bits });
+                assert!(e.to_string().contains("1 to 16 for gray16"), "{e}");
+            }
+        }
+        // A stride shorter than width x bytes per pixel.
+        assert_eq!(
+            patched(48, &63u32.to_le_bytes()),
+            Err(PayloadError::BadGeometry {
+                width: 32,
+                height: 8,
+                stride: 63,
+                format: PixelFormat::Gray16
+            })
+        );
+        // bgr8 32 px wide needs 96-byte rows: the gray16 stride (64) is
+        // short.
+        assert!(matches!(
+            patched(52, &[3, 8]),
+            Err(PayloadError::BadGeometry {
+                stride: 64,
+                format: PixelFormat::Bgr8,
+                ..
+            })
+        ));
+        // ... and bgr8 rows padded past 96 bytes rounded up to 64.
+        let mut p = good.clone();
+        p[48..52].copy_from_slice(&129u32.to_le_bytes());
+        p[52..54].copy_from_slice(&[3, 8]);
+        assert!(matches!(
+            FrameHeader::decode(&p, p.len()),
+            Err(PayloadError::BadGeometry { stride: 129, .. })
+        ));
+        p[48..52].copy_from_slice(&128u32.to_le_bytes());
+        assert!(matches!(
+            FrameHeader::decode(&p, p.len()),
+            Err(PayloadError::WrongRawSize { need: 1024, .. })
+        ));
+        // A bgr8 header (stride 96, right for 32 px) over the gray16
+        // frame's 512 bytes: the data does not fill 96 x 8.
+        let mut p = good.clone();
+        p[48..52].copy_from_slice(&96u32.to_le_bytes());
+        p[52..54].copy_from_slice(&[3, 8]);
+        assert_eq!(
+            FrameHeader::decode(&p, p.len()),
+            Err(PayloadError::WrongRawSize {
+                len: 512,
+                width: 32,
+                height: 8,
+                stride: 96,
+                need: 768
+            })
+        );
+        // The same as lz4: a gray8 frame's block claimed as gray16
+        // decompresses to half of what the header needs.
+        let gray8 = encode(&meta(64, 8), &frame(64, 8, 64, 5), 64, Compression::Lz4);
+        assert_eq!(gray8[54], Compression::Lz4.code(), "the pattern compresses");
+        let mut p = gray8.clone();
+        p[48..52].copy_from_slice(&128u32.to_le_bytes());
+        p[52..54].copy_from_slice(&[2, 16]);
+        let mut dst = vec![0u8; 128 * 8];
+        assert!(matches!(
+            decode_into(&p, &mut Vec::new(), &mut dst, 128),
+            Err(PayloadError::Decompress { need: 1024, .. })
+        ));
     }
 
     #[test]
@@ -671,8 +975,8 @@ mod tests {
             FrameHeader::decode(&p, p.len())
         };
         assert_eq!(
-            patched(4, &[2, 0]),
-            Err(PayloadError::UnsupportedVersion { found: 2 })
+            patched(4, &(VERSION + 1).to_le_bytes()),
+            Err(PayloadError::UnsupportedVersion { found: VERSION + 1 })
         );
         assert_eq!(
             patched(6, &[80, 0]),
@@ -690,7 +994,7 @@ mod tests {
             patched(48, &31u32.to_le_bytes()),
             Err(PayloadError::BadGeometry { stride: 31, .. })
         ));
-        assert_eq!(patched(52, &[3, 0]), Err(PayloadError::UnknownFormat(3)));
+        assert_eq!(patched(52, &[9]), Err(PayloadError::UnknownFormat(9)));
         assert_eq!(patched(54, &[7]), Err(PayloadError::UnknownCompression(7)));
         assert_eq!(patched(55, &[1]), Err(PayloadError::UnknownFlags(1)));
         assert_eq!(

@@ -5,6 +5,7 @@
 use std::io::Read;
 
 use framebus_producer::{Captured, Producer, ProducerConfig, ProducerError, SourceError};
+use shm_layout::PixelFormat;
 
 use crate::error::BridgeError;
 use crate::payload::{read_pixels, FrameHeader, PayloadError, HEADER_LEN};
@@ -17,7 +18,8 @@ pub enum Outcome {
         /// The frame's sequence number (the camera bus's).
         seq: u64,
         /// Whether the local bus was (re-)created for it: the first frame,
-        /// a change of geometry, or a new producer on the camera host.
+        /// a change of geometry or pixel format, or a new producer on the
+        /// camera host.
         new_bus: bool,
     },
     /// Not newer than the last frame published: dropped.
@@ -50,24 +52,59 @@ pub struct RepublishCounters {
     pub last_seq: u64,
 }
 
+/// What the local bus is made for: a change of any of it re-creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Source {
+    /// Instance id of the camera bus.
+    instance: u64,
+    width: u32,
+    height: u32,
+    format: PixelFormat,
+    significant_bits: u8,
+}
+
+impl Source {
+    fn of(h: &FrameHeader) -> Self {
+        Self {
+            instance: h.source_instance,
+            width: h.width,
+            height: h.height,
+            format: h.format,
+            significant_bits: h.significant_bits,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{} {} ({}-bit) from {:016x}",
+            self.width, self.height, self.format, self.significant_bits, self.instance
+        )
+    }
+}
+
 /// The producer side of `framebus bridge in`.
 pub struct Republisher {
     config: ProducerConfig,
     producer: Option<Producer>,
-    /// (instance id of the camera bus, width, height) of the current bus.
-    source: Option<(u64, u32, u32)>,
+    /// What the current bus was made for.
+    source: Option<Source>,
     scratch: Vec<u8>,
-    /// The first frame of a new camera bus, decoded (rows `width` apart)
-    /// before the local bus is re-created for it, so a bad payload from a
-    /// peer cannot tear down the local bus.
+    /// The first frame of a new camera bus, decoded (rows packed, `width *
+    /// bytes per pixel` apart) before the local bus is re-created for it,
+    /// so a bad payload from a peer cannot tear down the local bus.
     staged: Vec<u8>,
     counters: RepublishCounters,
 }
 
 impl Republisher {
     /// A republisher that will create the bus described by `config` when
-    /// the first frame arrives (its geometry comes with the frame). Fails
-    /// at once if a live producer already owns the bus.
+    /// the first frame arrives (its geometry, pixel format and significant
+    /// bits come with the frame: `config.format` and
+    /// `config.significant_bits` are replaced by the frame's). Fails at
+    /// once if a live producer already owns the bus.
     pub fn new(config: ProducerConfig) -> Result<Self, BridgeError> {
         if let Ok(s) = framebus_consumer::inspect(&config.bus) {
             if s.producer_alive {
@@ -131,31 +168,43 @@ impl Republisher {
                 return Ok(Outcome::Invalid(e));
             }
         };
-        let source = (header.source_instance, header.width, header.height);
+        let source = Source::of(&header);
+        // A row's bytes: a checked header's width (<= 16384) times at most
+        // 3 bytes per pixel.
+        let row_bytes = header.row_bytes() as usize;
         // The local bus exists exactly when `self.source` is set.
         let new_bus = self.source != Some(source);
         if new_bus {
             // Check the whole frame before anything is torn down: only a
             // frame that decodes re-creates the bus.
-            let width = header.width as usize;
             self.staged.clear();
-            self.staged.resize(width * header.height as usize, 0);
-            if let Err(e) = read_pixels(&header, data, &mut self.scratch, &mut self.staged, width) {
+            self.staged.resize(row_bytes * header.height as usize, 0);
+            if let Err(e) = read_pixels(
+                &header,
+                data,
+                &mut self.scratch,
+                &mut self.staged,
+                row_bytes,
+            ) {
                 self.counters.invalid += 1;
                 return Ok(Outcome::Invalid(e));
             }
-            if let Some((instance, w, h)) = self.source {
+            if let Some(old) = self.source {
                 tracing::info!(
                     bus = %self.config.bus,
-                    old = %format!("{w}x{h} from {instance:016x}"),
-                    new = %format!("{}x{} from {:016x}", header.width, header.height, header.source_instance),
-                    "the camera bus changed (geometry or producer): re-creating the local bus"
+                    %old,
+                    new = %source,
+                    "the camera bus changed (geometry, pixel format or producer): re-creating the local bus"
                 );
             }
             // Consumers see end-of-file and re-attach to the new bus.
             self.producer = None;
             self.source = None;
-            match Producer::create(self.config.clone(), header.width, header.height) {
+            let config = self
+                .config
+                .clone()
+                .with_format(header.format, header.significant_bits);
+            match Producer::create(config, header.width, header.height) {
                 Ok(p) => {
                     self.producer = Some(p);
                     self.source = Some(source);
@@ -189,14 +238,14 @@ impl Republisher {
         let published = producer.publish(|_, slot| {
             let stride = slot.stride() as usize;
             if new_bus {
-                // Decoded (and checked) above, before the bus was made.
-                let width = header.width as usize;
+                // Decoded (and checked) above, before the bus was made in
+                // the frame's format: its rows hold `row_bytes`.
                 for (row, src) in slot
                     .data()
                     .chunks_mut(stride)
-                    .zip(staged_rows.chunks(width))
+                    .zip(staged_rows.chunks(row_bytes))
                 {
-                    row[..width].copy_from_slice(src);
+                    row[..row_bytes].copy_from_slice(src);
                 }
                 return Ok(Captured {
                     capture_ns: header.capture_ns,
@@ -255,8 +304,21 @@ mod tests {
     }
 
     fn payload(instance: u64, seq: u64, w: u32, h: u32, c: Compression) -> Vec<u8> {
-        let mut px = vec![0u8; (w * h) as usize];
-        Pattern::new(w).fill(seq, &mut px, w as usize, h);
+        payload_in(instance, seq, w, h, c, PixelFormat::Gray8, 8)
+    }
+
+    fn payload_in(
+        instance: u64,
+        seq: u64,
+        w: u32,
+        h: u32,
+        c: Compression,
+        format: PixelFormat,
+        bits: u8,
+    ) -> Vec<u8> {
+        let row = (w * format.bytes_per_pixel()) as usize;
+        let mut px = vec![0u8; row * h as usize];
+        Pattern::with_format(w, format, bits).fill(seq, &mut px, row, h);
         let meta = FrameMeta {
             source_instance: instance,
             seq,
@@ -264,9 +326,11 @@ mod tests {
             publish_ns: 0,
             width: w,
             height: h,
+            format,
+            significant_bits: bits,
         };
         let mut out = Vec::new();
-        encode_frame(&meta, &px, w as usize, c, &mut Vec::new(), &mut out);
+        encode_frame(&meta, &px, row, c, &mut Vec::new(), &mut out);
         out
     }
 
@@ -280,14 +344,106 @@ mod tests {
     }
 
     fn take(consumer: &mut Consumer) -> (u64, u64, u32, bool) {
+        let (seq, capture_ns, width, _, _, ok) = take_in(consumer);
+        (seq, capture_ns, width, ok)
+    }
+
+    /// The next frame: seq, capture time, width, format, significant bits
+    /// and whether it is the pattern of its seq in its bus's format.
+    fn take_in(consumer: &mut Consumer) -> (u64, u64, u32, PixelFormat, u8, bool) {
         let f = consumer
             .next_frame(Some(Duration::from_secs(5)))
             .expect("next_frame")
             .expect("a frame within 5 s");
-        let ok = Pattern::new(f.width())
+        let ok = Pattern::with_format(f.width(), f.format(), f.significant_bits())
             .verify(f.seq(), f.pixels(), f.stride() as usize, f.height())
             .is_ok();
-        (f.seq(), f.capture_ns(), f.width(), ok)
+        (
+            f.seq(),
+            f.capture_ns(),
+            f.width(),
+            f.format(),
+            f.significant_bits(),
+            ok,
+        )
+    }
+
+    /// The far bus takes each frame's pixel format and significant bits;
+    /// a change of either (same geometry, same camera instance) re-creates
+    /// it, and its consumers re-attach and read the new format. A frame
+    /// whose pixels do not decode does not touch the bus.
+    #[test]
+    fn the_local_bus_follows_the_format_and_significant_bits() {
+        let name = bus("fmt");
+        // The config's own format is replaced by the frame's.
+        let config = ProducerConfig::new(name.clone()).with_format(PixelFormat::Rgb8, 8);
+        let mut r = Republisher::new(config).unwrap();
+        let p = |seq, format, bits, c| payload_in(7, seq, 161, 9, c, format, bits);
+        let out = r
+            .handle_slice(&p(1, PixelFormat::Gray16, 12, Compression::Lz4))
+            .unwrap();
+        assert_published(&out, 1, true);
+        let layout = r.producer().unwrap().layout();
+        assert_eq!(
+            (layout.format, layout.significant_bits),
+            (PixelFormat::Gray16, 12)
+        );
+        let mut c = Consumer::attach(ConsumerConfig::new(name.clone())).unwrap();
+        assert_eq!(
+            take_in(&mut c),
+            (1, 1235, 161, PixelFormat::Gray16, 12, true)
+        );
+        let out = r
+            .handle_slice(&p(2, PixelFormat::Gray16, 12, Compression::None))
+            .unwrap();
+        assert_published(&out, 2, false);
+        assert_eq!(
+            take_in(&mut c),
+            (2, 1236, 161, PixelFormat::Gray16, 12, true)
+        );
+        // A corrupt frame in another format: dropped, the bus stays.
+        let instance = r.producer().unwrap().instance_id();
+        let mut corrupt = p(3, PixelFormat::Bgr8, 8, Compression::Lz4);
+        let n = corrupt.len();
+        corrupt.truncate(n - 3);
+        corrupt[56..64].copy_from_slice(&((n - 3 - HEADER_LEN) as u64).to_le_bytes());
+        let out = r.handle_slice(&corrupt).unwrap();
+        assert!(
+            matches!(out, Outcome::Invalid(PayloadError::Decompress { .. })),
+            "{out:?}"
+        );
+        assert_eq!(r.producer().unwrap().instance_id(), instance);
+        // Other significant bits, then other formats: a new bus each time.
+        let mut instances = vec![instance];
+        for (seq, format, bits, c2) in [
+            (4, PixelFormat::Gray16, 10, Compression::None),
+            (5, PixelFormat::Bgr8, 8, Compression::Lz4),
+            (6, PixelFormat::Rgb8, 8, Compression::None),
+            (7, PixelFormat::Gray8, 8, Compression::Lz4),
+        ] {
+            let out = r.handle_slice(&p(seq, format, bits, c2)).unwrap();
+            assert_published(&out, seq, true);
+            let id = r.producer().unwrap().instance_id();
+            assert!(
+                !instances.contains(&id),
+                "{format}/{bits}: the bus was kept"
+            );
+            instances.push(id);
+            assert_eq!(
+                take_in(&mut c),
+                (seq, 1234 + seq, 161, format, bits, true),
+                "{format}/{bits}"
+            );
+        }
+        assert_eq!(c.reattached(), 4);
+        let counters = r.counters();
+        assert_eq!(
+            (counters.published, counters.invalid, counters.buses_created),
+            (6, 1, 5)
+        );
+        drop(c);
+        r.shutdown();
+        assert!(!std::path::Path::new(&format!("/dev/shm/framebus.{name}")).exists());
     }
 
     #[test]
