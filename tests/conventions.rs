@@ -2,8 +2,8 @@
 //! no limit, "no limit" reads `unlimited` in tables and `0` in JSON, the
 //! summary on stdout and logs on stderr, a closed stdout ends a command
 //! quietly, no colours in logs that are not at a terminal, PNG only (and
-//! `-o -`), errors that say what to do, `--version` names the features,
-//! and rates count intervals.
+//! `-o -`), a full bus still snapshots, errors that say what to do,
+//! `--version` names the features, and rates count intervals.
 
 mod common;
 
@@ -12,6 +12,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use common::{f, u, wait_timeout, Bus};
+use shm_layout::pattern::Pattern;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -182,6 +183,60 @@ fn snapshot_writes_png_only_and_to_stdout() {
     assert_eq!((info.width, info.height), (64, 48));
     assert!(err.starts_with("seq="), "the summary goes to stderr: {err}");
     assert!(!bus.root.join("-").exists(), "a file named - was created");
+}
+
+/// A full bus still snapshots: with its one consumer entry taken (and so
+/// `consume` refused), `snapshot` copies the newest frame without an entry
+/// — it says so on stderr — and the PNG is, pixel for pixel, the fake
+/// camera's frame of the seq it names. The consumer keeps its entry
+/// throughout.
+#[test]
+fn a_full_bus_still_snapshots() {
+    let mut bus = Bus::new("fullsnap");
+    bus.producer(&["--size", "100x40", "--fps", "100", "--max-consumers", "1"]);
+    let name = bus.name.clone();
+    let holder = bus.consumer(&["--name", "holder"]);
+    let (status, _, err) = bus.run(&["consume", "--bus", &name, "--frames", "1"]);
+    assert!(
+        !status.success() && err.contains("consumer entries"),
+        "a second consumer attached to a one-entry bus: {err}"
+    );
+    let png = bus.root.join("full.png");
+    let png_arg = png.to_str().expect("utf-8");
+    for _ in 0..3 {
+        let (status, out, err) = bus.run(&["snapshot", "--bus", &name, "-o", png_arg, "--json"]);
+        assert!(status.success(), "snapshot of a full bus failed: {err}");
+        assert!(
+            err.contains("without an entry"),
+            "no log of the fallback: {err}"
+        );
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+        let seq = u(&v["seq"]);
+        let mut reader = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(&png).expect("open the PNG"),
+        ))
+        .read_info()
+        .expect("PNG header");
+        let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+        let info = reader.next_frame(&mut pixels).expect("PNG frame");
+        assert_eq!(
+            (info.width, info.height, info.color_type),
+            (100, 40, png::ColorType::Grayscale)
+        );
+        pixels.truncate(info.buffer_size());
+        Pattern::new(100)
+            .verify(seq, &pixels, 100, 40)
+            .unwrap_or_else(|e| panic!("frame {seq} of the full bus is not whole: {e:?}"));
+    }
+    // The snapshots took no entry: the holder still has the only one.
+    let v = bus.inspect();
+    let consumers = v["consumers"].as_array().expect("consumers");
+    assert_eq!(consumers.len(), 1, "{v:#}");
+    assert_eq!(consumers[0]["name"], "holder", "{v:#}");
+    assert_eq!(u(&consumers[0]["pid"]), u64::from(holder.pid), "{v:#}");
+    holder.signal(rustix::process::Signal::TERM);
+    let status = bus.wait(&holder, T);
+    assert!(status.success(), "the holder: {status:?}");
 }
 
 #[test]

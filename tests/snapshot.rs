@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::in_process::InProcess;
 use common::{u, Bus};
-use framebus_consumer::{read_bgr, BgrError};
+use framebus_consumer::{copy_latest_frame, read_bgr, BgrError, CopyError};
 use framebus_producer::{Captured, FrameSource, Producer, ProducerConfig, SlotWriter, SourceError};
 use shm_layout::pattern::Pattern;
 
@@ -158,6 +158,42 @@ fn gray16_and_colour_buses_snapshot_to_16_bit_and_rgb_pngs() {
             .verify(seq, &rgb, 300, 40)
             .unwrap_or_else(|e| panic!("{format} frame {seq} differs: {e:?}"));
     }
+}
+
+/// `snapshot` on a full bus under fire: the producer is unpaced (it
+/// rewrites every slot but the newest one as fast as it can) and its one
+/// consumer entry is taken, so every snapshot copies without a pin while
+/// slots are rewritten under it. Each one that succeeds is one whole frame
+/// of the fake pattern, its seq's; one may give up after 64 overlapped
+/// copies (a clear error, counted), but never writes a torn frame.
+#[test]
+fn full_bus_snapshots_of_an_unpaced_producer_are_whole() {
+    let mut bus = Bus::new("snapfullfast");
+    bus.producer(&["--size", "100x40", "--fps", "0", "--max-consumers", "1"]);
+    let holder = bus.consumer(&["--name", "holder"]);
+    let png = out_path(&bus, "fast.png");
+    let (mut whole, mut too_fast) = (0, 0);
+    for _ in 0..20 {
+        let _ = std::fs::remove_file(&png);
+        let (status, out, err) =
+            bus.run(&["snapshot", "--bus", &bus.name, "-o", png.to_str().unwrap()]);
+        assert!(err.contains("without an entry"), "not the fallback: {err}");
+        if !status.success() {
+            assert!(err.contains("rewrote the newest frame's slot"), "{err}");
+            assert!(!png.exists(), "a failed snapshot wrote {}", png.display());
+            too_fast += 1;
+            continue;
+        }
+        let (seq, _, _) = parse_line(out.trim());
+        let (_, _, _, pixels, _) = decode_png(&png);
+        Pattern::new(100)
+            .verify(seq, &pixels, 100, 40)
+            .unwrap_or_else(|e| panic!("torn snapshot of frame {seq}: {e:?}"));
+        whole += 1;
+    }
+    assert!(whole > 0, "every snapshot gave up ({too_fast})");
+    holder.signal(rustix::process::Signal::TERM);
+    assert!(bus.wait(&holder, T).success());
 }
 
 #[test]
@@ -316,6 +352,37 @@ fn read_bgr_names_what_is_missing() {
     assert_eq!(frame.pixel(31, 7), [1, 2, 3]);
     drop(p);
     let e = read_bgr(&t.bus, Duration::from_millis(50)).unwrap_err();
+    assert!(e.to_string().contains("no bus named"), "{e}");
+}
+
+/// `copy_latest_frame` (the full-bus fallback of `snapshot`) in-process:
+/// no bus, no frame yet, then the newest frame's bytes and stamps, and no
+/// consumer entry taken.
+#[test]
+fn copy_latest_frame_copies_the_newest_frame_without_an_entry() {
+    let t = InProcess::new("snap", "copylatest");
+    let e = copy_latest_frame(&t.bus, Duration::from_millis(50)).unwrap_err();
+    assert!(e.to_string().contains("no bus named"), "{e}");
+    let mut p = Producer::create(ProducerConfig::new(t.bus.clone()), 32, 8).expect("producer");
+    let e = copy_latest_frame(&t.bus, Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(e, CopyError::NoFrameYet { .. }), "{e}");
+    let mut src = UniformColour::new(32, 8);
+    for _ in 0..3 {
+        p.publish(|seq, slot| src.fill(seq, slot)).expect("publish");
+    }
+    let frame = copy_latest_frame(&t.bus, Duration::from_secs(5)).expect("a copy");
+    assert_eq!(frame.seq(), 3);
+    assert_eq!((frame.width(), frame.height()), (32, 8));
+    assert_eq!(frame.capture_ns(), 30);
+    assert_eq!(frame.instance_id(), p.instance_id());
+    let view = frame.view();
+    for y in 0..8 {
+        assert!(view.row(y).iter().all(|&b| b == 3), "row {y}");
+    }
+    let snap = framebus_consumer::inspect(&t.bus).expect("inspect");
+    assert!(snap.consumers.is_empty(), "the copy took an entry");
+    drop(p);
+    let e = copy_latest_frame(&t.bus, Duration::from_millis(50)).unwrap_err();
     assert!(e.to_string().contains("no bus named"), "{e}");
 }
 

@@ -3,18 +3,26 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use serde_json::Value;
 use shm_layout::BusName;
 
 use crate::consumer_error;
 
 /// A snapshot of bus ``bus`` read straight from shared memory, without
 /// registering: the same figures as ``framebus inspect --bus BUS --json``
-/// (``producer``, ``geometry``, ``latest``, ``slots``, ``consumers``).
+/// (``producer``, ``geometry``, ``latest``, ``slots``, ``consumers``,
+/// ``bridges``), field for field, with the same types.
 #[pyfunction]
 pub(crate) fn inspect<'py>(py: Python<'py>, bus: &str) -> PyResult<Bound<'py, PyDict>> {
     let bus_name = BusName::new(bus).map_err(|e| consumer_error(py, e.into()))?;
-    let s = py
-        .detach(|| framebus_consumer::inspect(&bus_name))
+    let (s, bridges) = py
+        .detach(|| {
+            framebus_consumer::inspect(&bus_name).map(|s| {
+                // Counters of `framebus bridge` ends on this bus: the files
+                // `framebus inspect` reads (beside the trigger directories).
+                (s, framebus_bridge::stats::read_stats(&bus_name))
+            })
+        })
         .map_err(|e| consumer_error(py, e))?;
     let d = PyDict::new(py);
     d.set_item("bus", &s.bus)?;
@@ -88,8 +96,60 @@ pub(crate) fn inspect<'py>(py: Python<'py>, bus: &str) -> PyResult<Bound<'py, Py
         consumers.append(e)?;
     }
     d.set_item("consumers", consumers)?;
+    let list = PyList::empty(py);
+    for b in &bridges {
+        list.append(bridge(py, b)?)?;
+    }
+    d.set_item("bridges", list)?;
     if !s.producer_alive {
         d.set_item("clean", format!("framebus clean --bus {}", s.bus))?;
     }
     Ok(d)
+}
+
+/// One bridge's stats as `framebus inspect --json` prints them: every field
+/// of its stats file (serialised the same way), `alive` and `age_ms`.
+fn bridge<'py>(py: Python<'py>, b: &framebus_bridge::StatsReport) -> PyResult<Bound<'py, PyAny>> {
+    let mut v = serde_json::to_value(&b.stats).map_err(|e| {
+        pyo3::exceptions::PyValueError::new_err(format!("bridge stats {}: {e}", b.path.display()))
+    })?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("alive".into(), Value::from(b.alive));
+        o.insert("age_ms".into(), Value::from(b.age_ms));
+    }
+    json_to_py(py, &v)
+}
+
+/// A JSON value as the Python object `json.loads` would make of its text:
+/// integers stay `int`, other numbers become `float`.
+fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else {
+                // Every JSON number is one of the three.
+                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
+            }
+        }
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let d = PyDict::new(py);
+            for (k, item) in map {
+                d.set_item(k, json_to_py(py, item)?)?;
+            }
+            d.into_any()
+        }
+    })
 }

@@ -349,16 +349,85 @@ def test_producer_restart_reattaches(bus):
         assert c.reattached == 1
 
 
+def assert_same_shape(mine, cli, path="inspect"):
+    """``mine`` has exactly ``cli``'s fields, recursively, each of the same
+    type (``int`` is not ``float``, ``None`` is only ``None``): what
+    ``json.loads`` makes of ``inspect --json``."""
+    assert type(mine) is type(cli), f"{path}: {type(mine).__name__} in Python, {type(cli).__name__} in the CLI"
+    if isinstance(cli, dict):
+        assert mine.keys() == cli.keys(), (
+            f"{path}: only in Python {sorted(mine.keys() - cli.keys())}, "
+            f"only in the CLI {sorted(cli.keys() - mine.keys())}"
+        )
+        for k in cli:
+            assert_same_shape(mine[k], cli[k], f"{path}[{k!r}]")
+    elif isinstance(cli, list):
+        assert len(mine) == len(cli), f"{path}: {len(mine)} items in Python, {len(cli)} in the CLI"
+        for i, (a, b) in enumerate(zip(mine, cli)):
+            assert_same_shape(a, b, f"{path}[{i}]")
+
+
+def write_bridge_stats(bus, role, pid, alive):
+    """A stats file of a ``framebus bridge`` end on ``bus`` where ``inspect``
+    looks for them (crates/bridge/src/stats.rs): every field, as a bridge
+    writes it. ``alive``: this process holds the bridge's liveness token
+    (an OFD lock on byte 0 of the lock file beside it); returns its
+    descriptor (close it to let the token go), else None."""
+    import fcntl
+    import json
+    import struct
+
+    d = bus.runtime_dir / "framebus" / ".bridge"
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = f"{bus.name}.{role}.{pid}.json"
+    now_ms = int(time.time() * 1000)
+    stats = {
+        "role": role, "bus": bus.name, "key": f"framebus/{bus.name}", "pid": pid,
+        "endpoints": ["listen tcp/127.0.0.1:7447"], "peers": 1, "compression": "lz4",
+        "frames_sent": 10, "bytes_sent": 5000, "frames_skipped": 1, "frames_unmatched": 0,
+        "send_errors": 0, "frames_received": 0, "bytes_received": 0, "frames_published": 0,
+        "frames_lost": 0, "dropped_overrun": 0, "dropped_invalid": 0, "dropped_stale": 0,
+        "buses_created": 0, "last_seq": 42, "fps": 12.5, "bytes_per_s": 2048.0,
+        "last_error": None if alive else "peer went away",
+        "started_unix_ms": now_ms - 5000,
+        "updated_unix_ms": now_ms - (0 if alive else 1000),  # no tie in the order
+    }
+    (d / name).write_text(json.dumps(stats))
+    if not alive:
+        return None
+    fd = os.open(d / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
+    return fd
+
+
 def test_inspect_matches_the_cli(bus):
     bus.produce(size="100x50", fps=50, pins=2)
-    with framebus.Consumer(bus.name, name="inspected") as c:
-        frame = c.next_frame(timeout=10)
-        mine = framebus.inspect(bus.name)
-        cli = bus.inspect()
-        assert mine["geometry"] == cli["geometry"]
-        assert mine["instance_id"] == cli["instance_id"]
-        assert mine["producer"]["pid"] == cli["producer"]["pid"]
-        me = [e for e in mine["consumers"] if e["pid"] == os.getpid()]
-        assert len(me) == 1 and me[0]["name"] == "inspected"
-        assert me[0]["index"] == c.info["entry"]
-        assert me[0]["pinned_slots"] == [frame.slot]
+    token = write_bridge_stats(bus, "out", 4242, alive=True)
+    write_bridge_stats(bus, "in", 4343, alive=False)
+    try:
+        with framebus.Consumer(bus.name, name="inspected") as c:
+            frame = c.next_frame(timeout=10)
+            mine = framebus.inspect(bus.name)
+            cli = bus.inspect()
+            # Field for field, with the same types.
+            assert_same_shape(mine, cli)
+            assert mine["geometry"] == cli["geometry"]
+            assert mine["instance_id"] == cli["instance_id"]
+            assert mine["producer"]["pid"] == cli["producer"]["pid"]
+            me = [e for e in mine["consumers"] if e["pid"] == os.getpid()]
+            assert len(me) == 1 and me[0]["name"] == "inspected"
+            assert me[0]["index"] == c.info["entry"]
+            assert me[0]["pinned_slots"] == [frame.slot]
+            # The bridges: both files, the same values (but their age).
+            assert len(cli["bridges"]) == 2, cli["bridges"]
+
+            def ageless(bridges):
+                return sorted(({k: v for k, v in b.items() if k != "age_ms"} for b in bridges),
+                              key=lambda b: b["role"])
+
+            assert ageless(mine["bridges"]) == ageless(cli["bridges"])
+            alive = {b["role"]: b["alive"] for b in mine["bridges"]}
+            assert alive == {"out": True, "in": False}
+    finally:
+        os.close(token)

@@ -1,6 +1,8 @@
-//! `framebus snapshot`: the newest gray frame (pinned while it is copied)
-//! or the debug BGR frame (a seqlock-consistent copy) as a PNG, written
-//! with the pure-Rust `png` encoder so it works in every build.
+//! `framebus snapshot`: the newest frame (pinned while it is copied, or,
+//! on a bus whose every consumer entry is taken, copied without an entry
+//! and checked whole) or the debug BGR frame (a seqlock-consistent copy) as
+//! a PNG, written with the pure-Rust `png` encoder so it works in every
+//! build.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,14 +11,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use framebus_consumer::{read_bgr, Consumer, ConsumerConfig};
+use framebus_consumer::{
+    copy_latest_frame, read_bgr, Consumer, ConsumerConfig, ConsumerError, CopyError, FrameView,
+};
 use serde::Serialize;
 use shm_layout::PixelFormat;
 
 /// `framebus snapshot`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Prints one line on stdout: `seq=N width=W height=H file=PATH` (with --json, a JSON\nobject with seq, width, height, capture_ns, bgr, format, png_bits, file). With -o - the PNG itself goes\nto stdout and that line to stderr. The PNG also carries the frame's sequence\nnumber in a tEXt chunk `framebus-seq`. Only PNG is written: another extension is\nrefused.\n\nThe frame is written as the bus carries it: gray8 as 8-bit gray, gray16 as 16-bit\ngray (values unshifted: a 12-bit camera's are 0..4095; tEXt chunks framebus-format\nand framebus-significant-bits say so), bgr8 and rgb8 as RGB.\n\nThe frame is taken as a consumer would (it holds a consumer entry for an\ninstant). The BGR frame needs a producer started with --debug-bgr.\n\nExamples:\n  framebus snapshot --bus cam0 -o frame.png\n  framebus snapshot --bus cam0 -o colour.png --bgr\n  framebus snapshot --bus cam0 -o - | display -"
+    after_help = "Prints one line on stdout: `seq=N width=W height=H file=PATH` (with --json, a JSON\nobject with seq, width, height, capture_ns, bgr, format, png_bits, file). With -o - the PNG itself goes\nto stdout and that line to stderr. The PNG also carries the frame's sequence\nnumber in a tEXt chunk `framebus-seq`. Only PNG is written: another extension is\nrefused.\n\nThe frame is written as the bus carries it: gray8 as 8-bit gray, gray16 as 16-bit\ngray (values unshifted: a 12-bit camera's are 0..4095; tEXt chunks framebus-format\nand framebus-significant-bits say so), bgr8 and rgb8 as RGB.\n\nThe frame is taken as a consumer would: it holds a consumer entry for an\ninstant and reads the frame pinned. On a full bus (every consumer entry taken)\nit works too: it then copies the newest frame without an entry, writing nothing\nto the bus, and keeps the copy only if the producer did not rewrite the slot\nmeanwhile (else it copies again); an info log line says so. The BGR frame needs a\nproducer started with --debug-bgr.\n\nExamples:\n  framebus snapshot --bus cam0 -o frame.png\n  framebus snapshot --bus cam0 -o colour.png --bgr\n  framebus snapshot --bus cam0 -o - | display -"
 )]
 pub struct SnapshotArgs {
     /// Bus name.
@@ -151,17 +155,31 @@ fn is_stdout(path: &Path) -> anyhow::Result<bool> {
     Ok(false)
 }
 
-/// The newest frame: attach, pin it, copy its rows (without the stride
-/// padding) while it is pinned, in PNG's sample layout, let go. gray8 and
-/// gray16 become 8- and 16-bit grayscale PNGs (gray16 values as they are:
-/// a 12-bit camera's 0..=4095, its significant bits in a tEXt chunk), bgr8
-/// and rgb8 RGB PNGs.
+/// The newest frame, in PNG's sample layout. Taken as a consumer would
+/// (attach, pin it, copy its rows while it is pinned, let go); if every
+/// consumer entry is taken, copied without an entry instead
+/// (`framebus_consumer::copy_latest_frame`, doc/PROTOCOL.md §19).
 fn frame_image(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<Image> {
     let config = ConsumerConfig {
         name: "snapshot".into(),
         ..ConsumerConfig::new(bus.clone())
     };
-    let mut consumer = Consumer::attach(config).map_err(|e| super::attach_error(bus, e))?;
+    let mut consumer = match Consumer::attach(config) {
+        Ok(c) => c,
+        Err(ConsumerError::BusFull { max, .. }) => {
+            tracing::info!(
+                bus = %bus,
+                "all {max} consumer entries are taken: copying the newest frame without an entry"
+            );
+            let frame = copy_latest_frame(bus, timeout).map_err(|e| match e {
+                CopyError::Consumer(e) => super::attach_error(bus, e),
+                e => anyhow::Error::new(e)
+                    .context(format!("cannot copy the newest frame of bus {bus}")),
+            })?;
+            return image_of(bus, frame.view());
+        }
+        Err(e) => return Err(super::attach_error(bus, e)),
+    };
     let frame = consumer
         .next_frame(Some(timeout))
         .with_context(|| format!("cannot take a frame from bus {bus}"))?
@@ -171,8 +189,21 @@ fn frame_image(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<I
                 timeout.as_secs_f64()
             )
         })?;
-    let (w, h, format) = (frame.width(), frame.height(), frame.format());
-    let mut data = Vec::with_capacity(frame.view().row_bytes() * h as usize);
+    let image = image_of(bus, frame.view())?;
+    if frame.truncated() {
+        anyhow::bail!("bus {bus} was truncated while its frame was copied (another process shrank /dev/shm/framebus.{bus}); nothing written — try again once the producer has re-created it");
+    }
+    drop(frame); // releases the pin
+    Ok(image)
+}
+
+/// `frame`'s rows without the stride padding, in PNG's sample layout: gray8
+/// and gray16 become 8- and 16-bit grayscale (gray16 values as they are: a
+/// 12-bit camera's 0..=4095, its significant bits in a tEXt chunk), bgr8
+/// and rgb8 RGB.
+fn image_of(bus: &shm_layout::BusName, frame: FrameView<'_>) -> anyhow::Result<Image> {
+    let (h, format) = (frame.height, frame.format);
+    let mut data = Vec::with_capacity(frame.row_bytes() * h as usize);
     let (color, depth) = match format {
         PixelFormat::Gray8 => {
             for y in 0..h {
@@ -202,22 +233,17 @@ fn frame_image(bus: &shm_layout::BusName, timeout: Duration) -> anyhow::Result<I
             (png::ColorType::Rgb, png::BitDepth::Eight)
         }
     };
-    if frame.truncated() {
-        anyhow::bail!("bus {bus} was truncated while its frame was copied (another process shrank /dev/shm/framebus.{bus}); nothing written — try again once the producer has re-created it");
-    }
-    let image = Image {
-        width: w,
+    Ok(Image {
+        width: frame.width,
         height: h,
-        seq: frame.seq(),
-        capture_ns: frame.capture_ns(),
+        seq: frame.seq,
+        capture_ns: frame.capture_ns,
         format,
-        significant_bits: frame.significant_bits(),
+        significant_bits: frame.significant_bits,
         color,
         depth,
         data,
-    };
-    drop(frame); // releases the pin
-    Ok(image)
+    })
 }
 
 fn write_png(path: &Path, image: &Image) -> anyhow::Result<()> {

@@ -303,9 +303,11 @@ impl Producer {
         let seq = self.seq + 1;
         let entry = &self.mem.control().slots()[slot as usize];
         // The slot's old frame is being overwritten: seq 0 = "no frame", so
-        // a consumer that pins it by a stale `latest` never trusts it.
-        // Relaxed: published by end_write's Release.
-        entry.seq.store(0, Ordering::Relaxed);
+        // a consumer that pins it by a stale `latest` never trusts it, and a
+        // reader copying it without a pin (`snapshot` on a full bus) sees
+        // the rewrite: the fence orders seq 0 before every pixel stored
+        // from here on (shm_layout::unpinned, doc/PROTOCOL.md §19).
+        shm_layout::unpinned::mark_rewriting(entry);
         Ok(PendingFrame {
             instance_id: self.instance_id,
             slot,

@@ -6,7 +6,8 @@
 //! their pixel format is in the header, [`format`]), each section page-aligned
 //! ([`layout`]). [`view`] validates raw memory before anything else touches
 //! it; [`pin`] is the lock-free protocol by which the producer writes slots
-//! and consumers pin them; [`naming`] derives every OS name from a bus name;
+//! and consumers pin them, and [`unpinned`] how a reader without a consumer
+//! entry copies the newest frame; [`naming`] derives every OS name from a bus name;
 //! [`pattern`] is the fake camera's self-checking test pattern.
 //!
 //! This crate makes no OS calls: it is atomics, pointer arithmetic and pure
@@ -26,6 +27,7 @@ pub mod seqlock;
 pub mod sync;
 pub mod tables;
 pub mod trigger;
+pub mod unpinned;
 #[cfg(not(loom))]
 pub mod view;
 pub mod window;

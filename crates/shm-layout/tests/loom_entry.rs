@@ -45,6 +45,13 @@
 //!   passed on), is never evicted.
 //! - (e) `seqlock_*`: a reader of the BGR slot never accepts a copy that
 //!   mixes two frames (words or stamps of two writes).
+//! - (f) `unpinned_*`: a reader without a consumer entry copying the newest
+//!   frame (`src/unpinned.rs`, `snapshot` on a full bus) never accepts a
+//!   copy that is not one whole frame, while the producer publishes
+//!   through the real `acquire_free_slot`, `mark_rewriting`, `end_write`
+//!   and rewrites the very slot being copied. Its pixels are loom atomics
+//!   on both sides (the copy races the writer by design; only the checks
+//!   decide).
 //!
 //! Negative controls (`control_*`): each calls one of the `#[doc(hidden)]`
 //! broken variants of the real functions and must make its model fail,
@@ -75,10 +82,11 @@ use loom::thread;
 use shm_layout::entry::{
     self, BudgetVariant, HoldTokens, OverBudget, ReapOrder, Reaped, TestTokens,
 };
-use shm_layout::header::BgrSeqlock;
+use shm_layout::header::{pack_latest, unpack_latest, BgrSeqlock};
 use shm_layout::pin::{self, consumer_bit, PinOutcome};
 use shm_layout::seqlock::{self, ReadOutcome};
 use shm_layout::sync::{AtomicU64, Ordering};
+use shm_layout::unpinned::{self, CopyOutcome};
 use shm_layout::{ConsumerEntry, ConsumerState, Owner, SlotEntry};
 
 // ===== harness ===========================================================
@@ -1030,5 +1038,155 @@ fn control_seqlock_relaxed_end_is_caught() {
     };
     expect_failure(&[MIXED], || {
         seqlock_run(o, 1);
+    });
+}
+
+// ===== (f) the unpinned copy of the newest frame ==========================
+
+/// The failure message of (f).
+const TORN: &str = "accepted a copy that is not one whole frame";
+
+/// Orderings of the unpinned copy to weaken; `Release`/`Acquire` are the
+/// real ones.
+#[derive(Debug, Clone, Copy)]
+struct UnpinnedOrders {
+    /// The producer's fence after `seq = 0` (`Relaxed` = no fence).
+    writer_fence: Ordering,
+    /// The reader's fence before its second `seq` load (`Relaxed` = none).
+    reader_fence: Ordering,
+}
+
+const UNPINNED_REAL: UnpinnedOrders = UnpinnedOrders {
+    writer_fence: Ordering::Release,
+    reader_fence: Ordering::Acquire,
+};
+
+/// Two slots of `WORDS` atomic words each: frame 1 goes to slot 0, frame
+/// 2 to slot 1 (slot 0 is the newest, skipped), frame 3 to slot 0 again —
+/// the slot a reader that loaded `latest` after frame 1 is copying. Every
+/// word and stamp of frame `n` is `n`. The reader makes `reads` attempts;
+/// every accepted copy must be one frame. Counts accepted copies of a
+/// frame after the first, and copies refused as rewritten.
+fn unpinned_model(o: UnpinnedOrders, reads: usize, seen: &std::sync::Arc<[Coverage; 2]>) {
+    struct Bus {
+        slots: Box<[SlotEntry]>,
+        words: Box<[Box<[AtomicU64]>]>,
+        latest: AtomicU64,
+    }
+    let bus = Arc::new(Bus {
+        slots: (0..2).map(|_| SlotEntry::default()).collect(),
+        words: (0..2)
+            .map(|_| (0..WORDS).map(|_| AtomicU64::new(0)).collect())
+            .collect(),
+        latest: AtomicU64::new(0),
+    });
+    let reader = {
+        let (bus, seen) = (bus.clone(), seen.clone());
+        thread::spawn(move || {
+            let mut copy = [0u64; WORDS];
+            for _ in 0..reads {
+                let words = |slot: u32| bus.words.get(slot as usize).map(|w| &w[..]);
+                match unpinned::try_copy_with(
+                    &bus.latest,
+                    &bus.slots,
+                    words,
+                    &mut copy,
+                    o.reader_fence,
+                ) {
+                    CopyOutcome::Copied {
+                        seq,
+                        capture_ns,
+                        publish_ns,
+                        ..
+                    } => {
+                        assert!(
+                            seq != 0
+                                && capture_ns == seq
+                                && publish_ns == seq
+                                && copy.iter().all(|&w| w == seq),
+                            "{TORN}: words {copy:?}, seq {seq}, capture_ns {capture_ns}, publish_ns {publish_ns}"
+                        );
+                        if seq > 1 {
+                            seen[0].hit();
+                        }
+                    }
+                    CopyOutcome::Rewritten => seen[1].hit(),
+                    CopyOutcome::Empty => {}
+                    CopyOutcome::BadSlot { slot } => panic!("bad slot {slot}"),
+                }
+            }
+        })
+    };
+    let writer = thread::spawn(move || {
+        for seq in 1..=3u64 {
+            // The producer is the only writer of `latest`.
+            let newest = unpack_latest(bus.latest.load(Ordering::Relaxed)).map(|(_, s)| s);
+            let slot = pin::acquire_free_slot(&bus.slots, newest, 0)
+                .expect("a free slot: nobody pins in this model");
+            let entry = &bus.slots[slot as usize];
+            unpinned::mark_rewriting_with(entry, o.writer_fence);
+            for w in bus.words[slot as usize].iter() {
+                w.store(seq, Ordering::Relaxed);
+            }
+            entry.seq.store(seq, Ordering::Relaxed);
+            entry.capture_ns.store(seq, Ordering::Relaxed);
+            entry.publish_ns.store(seq, Ordering::Relaxed);
+            pin::end_write(entry);
+            bus.latest.store(pack_latest(seq, slot), Ordering::Release);
+        }
+    });
+    reader.join().unwrap();
+    writer.join().unwrap();
+}
+
+fn unpinned_run(o: UnpinnedOrders, reads: usize) -> std::sync::Arc<[Coverage; 2]> {
+    let seen = std::sync::Arc::new([Coverage::default(), Coverage::default()]);
+    let s = seen.clone();
+    check(3, move || unpinned_model(o, reads, &s));
+    seen
+}
+
+/// (f) A reader copying the newest frame without a pin, while the producer
+/// rewrites the slot it copies, only ever accepts one whole frame (words
+/// and stamps of one write). Asserted explored: accepted copies of a later
+/// frame, and copies refused because the slot was rewritten.
+#[test]
+fn unpinned_copy_never_accepts_a_torn_frame() {
+    let seen = unpinned_run(UNPINNED_REAL, 2);
+    eprintln!(
+        "copies of a later frame accepted: {}, copies refused: {}",
+        seen[0].get(),
+        seen[1].get()
+    );
+    assert!(seen[0].get() > 0, "never copied a frame after the first");
+    assert!(seen[1].get() > 0, "no copy was ever refused as rewritten");
+}
+
+/// Negative control: a producer that stores `seq = 0` without the Release
+/// fence before the pixels: a copy can read frame 3's words and still see
+/// frame 1's seq.
+#[test]
+#[should_panic(expected = "negative control caught")]
+fn control_unpinned_writer_without_fence_is_caught() {
+    let o = UnpinnedOrders {
+        writer_fence: Ordering::Relaxed,
+        ..UNPINNED_REAL
+    };
+    expect_failure(&[TORN], || {
+        unpinned_run(o, 1);
+    });
+}
+
+/// Negative control: no Acquire fence before the reader's second `seq`
+/// load.
+#[test]
+#[should_panic(expected = "negative control caught")]
+fn control_unpinned_reader_without_fence_is_caught() {
+    let o = UnpinnedOrders {
+        reader_fence: Ordering::Relaxed,
+        ..UNPINNED_REAL
+    };
+    expect_failure(&[TORN], || {
+        unpinned_run(o, 1);
     });
 }
