@@ -64,17 +64,20 @@ pub enum Command {
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),
+    #[cfg(unix)]
     /// Measure throughput, latency, CPU and isolation against the memcpy
     /// ceiling and a plain pipe.
     #[command(after_help = BENCH_HELP)]
     Bench(crate::cmd::BenchArgs),
     /// Write the newest frame of a bus to a PNG file.
     Snapshot(crate::cmd::SnapshotArgs),
+    #[cfg(unix)]
     /// Kill, stop and restart consumers and producers at random while
     /// verifying every frame; report what was lost and left behind.
     Chaos(crate::cmd::ChaosArgs),
     /// Remove what a crashed producer left behind (only when it is gone).
     Clean(crate::cmd::CleanArgs),
+    #[cfg(unix)]
     /// Carry a bus to other hosts over zenoh: `bridge out` on the camera
     /// host, `bridge in` on the other (build with --features bridge).
     Bridge(crate::cmd::BridgeArgs),
@@ -86,6 +89,7 @@ pub enum Command {
     PipeConsume(crate::cmd::PipeConsumeArgs),
 }
 
+#[cfg(unix)]
 const BENCH_HELP: &str = "Scenarios:
   throughput  one producer and --consumers processes (default)
   compare     throughput over shared memory, then over pipes, and their ratios

@@ -63,6 +63,7 @@ impl Reaper {
     }
 
     /// Sends a signal to the child.
+    #[cfg(unix)]
     pub fn signal(&self, sig: rustix::process::Signal) -> anyhow::Result<()> {
         if let Some(c) = self.0.as_ref() {
             rustix::process::kill_process(rustix::process::Pid::from_child(c), sig)
@@ -89,6 +90,7 @@ impl Reaper {
 }
 
 /// CPU time (user + system) and peak resident set of a process, from /proc.
+#[cfg(unix)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ProcFigures {
     /// User + system CPU seconds so far.
@@ -100,6 +102,7 @@ pub struct ProcFigures {
 
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`. `None` if the
 /// process is gone.
+#[cfg(unix)]
 pub fn proc_figures(pid: u32) -> Option<ProcFigures> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) in ")".

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use framebus_consumer::{builtin, Algorithm, Consumer, ConsumerConfig, ConsumerError, Frame};
+#[cfg(unix)]
 use rustix::process::{Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
 
@@ -81,11 +82,15 @@ impl Progress {
 }
 
 /// Exit statuses of the fork check's child.
+#[cfg(unix)]
 const CHILD_GOT_FORKED: i32 = 0;
+#[cfg(unix)]
 const CHILD_GOT_OTHER_ERROR: i32 = 3;
+#[cfg(unix)]
 const CHILD_GOT_FRAME: i32 = 4;
 
 /// `fork()`: `Some(child pid)` in the parent, `None` in the child.
+#[cfg(unix)]
 fn fork() -> std::io::Result<Option<Pid>> {
     // SAFETY: fork itself has no memory-safety preconditions; the danger is
     // what the child does afterwards in a process that might have other
@@ -108,6 +113,7 @@ fn fork() -> std::io::Result<Option<Pid>> {
 
 /// Waits (bounded) for the fork check's child; kills it if it hangs.
 /// `Err` describes any outcome other than "it got `Forked`".
+#[cfg(unix)]
 fn wait_fork_child(child: Pid) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -141,6 +147,7 @@ fn wait_fork_child(child: Pid) -> Result<(), String> {
 /// The fork check, in the parent: `frame` (kept with `next_frame_owned`)
 /// must be byte-identical to `copy` after the child `child` has tried the
 /// consumer and exited, and a moment later.
+#[cfg(unix)]
 fn fork_check_parent(child: Pid, frame: &Frame<'static>, copy: &[u8]) -> Result<(), String> {
     let outcome = wait_fork_child(child);
     // A producer that wrongly took the entry over would rewrite the slot
@@ -189,11 +196,18 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let stop = super::stop_flag()?;
     // Installed before attaching: a SIGUSR1 sent after the `attached` line
     // never meets the default action (which would end the process).
+    #[cfg(unix)]
     let fork_request = if args.fork_check_on_usr1 {
         let flag = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&flag))
             .context("cannot install the SIGUSR1 handler")?;
         Some(flag)
+    } else {
+        None
+    };
+    #[cfg(not(unix))]
+    let fork_request: Option<Arc<AtomicBool>> = if args.fork_check_on_usr1 {
+        anyhow::bail!("--fork-check-on-usr1 needs fork and SIGUSR1 (Linux)");
     } else {
         None
     };
@@ -221,6 +235,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     // Figures count from `started`, `frames_before` and `coalesced_before`
     // (moved to the end of the warm-up, if any).
     let (mut frames_before, mut coalesced_before, mut skipped_before) = (0u64, 0u64, 0u64);
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let (mut fork_checks, mut fork_failures) = (0u64, 0u64);
     let mut fork_pending = false;
     loop {
@@ -265,39 +280,41 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         }
         // The fork check: keep a frame, copy it, fork; the child must be
         // refused the consumer, the frame must not change.
-        let frame = match consumer.next_frame_owned(Some(wait)) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => continue,
-            Err(e) => {
-                survive_truncation(&bus, e)?;
-                continue;
-            }
-        };
-        fork_pending = false;
-        progress.take(&frame, coalesced_now, algo.as_mut(), &args.algo)?;
-        let copy = frame.pixels().to_vec();
-        let outcome = match fork() {
-            Ok(None) => {
-                // The child: the consumer is the parent's.
-                let status = match consumer.next_frame(Some(Duration::ZERO)) {
-                    Err(ConsumerError::Forked { .. }) => CHILD_GOT_FORKED,
-                    Err(_) => CHILD_GOT_OTHER_ERROR,
-                    Ok(_) => CHILD_GOT_FRAME,
-                };
-                // In a child these drops only unmap and close.
-                drop(frame);
-                drop(copy);
-                drop(consumer);
-                // SAFETY: `_exit` ends the child at once, without atexit
-                // handlers or stdio flushes that could act on state it
-                // shares with the parent; nothing here needs unwinding.
-                unsafe { libc::_exit(status) }
-            }
-            Ok(Some(child)) => fork_check_parent(child, &frame, &copy),
-            Err(e) => Err(format!("fork failed: {e}")),
-        };
-        fork_checks += 1;
-        match outcome {
+        #[cfg(unix)]
+        {
+            let frame = match consumer.next_frame_owned(Some(wait)) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => continue,
+                Err(e) => {
+                    survive_truncation(&bus, e)?;
+                    continue;
+                }
+            };
+            fork_pending = false;
+            progress.take(&frame, coalesced_now, algo.as_mut(), &args.algo)?;
+            let copy = frame.pixels().to_vec();
+            let outcome = match fork() {
+                Ok(None) => {
+                    // The child: the consumer is the parent's.
+                    let status = match consumer.next_frame(Some(Duration::ZERO)) {
+                        Err(ConsumerError::Forked { .. }) => CHILD_GOT_FORKED,
+                        Err(_) => CHILD_GOT_OTHER_ERROR,
+                        Ok(_) => CHILD_GOT_FRAME,
+                    };
+                    // In a child these drops only unmap and close.
+                    drop(frame);
+                    drop(copy);
+                    drop(consumer);
+                    // SAFETY: `_exit` ends the child at once, without atexit
+                    // handlers or stdio flushes that could act on state it
+                    // shares with the parent; nothing here needs unwinding.
+                    unsafe { libc::_exit(status) }
+                }
+                Ok(Some(child)) => fork_check_parent(child, &frame, &copy),
+                Err(e) => Err(format!("fork failed: {e}")),
+            };
+            fork_checks += 1;
+            match outcome {
             Ok(()) => eprintln!(
                 "fork check passed: the child was refused the consumer (Forked), held frame {} unchanged",
                 frame.seq()
@@ -306,6 +323,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
                 fork_failures += 1;
                 eprintln!("fork check failed on bus {bus}: {why}");
             }
+        }
         }
     }
     let seconds = started.elapsed().as_secs_f64();

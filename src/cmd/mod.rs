@@ -7,8 +7,11 @@ use shm_layout::BusName;
 
 use crate::cli::{Cli, Command};
 
+#[cfg(unix)]
 pub use bench::BenchArgs;
+#[cfg(unix)]
 pub use bridge::BridgeArgs;
+#[cfg(unix)]
 pub use chaos::ChaosArgs;
 pub use clean::CleanArgs;
 pub use list::ListArgs;
@@ -17,8 +20,11 @@ pub use snapshot::SnapshotArgs;
 pub use top::TopArgs;
 pub use view::ViewArgs;
 
+#[cfg(unix)]
 mod bench;
+#[cfg(unix)]
 mod bridge;
+#[cfg(unix)]
 mod chaos;
 mod child;
 mod clean;
@@ -42,10 +48,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(a) => top::run(a),
         Command::View(a) => view::run(a),
         Command::Demo(a) => demo::run(a),
+        #[cfg(unix)]
         Command::Bench(a) => bench::run(a),
         Command::Snapshot(a) => snapshot::run(a),
+        #[cfg(unix)]
         Command::Chaos(a) => chaos::run(a),
         Command::Clean(a) => clean::run(a),
+        #[cfg(unix)]
         Command::Bridge(a) => bridge::run(a),
         Command::PipeProduce(a) => pipe::produce(a),
         Command::PipeConsume(a) => pipe::consume(a),
@@ -76,8 +85,8 @@ fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> 
     Ok(framebus_producer::stop_on_signals()?)
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock every framebus timestamp uses.
+/// The monotonic clock every framebus timestamp uses (`CLOCK_MONOTONIC` on
+/// Linux), in nanoseconds.
 fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    framebus_producer::monotonic_ns()
 }

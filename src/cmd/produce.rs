@@ -238,6 +238,9 @@ fn sharing(mode: Option<u32>, group: Option<u32>) -> anyhow::Result<(u32, Option
             bail!("--group {g} shares the bus but --mode 600 keeps it owner-only: drop one of them")
         }
         (_, Some(g)) => Ok((0o660, Some(g))),
+        #[cfg(unix)]
         (Some(m), None) => Ok((m, Some(rustix::process::getegid().as_raw()))),
+        #[cfg(not(unix))]
+        (Some(_), None) => bail!("--mode and --group are Linux permissions; on Windows a bus is this user's (default security)"),
     }
 }

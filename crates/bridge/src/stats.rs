@@ -161,10 +161,18 @@ fn lock_path(stats: &Path) -> PathBuf {
 
 /// Whether the bridge that writes `stats` still runs: it holds the token of
 /// the lock file beside it.
+#[cfg(unix)]
 fn writer_alive(stats: &Path) -> bool {
     std::fs::File::open(lock_path(stats)).is_ok_and(|f| {
         framebus_platform::token_held(&f, framebus_platform::TokenId::Producer).unwrap_or(true)
     })
+}
+
+/// Windows: bridges do not run there yet (see the crate docs), so no file
+/// has a live writer.
+#[cfg(not(unix))]
+fn writer_alive(_stats: &Path) -> bool {
+    false
 }
 
 /// Every bridge stats file of `bus` in [`stats_dir`], newest first.
@@ -266,6 +274,7 @@ impl StatsFile {
         if let Some(dir) = self.path.parent() {
             create_private_dir(dir)?;
         }
+        #[cfg(unix)]
         if self.lock.is_none() {
             let lock = std::fs::OpenOptions::new()
                 .read(true)
@@ -316,22 +325,29 @@ trait PrivateMode {
 }
 
 impl PrivateMode for std::fs::OpenOptions {
+    #[cfg(unix)]
     fn mode_private(&mut self) -> &mut Self {
         use std::os::unix::fs::OpenOptionsExt;
         self.mode(0o600)
+    }
+
+    /// Windows: the creator's default security (this user).
+    #[cfg(not(unix))]
+    fn mode_private(&mut self) -> &mut Self {
+        self
     }
 }
 
 /// Creates `dir` (and its parents) owner-only (0700) if it is missing.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! FIFO. Frames keep it alive through an `Arc`, so the mapping outlives every
 //! pixel slice handed out, even across a producer restart.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU32;
 
 use shm_layout::entry::{self, HoldTokens};
@@ -22,7 +21,7 @@ const FIFO_ATTEMPTS: u32 = 4;
 
 /// Consumer-entry tokens taken and let go through this consumer's own open
 /// of the bus object (see `framebus_platform::token`).
-pub(crate) struct EntryTokens<'a>(pub(crate) BorrowedFd<'a>);
+pub(crate) struct EntryTokens<'a>(pub(crate) sys::BusRef<'a>);
 
 impl HoldTokens for EntryTokens<'_> {
     fn try_hold(&self, index: u32) -> bool {
@@ -70,7 +69,7 @@ pub(crate) struct Attachment {
     control_map: sys::GuardedMap,
     /// This consumer's own open of the bus object: it holds the entry's
     /// liveness token (and the mappings keep the open alive too).
-    fd: OwnedFd,
+    fd: sys::BusHandle,
     /// In a forked child, the registration, pins and FIFO are the parent's.
     fork: ForkGuard,
 }
@@ -92,7 +91,7 @@ pub(crate) struct MappedBus {
     pub(crate) header: HeaderFixed,
     pub(crate) pixels: sys::GuardedMap,
     pub(crate) control_map: sys::GuardedMap,
-    pub(crate) fd: OwnedFd,
+    pub(crate) fd: sys::BusHandle,
 }
 
 impl MappedBus {
@@ -203,7 +202,7 @@ impl Attachment {
             what: format!("trigger directory {}", dir.display()),
             source: e,
         })?;
-        let tokens = EntryTokens(mapped.fd.as_fd());
+        let tokens = EntryTokens(sys::bus_ref(&mapped.fd));
         let consumers = mapped.control.consumers();
         let pid = sys::my_pid();
         let mut occupied = None;
@@ -327,7 +326,7 @@ impl Attachment {
 /// Whether the producer's liveness token on the bus object is held. If the
 /// kernel cannot tell, the producer is taken for alive (the pipe's end of
 /// file still tells its death).
-fn producer_token_held(fd: &OwnedFd) -> bool {
+fn producer_token_held(fd: &sys::BusHandle) -> bool {
     sys::token_held(fd, TokenId::Producer).unwrap_or_else(|e| {
         tracing::debug!("cannot test the producer's liveness token: {e}");
         true
@@ -347,7 +346,12 @@ impl Drop for Attachment {
             return;
         }
         let entry = &self.control.consumers()[self.index as usize];
-        entry::leave(entry, self.index, self.owner, &EntryTokens(self.fd.as_fd()));
+        entry::leave(
+            entry,
+            self.index,
+            self.owner,
+            &EntryTokens(sys::bus_ref(&self.fd)),
+        );
         self.pipe.unlink();
     }
 }

@@ -12,7 +12,7 @@ use crate::sys::{self, TokenId};
 
 /// Whether a liveness token is held; `true` if the kernel cannot tell (as
 /// the producer judges it).
-fn token_held(fd: &std::os::fd::OwnedFd, id: TokenId) -> bool {
+fn token_held(fd: &sys::BusHandle, id: TokenId) -> bool {
     sys::token_held(fd, id).unwrap_or(true)
 }
 

@@ -10,7 +10,6 @@
 //! `FRAMEBUS_TRUST_OWNERS` (comma-separated) — the documented way for the
 //! members of a group bus to accept its producer's user.
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::ConsumerError;
@@ -52,7 +51,12 @@ impl Trust {
 
     /// Checks the bus object: owned by a trusted user, not world-writable.
     /// Returns its owner.
-    pub(crate) fn check_object(&self, bus: &str, fd: &OwnedFd) -> Result<u32, ConsumerError> {
+    #[cfg(unix)]
+    pub(crate) fn check_object(
+        &self,
+        bus: &str,
+        fd: &sys::BusHandle,
+    ) -> Result<u32, ConsumerError> {
         let st = rustix::fs::fstat(fd).map_err(|e| ConsumerError::Os {
             what: format!("cannot stat /dev/shm/framebus.{bus}"),
             source: e.into(),
@@ -75,6 +79,7 @@ impl Trust {
 
     /// Checks the trigger directory a header names: a real directory (not a
     /// link), owned by the bus's owner, not world-writable.
+    #[cfg(unix)]
     pub(crate) fn check_trigger_dir(
         &self,
         dir: &Path,
@@ -103,5 +108,29 @@ impl Trust {
             mode,
             why,
         })
+    }
+
+    /// Windows: a bus object lives in this logon session's `Local\`
+    /// namespace with the default security of its creator (this user,
+    /// SYSTEM and administrators), so any object found there is this
+    /// user's. The owner reported is this process's.
+    #[cfg(windows)]
+    pub(crate) fn check_object(
+        &self,
+        _bus: &str,
+        _fd: &sys::BusHandle,
+    ) -> Result<u32, ConsumerError> {
+        Ok(sys::my_uid())
+    }
+
+    /// Windows: triggers are named pipes, not files in a directory; there
+    /// is no directory to check.
+    #[cfg(windows)]
+    pub(crate) fn check_trigger_dir(
+        &self,
+        _dir: &Path,
+        _bus_owner: u32,
+    ) -> Result<(), ConsumerError> {
+        Ok(())
     }
 }

@@ -4,8 +4,7 @@
 //! producer's bus lock, trigger directories, clocks, fork detection and stop
 //! signals.
 //!
-//! One module per OS implements it; only Linux exists today
-//! (`src/linux/`). `shm-layout` stays free of OS calls, and the producer and
+//! One module per OS implements it: `src/linux/` and `src/windows/`. `shm-layout` stays free of OS calls, and the producer and
 //! consumer crates call only this crate for them, so a port implements this
 //! crate's functions and nothing else.
 //!
@@ -18,10 +17,20 @@
 //! people to read.
 #![warn(missing_docs)]
 
+mod token_id;
+mod trigger_types;
+pub use token_id::TokenId;
+pub use trigger_types::{DrainCounts, Drained, FifoError, FifoOpen, Readiness, TriggerWrite};
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 
-#[cfg(not(target_os = "linux"))]
-compile_error!("framebus-platform supports Linux only for now (see src/linux/ for the interface a port implements)");
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
+
+#[cfg(not(any(target_os = "linux", windows)))]
+compile_error!("framebus-platform supports Linux and Windows (see src/linux/ for the interface a port implements)");

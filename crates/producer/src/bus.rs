@@ -1,8 +1,6 @@
 //! The bus's shared memory as the producer owns it: creation (with takeover
 //! of a stale bus), the mapping, and the writable gray slots.
 
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use shm_layout::header::{HeaderFixed, MAGIC};
@@ -17,7 +15,7 @@ pub(crate) struct BusMemory {
     map: sys::GuardedMap,
     /// The producer's open of the object: it holds the producer's liveness
     /// token (byte 0) for as long as this open (or the mapping) lives.
-    fd: OwnedFd,
+    fd: sys::BusHandle,
     control: ControlView,
     shm_name: String,
     unlinked: bool,
@@ -170,7 +168,7 @@ impl BusMemory {
     }
 
     /// The producer's open of the object.
-    pub(crate) fn fd(&self) -> &OwnedFd {
+    pub(crate) fn fd(&self) -> &sys::BusHandle {
         &self.fd
     }
 
@@ -260,11 +258,7 @@ pub(crate) fn remove_stale(bus: &BusName, trigger_dir: &Path) -> Result<Removed,
         });
     };
     let mut head = [0u8; 512];
-    let file = std::fs::File::from(
-        fd.try_clone()
-            .map_err(ProducerError::os(format!("cannot read {path}")))?,
-    );
-    let got = file.read_at(&mut head, 0).unwrap_or(0);
+    let got = sys::read_at(&fd, &mut head, 0).unwrap_or(0);
     // The dead producer's consumers made their FIFOs where its header said.
     // The header is writable by every consumer (of a group, on a shared
     // bus): use the recorded path only if it is a trigger directory of this

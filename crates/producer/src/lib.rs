@@ -84,6 +84,9 @@ pub use bgr::BgrWriter;
 pub use clean::{buses_on_machine, clean, CleanOutcome};
 pub use error::ProducerError;
 pub use fake::FakeSource;
+/// The monotonic clock of every framebus timestamp, in nanoseconds
+/// (`CLOCK_MONOTONIC` on Linux, `QueryPerformanceCounter` on Windows).
+pub use framebus_platform::monotonic_ns;
 pub use open::{open_source, SourceOptions, OPENCV_ENABLED};
 /// The OpenCV bindings this crate was built with (feature `opencv`), so a
 /// program uses the very same version (tests write videos with it).

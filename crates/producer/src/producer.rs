@@ -552,12 +552,11 @@ impl Drop for Producer {
 /// The pid in the header of the bus's current object (0 if unreadable), to
 /// name the producer that holds the bus.
 pub(crate) fn live_producer_pid(bus: &BusName) -> u32 {
-    use std::os::unix::fs::FileExt;
     let Ok(Some((fd, _))) = sys::open_shm_read(&bus.shm_name()) else {
         return 0;
     };
     let mut pid = [0u8; 4];
-    match std::fs::File::from(fd).read_at(&mut pid, 32) {
+    match sys::read_at(&fd, &mut pid, 32) {
         Ok(4) => u32::from_le_bytes(pid),
         _ => 0,
     }

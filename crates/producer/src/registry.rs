@@ -12,7 +12,6 @@
 //! The state machine itself is `shm_layout::entry`.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use shm_layout::entry::{self, OverBudget, Reaped, TestTokens};
@@ -37,7 +36,7 @@ struct Connection {
 }
 
 /// Consumer tokens tested through the producer's open of the bus object.
-pub(crate) struct BusTokens<'a>(pub(crate) BorrowedFd<'a>);
+pub(crate) struct BusTokens<'a>(pub(crate) sys::BusRef<'a>);
 
 impl TestTokens for BusTokens<'_> {
     fn held(&self, index: u32) -> bool {
@@ -58,7 +57,7 @@ impl TestTokens for BusTokens<'_> {
 pub(crate) struct Registry {
     /// The producer's open of the bus object (a duplicate: the same open
     /// file description), through which consumer tokens are tested.
-    bus: OwnedFd,
+    bus: sys::BusHandle,
     dir: PathBuf,
     conns: Vec<Option<Connection>>,
     reclaimed: u64,
@@ -78,7 +77,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(bus: OwnedFd, dir: PathBuf, max_consumers: u32, group: Option<u32>) -> Self {
+    pub(crate) fn new(
+        bus: sys::BusHandle,
+        dir: PathBuf,
+        max_consumers: u32,
+        group: Option<u32>,
+    ) -> Self {
         Self {
             bus,
             dir,
@@ -225,7 +229,7 @@ impl Registry {
             control.slots(),
             control.consumers(),
             i as u32,
-            &BusTokens(self.bus.as_fd()),
+            &BusTokens(sys::bus_ref(&self.bus)),
         );
         if let Reaped::Freed { owner, cleared } = reaped {
             self.conns[i] = None;
@@ -324,6 +328,7 @@ impl Registry {
     }
 }
 
-#[cfg(test)]
+// Unix sockets stand in for FIFOs and a plain file for the bus object.
+#[cfg(all(test, unix))]
 #[path = "registry_tests.rs"]
 mod tests;

@@ -1,3 +1,5 @@
+#![cfg(unix)]
+// FIFOs, Unix permissions and libc: the Windows pipes are tested by crates/platform and tests/windows.rs
 //! The producer's reclaim, liveness, budget and fan-out code
 //! (`registry.rs`) driven through a real [`Producer`] on a real shared memory
 //! object, with real consumers (`framebus-consumer`), raw peers that act on

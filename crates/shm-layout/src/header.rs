@@ -271,12 +271,21 @@ pub fn decode_trigger_dir(bytes: &[u8]) -> Result<&str, crate::LayoutError> {
     Ok(path)
 }
 
+/// The prefix of a trigger "directory" a Windows producer records: its
+/// consumers' named pipes are `\\.\pipe\` plus the path's components
+/// joined by dots.
+pub const WINDOWS_PIPE_PREFIX: &str = r"\\.\pipe\";
+
 fn check_trigger_dir(path: &str) -> Result<(), crate::LayoutError> {
     let why = match () {
-        _ if !path.starts_with('/') => "it is not an absolute path",
+        // `\\.\pipe\...`: a Windows producer's name prefix for its
+        // trigger pipes (there are no trigger directories on Windows).
+        _ if !path.starts_with('/') && !path.starts_with(WINDOWS_PIPE_PREFIX) => {
+            "it is not an absolute path"
+        }
         _ if path.len() >= TRIGGER_DIR_LEN => "it is longer than 255 bytes",
         _ if path.contains('\0') => "it contains a NUL byte",
-        _ if path.split('/').any(|c| c == "..") => "it contains a `..` component",
+        _ if path.split(['/', '\\']).any(|c| c == "..") => "it contains a `..` component",
         _ => return Ok(()),
     };
     Err(crate::LayoutError::TriggerDir { why })
@@ -303,7 +312,19 @@ mod tests {
     fn trigger_dir_round_trips_and_rejects_bad_paths() {
         let enc = encode_trigger_dir("/run/user/1000/framebus/cam0").unwrap();
         assert_eq!(decode_trigger_dir(&enc), Ok("/run/user/1000/framebus/cam0"));
-        for bad in ["relative/x", "/a/../b", &format!("/{}", "x".repeat(255))] {
+        let pipes = r"\\.\pipe\framebus\cam0";
+        assert_eq!(
+            decode_trigger_dir(&encode_trigger_dir(pipes).unwrap()),
+            Ok(pipes)
+        );
+        for bad in [
+            "relative/x",
+            "/a/../b",
+            r"\\.\pipe\a\..\b",
+            r"\\server\share\x",
+            r"C:\framebus\x",
+            &format!("/{}", "x".repeat(255)),
+        ] {
             assert!(encode_trigger_dir(bad).is_err(), "{bad}");
         }
         assert!(decode_trigger_dir(&[b'/'; 256]).is_err(), "no NUL");

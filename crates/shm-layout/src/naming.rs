@@ -163,6 +163,27 @@ mod tests {
             PathBuf::from("/dev/shm/framebus-7")
         );
         assert_eq!(fifo_file_name(3, 17), "consumer-3-17.fifo");
+        assert!(!is_trigger_dir_for(Path::new("framebus/cam0"), &b));
+    }
+
+    /// Trigger directories are absolute paths, which on Windows is the pipe
+    /// name prefix `\\.\pipe\framebus\<bus>`.
+    #[test]
+    #[cfg(windows)]
+    fn trigger_dirs_on_windows() {
+        let b = BusName::new("cam0").unwrap();
+        assert!(is_trigger_dir_for(Path::new(r"\\.\pipe\framebus\cam0"), &b));
+        assert!(!is_trigger_dir_for(
+            Path::new(r"\\.\pipe\framebus\cam1"),
+            &b
+        ));
+        assert!(!is_trigger_dir_for(Path::new(r"\\.\pipe\other\cam0"), &b));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn trigger_dirs_on_unix() {
+        let b = BusName::new("cam0").unwrap();
         assert!(is_trigger_dir_for(
             Path::new("/run/user/1/framebus/cam0"),
             &b
@@ -174,6 +195,5 @@ mod tests {
         ));
         assert!(!is_trigger_dir_for(Path::new("/etc/cam0"), &b));
         assert!(!is_trigger_dir_for(Path::new("/tmp/framebus-0/cam1"), &b));
-        assert!(!is_trigger_dir_for(Path::new("framebus/cam0"), &b));
     }
 }

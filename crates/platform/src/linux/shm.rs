@@ -130,3 +130,21 @@ fn to_usize(len: u64) -> io::Result<usize> {
 pub fn owner_uid(fd: &OwnedFd) -> io::Result<u32> {
     Ok(rustix::fs::fstat(fd)?.st_uid)
 }
+
+/// An open of the bus object: on Linux, a descriptor of the POSIX shared
+/// memory object. Its liveness tokens belong to it.
+pub type BusHandle = OwnedFd;
+
+/// A borrowed [`BusHandle`].
+pub type BusRef<'a> = std::os::fd::BorrowedFd<'a>;
+
+/// Borrows a [`BusHandle`].
+pub fn bus_ref(bus: &BusHandle) -> BusRef<'_> {
+    std::os::fd::AsFd::as_fd(bus)
+}
+
+/// Reads up to `buf.len()` bytes of the object at `offset` without mapping
+/// it (`pread`); fewer if the object is shorter.
+pub fn read_at(bus: &BusHandle, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    Ok(rustix::io::pread(bus, buf, offset)?)
+}

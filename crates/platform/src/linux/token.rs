@@ -18,24 +18,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
-/// Whose token: the producer's, or consumer entry `i`'s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenId {
-    /// The producer of this bus instance.
-    Producer,
-    /// Consumer entry `i` (0..63).
-    Consumer(u32),
-}
-
-impl TokenId {
-    /// The byte of the bus object this token locks.
-    pub fn offset(self) -> i64 {
-        match self {
-            Self::Producer => 0,
-            Self::Consumer(i) => 1 + i64::from(i),
-        }
-    }
-}
+use crate::TokenId;
 
 fn lock_request(id: TokenId, kind: libc::c_int) -> libc::flock {
     // SAFETY: `flock` is a plain C struct of integers, for which all-zero

@@ -1,0 +1,236 @@
+//! The bus on Windows, end to end with real processes: a producer, a fast
+//! and a slow verifying consumer, a consumer killed while it holds a frame
+//! (`TerminateProcess`) and reclaimed, a producer killed and restarted
+//! (the consumers re-attach once), and nothing left afterwards.
+//!
+//! Built for `x86_64-pc-windows-gnu` and run under wine in CI
+//! (`.ci/windows.sh`); on other targets this file is empty.
+#![cfg(windows)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_framebus");
+
+/// A child killed and reaped on drop, so a failing test leaves nothing.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let mut child = Command::new(EXE)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start framebus {args:?}: {e}"));
+    let out = child.stdout.take().expect("stdout");
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Proc { child, lines }
+}
+
+impl Proc {
+    /// The first stdout line starting with `prefix`, waited for up to
+    /// `timeout`.
+    fn line(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no line starting with {prefix:?} within {timeout:?} ({e})"),
+            }
+        }
+    }
+
+    /// The last JSON object the process prints before it exits.
+    fn summary(&mut self, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with('{') => last = serde_json::from_str(&l).ok(),
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(e) => panic!("the process did not finish within {timeout:?} ({e})"),
+            }
+        }
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "exit status {status}");
+        last.expect("a JSON summary")
+    }
+
+    /// `TerminateProcess`, then wait for the process to be gone.
+    fn kill(&mut self) {
+        self.child.kill().expect("TerminateProcess");
+        self.child.wait().expect("wait");
+    }
+}
+
+fn inspect(bus: &str) -> Option<Value> {
+    let out = Command::new(EXE)
+        .args(["inspect", "--bus", bus, "--json"])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run inspect");
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// Polls `inspect` until `pred` holds (or panics after `timeout`).
+fn wait_for(bus: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = inspect(bus) {
+            if pred(&v) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn consumer<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["consumers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+#[test]
+fn a_windows_bus_survives_kills_and_a_restart() {
+    let bus = format!("wintest-e2e-{}", std::process::id());
+    let produce = [
+        "produce",
+        "--bus",
+        &bus,
+        "--size",
+        "320x240",
+        "--fps",
+        "60",
+        "--max-consumers",
+        "4",
+        "--json",
+    ];
+    let mut producer = spawn(&produce);
+    producer.line("ready", Duration::from_secs(30));
+    let consume = |name: &str, max_fps: &str, algo: &str, secs: &str| {
+        spawn(&[
+            "consume",
+            "--bus",
+            &bus,
+            "--algo",
+            algo,
+            "--max-fps",
+            max_fps,
+            "--name",
+            name,
+            "--duration",
+            secs,
+            "--json",
+        ])
+    };
+    let mut fast = consume("fast", "0", "verify", "20");
+    let mut slow = consume("slow", "5", "verify", "20");
+    fast.line("attached", Duration::from_secs(30));
+    slow.line("attached", Duration::from_secs(30));
+
+    // A consumer that holds each frame for 300 ms, killed while it holds one.
+    let mut holder = consume("holder", "0", "busy:300", "60");
+    holder.line("attached", Duration::from_secs(30));
+    let seen = wait_for(
+        &bus,
+        "the holder holding a frame",
+        Duration::from_secs(30),
+        |v| {
+            consumer(v, "holder")
+                .is_some_and(|c| c["pinned_slots"].as_array().is_some_and(|p| !p.is_empty()))
+        },
+    );
+    let index = consumer(&seen, "holder").expect("holder")["index"].clone();
+    holder.kill();
+    wait_for(
+        &bus,
+        "the killed holder's entry reclaimed",
+        Duration::from_secs(30),
+        |v| {
+            consumer(v, "holder").is_none()
+                && v["consumers"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .all(|c| c["index"] != index || c["name"] != "holder")
+                })
+                && v["slots"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .map(|x| x["pins"].as_u64().unwrap_or(0))
+                        .sum::<u64>()
+                        <= 3
+                })
+        },
+    );
+
+    // The producer dies; a new one takes the bus; the consumers re-attach.
+    let before = inspect(&bus).expect("inspect")["instance_id"].clone();
+    producer.kill();
+    let mut producer = spawn(&produce);
+    producer.line("ready", Duration::from_secs(30));
+    let after = wait_for(
+        &bus,
+        "both consumers on the new producer",
+        Duration::from_secs(30),
+        |v| {
+            v["instance_id"] != before
+                && ["fast", "slow"]
+                    .iter()
+                    .all(|n| consumer(v, n).is_some_and(|c| c["frames"].as_u64().unwrap_or(0) > 0))
+        },
+    );
+    assert_ne!(after["instance_id"], before);
+
+    let fast = fast.summary(Duration::from_secs(60));
+    let slow = slow.summary(Duration::from_secs(60));
+    for (name, s) in [("fast", &fast), ("slow", &slow)] {
+        assert_eq!(s["bad_frames"], 0, "{name}: {s}");
+        assert_eq!(s["reattached"], 1, "{name} re-attached once: {s}");
+        assert!(s["frames"].as_u64().unwrap_or(0) > 0, "{name}: {s}");
+    }
+    assert!(
+        fast["frames"].as_u64() > slow["frames"].as_u64(),
+        "the unlimited consumer took more frames than the 5 fps one: {fast} {slow}"
+    );
+    assert!(
+        slow["fps"].as_f64().unwrap_or(99.0) <= 5.5,
+        "the 5 fps limit held: {slow}"
+    );
+
+    // Nothing left once every process has ended.
+    producer.kill();
+    drop(producer);
+    assert!(inspect(&bus).is_none(), "no bus object is left");
+}
