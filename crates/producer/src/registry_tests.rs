@@ -3,7 +3,9 @@
 //! changes): a `Registry` with socket pairs for trigger pipes over a control
 //! part in memory.
 
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
 use shm_layout::{ConsumerState, Layout, LayoutRequest, Owner};
