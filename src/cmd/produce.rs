@@ -241,6 +241,6 @@ fn sharing(mode: Option<u32>, group: Option<u32>) -> anyhow::Result<(u32, Option
         #[cfg(unix)]
         (Some(m), None) => Ok((m, Some(rustix::process::getegid().as_raw()))),
         #[cfg(not(unix))]
-        (Some(_), None) => bail!("--mode and --group are Linux permissions; on Windows a bus is this user's (default security)"),
+        (Some(_), None) => bail!("--mode and --group are Linux permissions; on Windows a bus is this user's alone, or shared with the SID in FRAMEBUS_WINDOWS_SHARE_SID (see doc/WINDOWS.md)"),
     }
 }

@@ -111,8 +111,9 @@ impl Trust {
     }
 
     /// Windows: a bus object lives in this logon session's `Local\`
-    /// namespace with the default security of its creator (this user,
-    /// SYSTEM and administrators), so any object found there is this
+    /// namespace with a DACL granting its creator alone (or a SID the
+    /// creator chose to share with), so any object this process can open
+    /// there was made by this user or shared with it on purpose; the
     /// user's. The owner reported is this process's.
     #[cfg(windows)]
     pub(crate) fn check_object(

@@ -19,6 +19,7 @@ pub mod dir;
 pub mod fault;
 pub mod pipe;
 pub mod process;
+pub mod security;
 pub mod shm;
 pub(crate) mod wide;
 
@@ -29,4 +30,5 @@ pub use dir::*;
 pub use fault::*;
 pub use pipe::*;
 pub use process::*;
+pub use security::{object_sddl, user_sid, NAMESPACE_VAR, SHARE_SID_VAR};
 pub use shm::*;

@@ -183,8 +183,9 @@ impl TriggerPipe {
     pub fn create(path: &Path, _mode: u32) -> Result<Self, FifoError> {
         let name = pipe_name(path);
         let w = wide(&name).map_err(FifoError::Io)?;
-        // SAFETY: `w` is a NUL-terminated UTF-16 string that outlives the
-        // call; default security (this user, SYSTEM, administrators).
+        let security = crate::windows::security::ObjectSecurity::new().map_err(FifoError::Io)?;
+        // SAFETY: `w` is a NUL-terminated UTF-16 string and `security` a
+        // valid SECURITY_ATTRIBUTES, both outliving the call.
         let h = unsafe {
             CreateNamedPipeW(
                 w.as_ptr(),
@@ -194,7 +195,7 @@ impl TriggerPipe {
                 0,
                 BUF as u32,
                 0,
-                std::ptr::null(),
+                security.attributes(),
             )
         };
         if h == INVALID_HANDLE_VALUE {

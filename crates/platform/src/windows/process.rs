@@ -39,7 +39,7 @@ pub fn my_pid() -> u32 {
 }
 
 /// Windows has no uid: every object framebus makes lives in the creator's
-/// logon session with its default security, so the "owner" of everything a
+/// logon session with a DACL granting its creator (see `security`), so the "owner" of everything a
 /// process finds is that process's user, written 0.
 pub fn my_uid() -> u32 {
     0

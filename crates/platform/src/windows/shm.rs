@@ -1,7 +1,8 @@
 //! The bus object as a named file mapping backed by the paging file, its
 //! views, the liveness tokens and the producer's bus lock.
 //!
-//! Names (all in the caller's logon session, `Local\`):
+//! Names (in the caller's logon session, `Local\`, or in `Global\` with
+//! `FRAMEBUS_WINDOWS_NAMESPACE=Global`):
 //! - `Local\framebus.NAME#g`: instance `g` of bus NAME (see the module
 //!   docs of `windows/` for why instances are numbered);
 //! - `Local\framebus.NAME#g.t<k>`: liveness token `k` of that instance
@@ -33,6 +34,7 @@ use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 use windows_sys::Win32::System::Threading::{CreateEventW, OpenEventW};
 
 use crate::windows::fault::GuardedMap;
+use crate::windows::security::{namespace, ObjectSecurity};
 use crate::windows::wide::{last_code, last_error, wide};
 use crate::TokenId;
 
@@ -89,6 +91,12 @@ impl BusHandle {
         })
     }
 
+    /// The section handle (tests read its security).
+    #[cfg(test)]
+    pub(crate) fn section_handle_for_tests(&self) -> &OwnedHandle {
+        &self.section.get().expect("sized").handle
+    }
+
     fn section(&self) -> io::Result<&Section> {
         self.section
             .get()
@@ -101,7 +109,7 @@ fn base_name(shm_name: &str) -> String {
 }
 
 fn instance_name(base: &str, g: u32) -> String {
-    format!("Local\\{base}#{g}")
+    format!("{}\\{base}#{g}", namespace())
 }
 
 fn token_name(section: &str, id: TokenId) -> String {
@@ -121,9 +129,9 @@ fn owned(h: HANDLE) -> io::Result<OwnedHandle> {
 
 /// Prepares a new bus object named `shm_name` (`/framebus.NAME`). On
 /// Windows the memory is made by [`size_shm`], which needs the size; `mode`
-/// and `group` do not apply (the objects get the creator's default
-/// security: this user, SYSTEM and administrators). Never `Ok(None)`:
-/// earlier instances never block a new one.
+/// and `group` do not apply: every object gets the DACL of
+/// `security::object_sddl` (this user, plus `FRAMEBUS_WINDOWS_SHARE_SID`).
+/// Never `Ok(None)`: earlier instances never block a new one.
 pub fn create_shm(
     shm_name: &str,
     _mode: u32,
@@ -144,15 +152,16 @@ pub fn size_shm(bus: &BusHandle, size: u64) -> io::Result<()> {
     if bus.section.get().is_some() {
         return Err(io::Error::other("the bus object already has its memory"));
     }
+    let security = ObjectSecurity::new()?;
     for g in 0..MAX_INSTANCES {
         let name = instance_name(&bus.base, g);
         let w = wide(&name)?;
-        // SAFETY: `w` is a NUL-terminated UTF-16 string that outlives the
-        // call; a null security pointer means the default security.
+        // SAFETY: `w` is a NUL-terminated UTF-16 string and `security` a
+        // valid SECURITY_ATTRIBUTES, both outliving the call.
         let h = unsafe {
             CreateFileMappingW(
                 INVALID_HANDLE_VALUE,
-                std::ptr::null(),
+                security.attributes(),
                 PAGE_READWRITE,
                 (size >> 32) as u32,
                 size as u32,
@@ -371,9 +380,11 @@ fn named_object_exists(name: &str) -> io::Result<bool> {
 /// Creates the named event `name`; `Ok(None)` if it exists already.
 fn create_named(name: &str) -> io::Result<Option<OwnedHandle>> {
     let w = wide(name)?;
-    // SAFETY: `w` is a NUL-terminated UTF-16 string that outlives the call;
-    // default security, manual reset, not signalled.
-    let h = unsafe { CreateEventW(std::ptr::null(), 1, 0, w.as_ptr()) };
+    let security = ObjectSecurity::new()?;
+    // SAFETY: `w` is a NUL-terminated UTF-16 string and `security` a valid
+    // SECURITY_ATTRIBUTES, both outliving the call; manual reset, not
+    // signalled.
+    let h = unsafe { CreateEventW(security.attributes(), 1, 0, w.as_ptr()) };
     let existed = last_code() == ERROR_ALREADY_EXISTS;
     let handle = owned(h)?;
     if existed {
@@ -435,6 +446,6 @@ pub struct BusLock {
 /// Takes bus `bus`'s producer lock without blocking: `Ok(None)` if another
 /// process holds it. Released when the holder ends, however it ends.
 pub fn lock_bus(bus: &BusName) -> io::Result<Option<BusLock>> {
-    let name = format!("Local\\framebus-lock.{}", bus.as_str());
+    let name = format!("{}\\framebus-lock.{}", namespace(), bus.as_str());
     Ok(create_named(&name)?.map(|h| BusLock { _event: h }))
 }

@@ -207,3 +207,59 @@ fn the_monotonic_clock_moves_forward() {
     assert!(realtime_ns() > 1_600_000_000_000_000_000);
     assert!(!ForkGuard::new().in_child());
 }
+
+#[test]
+fn objects_get_a_dacl_for_this_user_only() {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+        SE_KERNEL_OBJECT,
+    };
+    use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+    let name = unique("dacl");
+    let bus = sized(&name, 65536);
+    let section = bus.section_handle_for_tests().as_raw_handle();
+    let mut sd: *mut core::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: a valid section handle; `sd` receives a LocalAlloc'd
+    // descriptor (leaked: a test).
+    let r = unsafe {
+        GetSecurityInfo(
+            section,
+            SE_KERNEL_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    };
+    assert_eq!(r, 0, "GetSecurityInfo");
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: `sd` is the descriptor returned above.
+    let ok = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            sd,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_ne!(ok, 0);
+    // SAFETY: a NUL-terminated string from the call above.
+    let sddl = unsafe {
+        let mut n = 0;
+        while *text.add(n) != 0 {
+            n += 1;
+        }
+        String::from_utf16_lossy(std::slice::from_raw_parts(text, n))
+    };
+    let me = user_sid().unwrap();
+    assert!(sddl.contains(&me), "the creating user is granted: {sddl}");
+    assert!(!sddl.contains(";WD)"), "not everyone: {sddl}");
+    assert!(
+        sddl.starts_with("D:P"),
+        "protected (nothing inherited): {sddl}"
+    );
+}
