@@ -17,6 +17,16 @@ cargo clippy --target "$target" --bin framebus --test windows -- -D warnings
 cargo test --target "$target" -p shm-layout -p framebus-platform -p framebus-producer \
     -p framebus-consumer --lib -- --nocapture
 cargo test --target "$target" --test windows -- --nocapture
+# The Python package as a Windows abi3 wheel (maturin cross-builds it and
+# makes the import library itself). Built, not run: no Windows CPython is
+# reachable from this machine.
+venv="$(mktemp -d)/venv"
+python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.5,<2"
+(cd python && CARGO_TARGET_DIR="$PWD/target" "$venv/bin/maturin" build --locked \
+    --target "$target" -o "$(dirname "$venv")/wheels")
+ls "$(dirname "$venv")"/wheels/*-abi3-win_amd64.whl
+rm -rf "$(dirname "$venv")"
 # Every test process is gone: wine's server exits once its last client does.
 wineserver -w || true
 echo "windows step: $((SECONDS - start)) s"

@@ -32,20 +32,10 @@ use crate::arrays::{copy_rows_rgb, copy_rows_u16, copy_rows_u8, expected, shape_
 use crate::framebus_error;
 use crate::slot::SlotBuffer;
 
-/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock of capture times).
+/// The monotonic clock of capture times, in nanoseconds (`CLOCK_MONOTONIC`
+/// on Linux; the same clock every framebus process uses).
 pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc_timespec();
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
-    // exists on Linux, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn libc_timespec() -> libc::timespec {
-    libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    }
+    framebus_producer::monotonic_ns()
 }
 
 /// The Python exception for a producer error; its message is the error's
