@@ -117,6 +117,38 @@ fn wait_for(bus: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> b
     }
 }
 
+/// The bus names `framebus list --json` shows.
+fn listed() -> Vec<String> {
+    let out = Command::new(EXE)
+        .args(["list", "--json"])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run list");
+    assert!(
+        out.status.success(),
+        "list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("list --json");
+    v["buses"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .filter_map(|r| r["bus"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The marker `list` finds buses by (doc/WINDOWS.md).
+fn marker(bus: &str) -> std::path::PathBuf {
+    let local = std::env::var_os("LOCALAPPDATA").expect("LOCALAPPDATA");
+    std::path::Path::new(&local)
+        .join("framebus")
+        .join("buses")
+        .join(bus)
+}
+
 fn consumer<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     v["consumers"]
         .as_array()?
@@ -141,6 +173,7 @@ fn a_windows_bus_survives_kills_and_a_restart() {
     ];
     let mut producer = spawn(&produce);
     producer.line("ready", Duration::from_secs(30));
+    assert!(listed().contains(&bus), "`list` shows the running bus");
     let consume = |name: &str, max_fps: &str, algo: &str, secs: &str| {
         spawn(&[
             "consume",
@@ -229,8 +262,64 @@ fn a_windows_bus_survives_kills_and_a_restart() {
         "the 5 fps limit held: {slow}"
     );
 
-    // Nothing left once every process has ended.
+    // Nothing left once every process has ended: the kernel removed every
+    // object with its last handle; only the killed producer's marker stays,
+    // which `list` skips and `clean` removes.
     producer.kill();
     drop(producer);
     assert!(inspect(&bus).is_none(), "no bus object is left");
+    assert!(
+        !listed().contains(&bus),
+        "`list` skips a bus that does not open"
+    );
+    assert!(marker(&bus).exists(), "a killed producer leaves its marker");
+    let out = Command::new(EXE)
+        .args(["clean", "--bus", &bus])
+        .output()
+        .expect("run clean");
+    assert!(
+        out.status.success(),
+        "clean: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker(&bus).exists(), "`clean` removes the marker");
+}
+
+#[test]
+fn a_producer_that_ends_by_itself_leaves_nothing() {
+    let bus = format!("wintest-end-{}", std::process::id());
+    let mut producer = spawn(&[
+        "produce",
+        "--bus",
+        &bus,
+        "--size",
+        "64x48",
+        "--fps",
+        "100",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    producer.line("ready", Duration::from_secs(30));
+    assert!(marker(&bus).exists());
+    let mut reader = spawn(&["consume", "--bus", &bus, "--algo", "verify", "--json"]);
+    reader.line("attached", Duration::from_secs(30));
+    let p = producer.summary(Duration::from_secs(30));
+    assert!(p["frames"].as_u64().unwrap_or(0) > 0, "{p}");
+    // The consumer sees its trigger pipe break and waits for a new producer.
+    wait_for_gone(&bus, Duration::from_secs(30));
+    assert!(!marker(&bus).exists(), "a clean stop removes the marker");
+    reader.kill();
+}
+
+/// Waits until `inspect` no longer finds a live producer on `bus`.
+fn wait_for_gone(bus: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while inspect(bus).is_some_and(|v| v["producer"]["alive"] == true) {
+        assert!(
+            Instant::now() < deadline,
+            "the producer of {bus} still seen after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

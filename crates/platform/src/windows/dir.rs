@@ -1,6 +1,10 @@
 //! Trigger "directories" on Windows: a name prefix under `\\.\pipe\`, since
-//! a trigger is a named pipe, not a file. Nothing is created, checked or
-//! removed on disk.
+//! a trigger is a named pipe, not a file. Nothing of the protocol lives on
+//! disk; only an empty marker file per running bus,
+//! `%LOCALAPPDATA%\framebus\buses\NAME`, lets `list` find the buses (named
+//! mappings cannot be enumerated): made with the trigger "directory",
+//! removed with it, and a crashed producer's marker is skipped by `list`
+//! (its bus does not open) and removed by `clean`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,9 +22,33 @@ pub fn runtime_root() -> PathBuf {
     PathBuf::from(r"\\.\pipe\framebus")
 }
 
-/// Nothing to create on Windows.
-pub fn ensure_trigger_dir(_path: &Path, _group: Option<u32>) -> io::Result<()> {
+/// Where the markers of running buses are: `%LOCALAPPDATA%\framebus\buses`.
+fn markers_dir() -> Option<PathBuf> {
+    std::env::var_os("LOCALAPPDATA").map(|d| PathBuf::from(d).join("framebus").join("buses"))
+}
+
+/// Writes the bus's marker (best effort: a bus that `list` cannot find
+/// still works, so a failure is only logged).
+pub fn ensure_trigger_dir(path: &Path, _group: Option<u32>) -> io::Result<()> {
+    if let (Some(dir), Some(name)) = (markers_dir(), path.file_name()) {
+        let made = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(name), b""));
+        if let Err(e) = made {
+            tracing::debug!(
+                "cannot write the marker of bus {name:?} in {} ({e}); `list` will not show it",
+                dir.display()
+            );
+        }
+    }
     Ok(())
+}
+
+/// Removes the bus's marker. Nothing else to remove: a named pipe
+/// disappears with its server's handle. Returns no pipes.
+pub fn remove_trigger_dir(dir: &Path) -> Vec<PathBuf> {
+    if let (Some(markers), Some(name)) = (markers_dir(), dir.file_name()) {
+        let _ = std::fs::remove_file(markers.join(name));
+    }
+    Vec::new()
 }
 
 /// No directories to traverse on Windows.
@@ -38,8 +66,15 @@ pub fn check_trigger_dir(_dir: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
-/// Buses cannot be listed on Windows yet (named sections cannot be
-/// enumerated without the native object-directory API): always empty.
+/// The buses with a marker (see the module docs), sorted.
 pub fn bus_names_on_machine(_root: &Path) -> Vec<String> {
-    Vec::new()
+    let mut names: Vec<String> = markers_dir()
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
 }

@@ -126,11 +126,6 @@ pub fn remove_fifo(_path: &Path) -> bool {
     false
 }
 
-/// Nothing to remove on Windows (see [`remove_fifo`]).
-pub fn remove_trigger_dir(_dir: &Path) -> Vec<PathBuf> {
-    Vec::new()
-}
-
 const BUF: usize = 4096;
 
 /// The overlapped operation in flight, if any.
