@@ -30,8 +30,12 @@ impl Drop for Proc {
 }
 
 fn spawn(args: &[&str]) -> Proc {
+    use std::os::windows::process::CommandExt;
+    // Its own process group, so a Ctrl-Break can be sent to it alone.
+    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
     let mut child = Command::new(EXE)
         .args(args)
+        .creation_flags(CREATE_NEW_PROCESS_GROUP)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -322,4 +326,29 @@ fn wait_for_gone(bus: &str, timeout: Duration) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn ctrl_break_stops_a_producer_cleanly() {
+    use windows_sys::Win32::System::Console::{AllocConsole, GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
+    // SAFETY: a plain call; it fails harmlessly if the process has a console.
+    unsafe { AllocConsole() };
+    let bus = format!("wintest-break-{}", std::process::id());
+    let mut producer = spawn(&[
+        "produce", "--bus", &bus, "--size", "64x48", "--fps", "100", "--json",
+    ]);
+    producer.line("ready", Duration::from_secs(30));
+    // SAFETY: a plain call; the group id is the child's pid (it was started
+    // with CREATE_NEW_PROCESS_GROUP).
+    let sent = unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, producer.child.id()) };
+    if sent == 0 {
+        println!(
+            "SKIPPED ctrl_break_stops_a_producer_cleanly: GenerateConsoleCtrlEvent failed ({}); no console here",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let p = producer.summary(Duration::from_secs(30));
+    assert!(p["frames"].as_u64().unwrap_or(0) > 0, "{p}");
+    assert!(!marker(&bus).exists(), "a clean stop removes the marker");
 }
