@@ -396,22 +396,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     producer.signal(Signal::TERM)?;
     producer.child.wait(Duration::from_secs(10))?;
     if let Ok(m) = state.lock() {
-        report.frames_published = m.published.values().sum();
-        report.worst_reclaim_ms = m.worst_reclaim.as_secs_f64() * 1e3;
-        report.reclaims_timed = m.reclaims;
-        report.unreclaimed = m.pending.len() as u64;
-        report.worst_publish_gap_ms = m.worst_gap.as_secs_f64() * 1e3;
-        for p in &m.pending {
-            let what = format!(
-                "{} (entry {} generation {}, killed {:.1} s before the end)",
-                p.name,
-                p.index,
-                p.generation,
-                p.at.elapsed().as_secs_f64()
-            );
-            eprintln!("chaos: never reclaimed: {what}");
-            report.unreclaimed_entries.push(what);
-        }
+        m.finish(&mut report, Instant::now());
     }
     report.bad_frames = counters.bad.load(Ordering::Relaxed);
     report.forks = counters.forks.load(Ordering::Relaxed);
@@ -430,13 +415,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             report.leftovers.push(e.path().display().to_string());
         }
     }
-    let failed = report.bad_frames > 0
-        || report.reattach_failures > 0
-        || report.unreclaimed > 0
-        || report.fork_failures > 0
-        || (args.forks > 0 && report.forks == 0)
-        || !report.leftovers.is_empty()
-        || report.frames_verified == 0;
+    let failed = report.failed(args.forks > 0);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use rustix::process::{Pid, Signal, WaitOptions};
 use shm_layout::BusName;
 
-use super::monitor::Counters;
+use super::monitor::{Counters, StderrLine};
 use crate::cmd::child::Reaper;
 
 /// A started producer or consumer: the process chaos spawned (in
@@ -264,16 +264,11 @@ pub(super) fn start_consumer(spec: &ConsumerSpec<'_>, name: String) -> anyhow::R
     let done = Arc::clone(&forks_done);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("bad frame") {
-                counters.bad.fetch_add(1, Ordering::Relaxed);
-                eprintln!("{line}");
-            } else if line.starts_with("fork check passed") {
-                counters.forks.fetch_add(1, Ordering::Relaxed);
+            let kind = StderrLine::classify(&line);
+            if counters.count(kind) {
                 done.fetch_add(1, Ordering::Relaxed);
-            } else if line.starts_with("fork check failed") {
-                counters.forks.fetch_add(1, Ordering::Relaxed);
-                counters.fork_failures.fetch_add(1, Ordering::Relaxed);
-                done.fetch_add(1, Ordering::Relaxed);
+            }
+            if matches!(kind, StderrLine::BadFrame | StderrLine::ForkFailed) {
                 eprintln!("{line}");
             }
         }

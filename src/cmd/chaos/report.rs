@@ -28,6 +28,22 @@ pub(super) struct ChaosReport {
     pub(super) leftovers: Vec<String>,
 }
 
+impl ChaosReport {
+    /// Whether the run failed: a bad frame, a consumer that did not
+    /// re-attach, a pin never reclaimed, a failed fork check (or none at
+    /// all although `forks_wanted`), something left behind, or no frame
+    /// verified at all.
+    pub(super) fn failed(&self, forks_wanted: bool) -> bool {
+        self.bad_frames > 0
+            || self.reattach_failures > 0
+            || self.unreclaimed > 0
+            || self.fork_failures > 0
+            || (forks_wanted && self.forks == 0)
+            || !self.leftovers.is_empty()
+            || self.frames_verified == 0
+    }
+}
+
 /// Prints the report as a table.
 pub(super) fn print_report(r: &ChaosReport) {
     let rows = vec![
@@ -73,4 +89,55 @@ pub(super) fn print_report(r: &ChaosReport) {
         vec!["seed".into(), r.seed.to_string()],
     ];
     print!("{}", crate::report::table(&["chaos", "result"], &rows));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChaosReport;
+
+    /// A clean run: frames verified, nothing else.
+    fn clean() -> ChaosReport {
+        ChaosReport {
+            frames_verified: 1,
+            forks: 1,
+            ..ChaosReport::default()
+        }
+    }
+
+    #[test]
+    fn a_clean_report_passes() {
+        assert!(!clean().failed(false));
+        assert!(!clean().failed(true));
+    }
+
+    #[test]
+    fn each_failure_alone_fails_the_run() {
+        type Spoil = fn(&mut ChaosReport);
+        let cases: [(&str, Spoil); 7] = [
+            ("bad frame", |r| r.bad_frames = 1),
+            ("re-attach failure", |r| r.reattach_failures = 1),
+            ("unreclaimed", |r| r.unreclaimed = 1),
+            ("fork failure", |r| r.fork_failures = 1),
+            ("leftover", |r| {
+                r.leftovers.push("/dev/shm/framebus.x".into())
+            }),
+            ("nothing verified", |r| r.frames_verified = 0),
+            ("no fork although asked", |r| r.forks = 0),
+        ];
+        for (what, spoil) in cases {
+            let mut r = clean();
+            spoil(&mut r);
+            assert!(r.failed(true), "{what}");
+        }
+    }
+
+    #[test]
+    fn no_fork_fails_only_when_forks_were_asked() {
+        let r = ChaosReport {
+            forks: 0,
+            ..clean()
+        };
+        assert!(!r.failed(false));
+        assert!(r.failed(true));
+    }
 }
