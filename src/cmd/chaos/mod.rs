@@ -10,6 +10,12 @@
 //! process is pid 1: so entries are identified by consumer name (unique per
 //! start) and generation, never by pid. `--forks N` has consumers fork N
 //! times while holding a frame (`consume --fork-check-on-usr1`).
+//!
+//! This module holds the arguments and the run (the schedule of events);
+//! `procs` starts and signals the processes, `monitor` reads the bus and
+//! judges reclaims, publish gaps, re-attachments and the consumers' stderr
+//! lines (pure functions, unit-tested with hand-built snapshots), and
+//! `report` holds the report, its verdict and its printing.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
