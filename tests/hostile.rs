@@ -2,15 +2,21 @@
 //! a bus they own or made writable by everyone is refused, a symbolic link
 //! in place of a trigger directory is neither used nor followed, and a
 //! directory planted at a consumer's FIFO path gets that consumer evicted
-//! (and re-registered) instead of retried forever. Truncation under load is
-//! in `truncation.rs`.
+//! (and re-registered) instead of retried forever. A process that keeps
+//! writing a live bus's slot table stops its producer with the named error
+//! `SlotTableCorrupt`, and the bus can be taken over. Truncation under load
+//! is in `truncation.rs`.
 
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::Duration;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use common::forged::{plant, valid_header};
+use common::forged::{plant, valid_header, WritableBus};
+use common::in_process::StopOnDrop;
 use common::{u, Bus};
 use rustix::process::Signal;
 
@@ -265,4 +271,98 @@ fn inspect_escapes_control_characters() {
         v["consumers"][0]["name"], evil,
         "the JSON keeps the name, escaped"
     );
+}
+
+/// Another process of the bus's user keeps setting a pin bit no consumer
+/// can own (entry 62's, on a bus of 2 entries) on every slot. The producer
+/// clears such bits every 16 passes that find no slot, but they are back
+/// before its next pass: once that has lasted a second it stops with the
+/// named error `SlotTableCorrupt` (exit status 1, not a panic or a signal)
+/// and removes its bus. Its consumer survives, re-attaches to the producer
+/// that takes the bus over, and never sees a bad frame.
+///
+/// On a loaded machine the writer thread is sometimes off the CPU when the
+/// producer has just cleared the bits, and the producer then gets a slot
+/// (as it should). So the test also stops the producer for more than a
+/// second at a time while the writer runs, as a busy scheduler could: a
+/// producer stopped inside its search resumes to a table still full of
+/// stray bits, and its next budget pass finds the second exceeded.
+#[test]
+fn a_slot_table_written_by_another_process_stops_the_producer_with_slot_table_corrupt() {
+    let mut bus = Bus::new("corrupt");
+    let name = bus.name.clone();
+    let args = ["--size", "64x48", "--fps", "0", "--max-consumers", "2"];
+    let mut producer = bus.producer(&args);
+    let mut consumer = bus.consumer(&["--algo", "verify", "--wait", "30", "--json"]);
+    let shm = WritableBus::map(&bus);
+    let stray = 1u64 << 62;
+    assert!(shm.control().consumers().len() < 62, "bit 62 must be stray");
+    let stop = Arc::new(AtomicBool::new(false));
+    let status = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for slot in shm.control().slots() {
+                    slot.pins.fetch_or(stray, Ordering::Relaxed);
+                }
+            }
+        });
+        // Stop the writer whatever happens (a failed assertion included).
+        let _stop = StopOnDrop(Arc::clone(&stop));
+        // A hang guard only: each round has a fair chance (it stops the
+        // producer in a search that began before the stop).
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            producer.signal(Signal::STOP);
+            std::thread::sleep(Duration::from_millis(1050));
+            producer.signal(Signal::CONT);
+            std::thread::sleep(Duration::from_millis(50));
+            if producer.try_finished().is_some() {
+                break bus.wait(&producer, T);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the producer did not stop while its slot table was being written"
+            );
+        }
+    });
+    drop(shm);
+    let err = producer.stderr();
+    assert_eq!(
+        status.signal(),
+        None,
+        "the producer died of a signal: {err}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the producer did not stop with an error (101: a panic): {err}"
+    );
+    let expected = format!(
+        "error: producer of bus {name} stopped: no free slot for 1 s although every consumer was held to its pin budget: another process is writing bus {name:?}'s slot table; stop it and restart the producer"
+    );
+    assert!(
+        err.lines().any(|l| l == expected),
+        "expected the line {expected:?} in the producer's stderr (last lines: {:?})",
+        err.lines().rev().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        !bus.shm_path().exists(),
+        "the stopped producer left its bus object behind"
+    );
+    // Another producer takes the bus over; the consumer re-attaches to it.
+    let mut second = bus.producer(&args);
+    bus.wait_for("the consumer's frames on the new bus", T, |v| {
+        v["consumers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| u(&c["frames"]) > 0))
+    });
+    consumer.signal(Signal::TERM);
+    let summary = consumer.last_json(T);
+    assert_eq!(summary["bad_frames"], 0, "{summary}");
+    assert!(u(&summary["reattached"]) >= 1, "{summary}");
+    assert!(bus.wait(&consumer, T).success(), "{summary}");
+    second.signal(Signal::TERM);
+    let status = bus.wait(&second, T);
+    assert!(status.success(), "{}", second.stderr());
+    assert!(!bus.shm_path().exists(), "the second producer left its bus");
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{containers_unavailable, first_child, skip, u, Bus};
+use common::{containers_unavailable, first_child, skip, u, Bus, Proc};
 use framebus_consumer::{Consumer, ConsumerConfig, ConsumerError};
 use rustix::process::Signal;
 use serde_json::Value;
@@ -372,5 +372,169 @@ fn forked_producer_child_never_shuts_the_bus_down() {
     assert!(
         !bus.shm_path().exists(),
         "the parent's drop removes the bus"
+    );
+}
+
+/// `(index, generation)` of the entry named `name` in an `inspect`, if any.
+fn entry_of(v: &Value, name: &str) -> Option<(u64, u64)> {
+    consumers(v)
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| (u(&c["index"]), u(&c["generation"])))
+}
+
+/// Whether `p` has printed its `attached` line (reads what is there
+/// without waiting); panics if it ended.
+fn attached(p: &mut Proc) -> bool {
+    let ended = p.try_finished().is_some();
+    let yes = p.seen.iter().any(|l| l.starts_with("attached bus="));
+    if ended && !yes {
+        let pid = p.pid;
+        panic!("consumer {pid} ended unattached: {}", p.stderr());
+    }
+    yes
+}
+
+/// Registrations racing reclaims on a table of two entries, with real
+/// processes: one steady consumer holds an entry throughout; the other
+/// entry's owner is SIGKILLed round after round while two consumers
+/// register for it — one that has been retrying on the full table since
+/// the round before, and one started just before the kill. Exactly one of
+/// them attaches, the other keeps waiting for the next round. Each claim is
+/// a new (entry, generation), never one seen before and never shared: the
+/// table lists exactly the steady consumer and the newest one, each on its
+/// own entry, both alive. No consumer sees a bad frame; the last kill is
+/// reclaimed, the last waiter attaches, and a clean stop leaves nothing.
+#[test]
+fn registrations_racing_reclaims_on_a_full_table_lose_no_entry() {
+    const ROUNDS: usize = 20;
+    let mut bus = Bus::new("regrace");
+    let name = bus.name.clone();
+    let mut producer = bus.producer(&["--size", "64x48", "--fps", "300", "--max-consumers", "2"]);
+    let consumer = |bus: &mut Bus, who: &str| {
+        bus.spawn(&[
+            "consume", "--bus", &name, "--algo", "verify", "--wait", "60", "--json", "--name", who,
+        ])
+    };
+    let mut steady = consumer(&mut bus, "steady");
+    steady.expect_line("attached bus=", T);
+    let mut victim = consumer(&mut bus, "r-0");
+    victim.expect_line("attached bus=", T);
+    let v = bus.wait_for("both consumers listed", T, |v| {
+        entry_of(v, "steady").is_some() && entry_of(v, "r-0").is_some()
+    });
+    let steady_entry = entry_of(&v, "steady").expect("steady's entry");
+    let mut seen = vec![steady_entry, entry_of(&v, "r-0").expect("r-0's entry")];
+    // The table is full: r-1 retries until an entry is reclaimed.
+    let mut waiter = (consumer(&mut bus, "r-1"), "r-1".to_owned());
+    let mut killed = Vec::new();
+    for round in 1..=ROUNDS + 1 {
+        let victim_entry = *seen.last().expect("an entry");
+        let newcomer = (round <= ROUNDS).then(|| {
+            let who = format!("r-{}", round + 1);
+            (consumer(&mut bus, &who), who)
+        });
+        victim.signal(Signal::KILL);
+        killed.push(victim);
+        // One of the two attaches.
+        let mut racers = vec![waiter];
+        racers.extend(newcomer);
+        let deadline = Instant::now() + T;
+        let first = loop {
+            if let Some(i) = racers.iter_mut().position(|(p, _)| attached(p)) {
+                break i;
+            }
+            assert!(Instant::now() < deadline, "round {round}: nobody attached");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let (winner, who) = racers.swap_remove(first);
+        let loser = racers.pop();
+        let v = bus.wait_for(&format!("{who} listed"), T, |v| entry_of(v, &who).is_some());
+        let entry = entry_of(&v, &who).expect("listed");
+        let line = winner
+            .seen
+            .iter()
+            .find(|l| l.starts_with("attached bus="))
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!(" entry={} ", entry.0)),
+            "{who} said {line:?} but inspect shows entry {entry:?}: {v:#}"
+        );
+        assert!(
+            !seen.contains(&entry),
+            "round {round}: {who} got (entry, generation) {entry:?} again: {v:#}"
+        );
+        if entry.0 == victim_entry.0 {
+            assert!(
+                entry.1 > victim_entry.1,
+                "round {round}: entry {} reused without a new generation: {v:#}",
+                entry.0
+            );
+        }
+        // Exactly the steady consumer and the winner, on two entries.
+        let listed = consumers(&v);
+        assert_eq!(listed.len(), 2, "round {round}: {v:#}");
+        assert_eq!(entry_of(&v, "steady"), Some(steady_entry), "{v:#}");
+        assert_ne!(
+            entry.0, steady_entry.0,
+            "round {round}: shared entry: {v:#}"
+        );
+        assert!(
+            listed.iter().all(|c| c["alive"] == true),
+            "round {round}: a listed consumer is dead: {v:#}"
+        );
+        seen.push(entry);
+        victim = winner;
+        match loser {
+            Some(mut l) => {
+                assert!(
+                    !attached(&mut l.0),
+                    "round {round}: {} attached too: {v:#}",
+                    l.1
+                );
+                waiter = l;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        ROUNDS + 3,
+        "every registration got its own entry"
+    );
+    // The last winner stops cleanly: its entry is freed, nothing pinned.
+    victim.signal(Signal::TERM);
+    let summary = victim.last_json(T);
+    assert_eq!(summary["bad_frames"], 0, "{summary}");
+    let v = bus.wait_for("only the steady consumer left", T, |v| {
+        consumers(v).len() == 1
+    });
+    assert_eq!(entry_of(&v, "steady"), Some(steady_entry), "{v:#}");
+    let stray = v["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .map(|s| u(&s["pins"]) & !(1 << 63) & !(1 << steady_entry.0))
+        .fold(0, |a, b| a | b);
+    assert_eq!(stray, 0, "pins of a dead consumer left: {v:#}");
+    for mut k in killed {
+        let err = k.stderr();
+        assert!(!err.contains("bad frame"), "pid {}: {err}", k.pid);
+    }
+    steady.signal(Signal::TERM);
+    let summary = steady.last_json(T);
+    assert_eq!(summary["bad_frames"], 0, "{summary}");
+    assert_eq!(
+        summary["reattached"], 0,
+        "the steady consumer was never evicted: {summary}"
+    );
+    assert!(u(&summary["frames"]) > 0, "{summary}");
+    producer.signal(Signal::TERM);
+    assert!(bus.wait(&producer, T).success(), "{}", producer.stderr());
+    assert!(!bus.shm_path().exists(), "the bus object was left behind");
+    assert!(
+        !bus.trigger_dir().exists(),
+        "the trigger directory (and FIFOs) left behind"
     );
 }

@@ -153,6 +153,8 @@ mod tests {
     fn derived_names() {
         let b = BusName::new("cam0").unwrap();
         assert_eq!(b.shm_name(), "/framebus.cam0");
+        assert_eq!(b.lock_name(), "/.framebus-lock.cam0");
+        assert_eq!(b.to_string(), "cam0");
         assert_eq!(
             b.trigger_dir(&runtime_root(Some("/run/user/1000"), 1000)),
             PathBuf::from("/run/user/1000/framebus/cam0")

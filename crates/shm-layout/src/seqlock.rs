@@ -207,4 +207,41 @@ mod tests {
         end_write(&lock, 5, 1, 1);
         assert_eq!(lock.seqlock.load(Ordering::Relaxed), 6);
     }
+
+    /// The negative controls' "no fence" (`Relaxed`) still writes and reads
+    /// (`fence` itself refuses `Relaxed`), and a fenced read of a fenceless
+    /// write agrees.
+    #[test]
+    fn the_fenceless_variants_write_and_read() {
+        let lock = BgrSeqlock::default();
+        let words: Vec<AtomicU64> = (0..2).map(|_| AtomicU64::new(0)).collect();
+        let mut copy = [0u64; 2];
+        let begin = begin_write_with(&lock, Ordering::Relaxed);
+        assert_eq!(begin, 1);
+        assert_eq!(
+            try_read_with(&lock, &words, &mut copy, Ordering::Relaxed),
+            ReadOutcome::Writing
+        );
+        store_bytes(&words, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        end_write(&lock, begin, 4, 40);
+        let copied = ReadOutcome::Copied {
+            frame_seq: 4,
+            capture_ns: 40,
+        };
+        assert_eq!(
+            try_read_with(&lock, &words, &mut copy, Ordering::Relaxed),
+            copied
+        );
+        assert_eq!(
+            copy,
+            [
+                u64::from_ne_bytes([1, 2, 3, 4, 5, 6, 7, 8]),
+                u64::from_ne_bytes([9, 0, 0, 0, 0, 0, 0, 0])
+            ]
+        );
+        assert_eq!(
+            try_read_with(&lock, &words, &mut copy, Ordering::Acquire),
+            copied
+        );
+    }
 }

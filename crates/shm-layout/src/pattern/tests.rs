@@ -206,3 +206,79 @@ fn every_format_verifies_and_catches_every_wrong_byte() {
         assert!(p.verify(9, &good[..10], stride, h).is_err());
     }
 }
+
+#[test]
+fn encode_level_known_answers() {
+    // Gray16: (200 * 257) >> (16 - bits) = 51400 >> (16 - bits); 0 and any
+    // count above 16 mean all 16 bits.
+    for bits in [0, 16, 17, 255] {
+        assert_eq!(
+            encode_level(PixelFormat::Gray16, bits, 200),
+            [0xC8, 0xC8, 0],
+            "{bits}"
+        );
+    }
+    assert_eq!(encode_level(PixelFormat::Gray16, 12, 200), [0x8C, 0x0C, 0]);
+    assert_eq!(encode_level(PixelFormat::Gray16, 1, 200), [1, 0, 0]);
+    assert_eq!(encode_level(PixelFormat::Gray16, 15, 255), [0xFF, 0x7F, 0]);
+    assert_eq!(encode_level(PixelFormat::Gray8, 8, 200), [200, 0, 0]);
+    // (R, G, B) = (v, 255 - v, (v + 128) mod 256).
+    assert_eq!(encode_level(PixelFormat::Rgb8, 8, 200), [200, 55, 72]);
+    assert_eq!(encode_level(PixelFormat::Bgr8, 8, 200), [72, 55, 200]);
+}
+
+#[test]
+fn a_pattern_reports_its_format_and_significant_bits() {
+    let cases = [
+        (PixelFormat::Gray8, 0, 8),
+        (PixelFormat::Gray8, 5, 8), // invalid for 8 bits: the container's
+        (PixelFormat::Gray16, 0, 16),
+        (PixelFormat::Gray16, 12, 12),
+        (PixelFormat::Gray16, 1, 1),
+        (PixelFormat::Gray16, 17, 16),
+        (PixelFormat::Bgr8, 0, 8),
+        (PixelFormat::Rgb8, 8, 8),
+    ];
+    for (format, asked, bits) in cases {
+        let p = Pattern::with_format(32, format, asked);
+        assert_eq!(p.format(), format, "{format} {asked}");
+        assert_eq!(p.significant_bits(), bits, "{format} {asked}");
+    }
+    assert_eq!(Pattern::new(32).format(), PixelFormat::Gray8);
+    assert_eq!(Pattern::new(32).significant_bits(), 8);
+}
+
+/// One pixel wide, a multi-byte frame's check strip is that one pixel:
+/// a wrong byte of it is reported at its row, column 0.
+#[test]
+fn a_one_pixel_wide_multi_byte_frame_reports_its_wrong_byte() {
+    for format in [PixelFormat::Gray16, PixelFormat::Bgr8, PixelFormat::Rgb8] {
+        let p = Pattern::with_format(1, format, 0);
+        let bpp = format.bytes_per_pixel() as usize;
+        let (stride, h) = (8, 3);
+        let mut buf = vec![0u8; stride * h];
+        p.fill(5, &mut buf, stride, h as u32);
+        assert_eq!(p.verify(5, &buf, stride, h as u32), Ok(()), "{format}");
+        for b in 0..bpp {
+            let mut bad = buf.clone();
+            bad[stride + b] ^= 0x10;
+            let err = p.verify(5, &bad, stride, h as u32).unwrap_err();
+            assert_eq!((err.row, err.col), (1, 0), "{format} byte {b}");
+            assert_eq!(err.found, bad[stride + b], "{format} byte {b}");
+            assert_eq!(err.expected, buf[stride + b], "{format} byte {b}");
+        }
+    }
+}
+
+/// A pattern 0 pixels wide draws and checks nothing, for any frame number
+/// (its rows' check strips are empty).
+#[test]
+fn a_zero_width_pattern_has_no_bytes() {
+    let p = Pattern::new(0);
+    let mut buf = [7u8; 24];
+    for seq in [1, 2, 3, 1_000_003] {
+        p.fill(seq, &mut buf, 8, 3);
+        assert_eq!(buf, [7u8; 24], "seq {seq}");
+        assert_eq!(p.verify(seq, &buf, 8, 3), Ok(()), "seq {seq}");
+    }
+}
