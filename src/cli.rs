@@ -71,7 +71,6 @@ pub enum Command {
     Bench(crate::cmd::BenchArgs),
     /// Write the newest frame of a bus to a PNG file.
     Snapshot(crate::cmd::SnapshotArgs),
-    #[cfg(unix)]
     /// Kill, stop and restart consumers and producers at random while
     /// verifying every frame; report what was lost and left behind.
     Chaos(crate::cmd::ChaosArgs),
@@ -178,6 +177,10 @@ pub struct ProduceArgs {
     /// producer's own group).
     #[arg(long, value_name = "600|660", value_parser = parse_mode)]
     pub mode: Option<u32>,
+    /// (internal) Stop cleanly, as on SIGTERM, when stdin reaches its end:
+    /// how `chaos` stops its children where there are no signals (Windows).
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_close: bool,
 }
 
 /// `framebus consume`.
@@ -217,6 +220,10 @@ pub struct ConsumeArgs {
     /// passed`/`fork check failed`) and in the JSON summary.
     #[arg(long, hide = true)]
     pub fork_check_on_usr1: bool,
+    /// (internal) Stop cleanly, as on SIGTERM, when stdin reaches its end:
+    /// how `chaos` stops its children where there are no signals (Windows).
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_close: bool,
 }
 
 /// `framebus inspect`.

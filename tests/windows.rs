@@ -330,7 +330,9 @@ fn wait_for_gone(bus: &str, timeout: Duration) {
 
 #[test]
 fn ctrl_break_stops_a_producer_cleanly() {
-    use windows_sys::Win32::System::Console::{AllocConsole, GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
+    use windows_sys::Win32::System::Console::{
+        AllocConsole, GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT,
+    };
     // SAFETY: a plain call; it fails harmlessly if the process has a console.
     unsafe { AllocConsole() };
     let bus = format!("wintest-break-{}", std::process::id());
@@ -351,4 +353,47 @@ fn ctrl_break_stops_a_producer_cleanly() {
     let p = producer.summary(Duration::from_secs(30));
     assert!(p["frames"].as_u64().unwrap_or(0) > 0, "{p}");
     assert!(!marker(&bus).exists(), "a clean stop removes the marker");
+}
+
+#[test]
+fn chaos_on_windows_loses_nothing() {
+    let bus = format!("wintest-chaos-{}", std::process::id());
+    let out = Command::new(EXE)
+        .args([
+            "chaos",
+            "--bus",
+            &bus,
+            "--duration",
+            "10",
+            "--kills",
+            "12",
+            "--producer-restarts",
+            "2",
+            "--consumers",
+            "3",
+            "--json",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run chaos");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let r: Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no JSON report: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(out.status.success(), "chaos failed: {r}");
+    assert_eq!(r["bad_frames"], 0, "{r}");
+    assert_eq!(r["consumer_kills"], 12, "{r}");
+    assert_eq!(r["producer_restarts"], 2, "{r}");
+    assert_eq!(r["unreclaimed"], 0, "{r}");
+    assert_eq!(r["reattach_failures"], 0, "{r}");
+    assert_eq!(r["stops"], 0, "no SIGSTOP on Windows: {r}");
+    assert!(r["frames_verified"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert_eq!(r["leftovers"], serde_json::json!([]), "{r}");
 }

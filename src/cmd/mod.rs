@@ -11,7 +11,6 @@ use crate::cli::{Cli, Command};
 pub use bench::BenchArgs;
 #[cfg(unix)]
 pub use bridge::BridgeArgs;
-#[cfg(unix)]
 pub use chaos::ChaosArgs;
 pub use clean::CleanArgs;
 pub use list::ListArgs;
@@ -24,7 +23,6 @@ pub use view::ViewArgs;
 mod bench;
 #[cfg(unix)]
 mod bridge;
-#[cfg(unix)]
 mod chaos;
 mod child;
 mod clean;
@@ -51,7 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(unix)]
         Command::Bench(a) => bench::run(a),
         Command::Snapshot(a) => snapshot::run(a),
-        #[cfg(unix)]
         Command::Chaos(a) => chaos::run(a),
         Command::Clean(a) => clean::run(a),
         #[cfg(unix)]
@@ -83,6 +80,22 @@ fn attach_error(bus: &BusName, e: framebus_consumer::ConsumerError) -> anyhow::E
 /// A stop flag set by SIGINT/SIGTERM.
 fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Ok(framebus_producer::stop_on_signals()?)
+}
+
+/// [`stop_flag`], also set when stdin reaches its end if `stdin_close`
+/// (`--stop-on-stdin-close`, how `chaos` stops a child without signals).
+fn stop_flag_or_stdin_close(
+    stdin_close: bool,
+) -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = stop_flag()?;
+    if stdin_close {
+        let f = std::sync::Arc::clone(&flag);
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            f.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    Ok(flag)
 }
 
 /// The monotonic clock every framebus timestamp uses (`CLOCK_MONOTONIC` on

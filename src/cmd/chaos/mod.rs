@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use framebus_consumer::inspect;
-use rustix::process::Signal;
 
 use super::child::last_json;
 use super::consume::ConsumeSummary;
@@ -33,7 +32,7 @@ use crate::cli::{parse_seconds, parse_size};
 
 use monitor::{judge_reattach, monitor_loop, Counters, Monitor, PendingReclaim, ReattachCheck};
 use procs::{
-    exe, namespaces_unavailable, start_consumer, start_producer, wait_attached, Consumer,
+    exe, namespaces_unavailable, start_consumer, start_producer, wait_attached, Act, Consumer,
     ConsumerSpec,
 };
 use report::{print_report, ChaosReport};
@@ -95,6 +94,9 @@ impl Rng {
 }
 
 pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
+    if cfg!(not(unix)) && args.forks > 0 {
+        bail!("--forks needs fork and SIGUSR1 (Linux)");
+    }
     if args.namespaces {
         if let Some(why) = namespaces_unavailable() {
             bail!("--namespaces cannot run here: {why}");
@@ -116,6 +118,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         }
         // A namespaced process whose wrapper is SIGKILLed is reparented to
         // chaos (not to init), which reaps it (`Proc::kill`).
+        #[cfg(unix)]
         rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
             .context("cannot become a child subreaper (for the namespaced processes)")?;
     }
@@ -176,7 +179,8 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     for k in 0..args.kills {
         let base = total.mul_f64((f64::from(k) + 0.5) / f64::from(args.kills.max(1)));
         events.push((base, KILL));
-        if k % 8 == 7 {
+        // Stops are SIGSTOP/SIGCONT: Linux only.
+        if cfg!(unix) && k % 8 == 7 {
             events.push((base + Duration::from_millis(rng.below(100)), STOP));
         }
     }
@@ -284,7 +288,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                     .collect();
                 if running.len() > 1 && !ready.is_empty() {
                     let i = ready[rng.below(ready.len() as u64) as usize];
-                    consumers[i].proc.signal(Signal::STOP)?;
+                    consumers[i].proc.signal(Act::Stop)?;
                     stopped.push((
                         i,
                         Instant::now() + Duration::from_millis(100 + rng.below(300)),
@@ -309,7 +313,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                     }
                     continue;
                 };
-                consumers[i].proc.signal(Signal::USR1)?;
+                consumers[i].proc.signal(Act::ForkCheck)?;
                 consumers[i].forks_asked += 1;
                 report.forks_requested += 1;
             }
@@ -377,9 +381,10 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     if tty {
         eprintln!();
     }
+    #[cfg(unix)]
     let trigger_dir = snapshot().map(|s| s.trigger_dir);
     for c in &mut consumers {
-        c.proc.signal(Signal::CONT)?;
+        c.proc.signal(Act::Cont)?;
     }
     // A consumer restarted a moment ago may not have installed its signal
     // handlers yet; a TERM then would kill it without its summary. Its
@@ -389,7 +394,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         wait_attached(c, Duration::from_secs(30)).with_context(|| format!("consumer {name}"))?;
     }
     for c in &mut consumers {
-        c.proc.signal(Signal::TERM)?;
+        c.proc.signal(Act::Term)?;
     }
     for c in &mut consumers {
         let s: ConsumeSummary = last_json(&c.out, Duration::from_secs(30))?;
@@ -399,7 +404,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     report.frames_verified += killed_frames;
     stop_monitor.store(true, Ordering::Relaxed);
     let _ = monitor.join();
-    producer.signal(Signal::TERM)?;
+    producer.signal(Act::Term)?;
     producer.child.wait(Duration::from_secs(10))?;
     if let Ok(m) = state.lock() {
         m.finish(&mut report, Instant::now());
@@ -408,6 +413,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     report.forks = counters.forks.load(Ordering::Relaxed);
     report.fork_failures = counters.fork_failures.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
+    #[cfg(unix)]
     for left in [
         format!("/dev/shm{}", bus.shm_name()),
         format!("/dev/shm{}", bus.lock_name()),
@@ -416,6 +422,20 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
             report.leftovers.push(left);
         }
     }
+    // Windows: objects go with their last handle; a bus that still opens,
+    // or a bus in `list`, is left behind.
+    #[cfg(windows)]
+    {
+        if inspect(&bus).is_ok() {
+            report.leftovers.push(format!("bus object of {bus}"));
+        }
+        if framebus_producer::buses_on_machine().contains(&bus) {
+            report
+                .leftovers
+                .push(format!("the marker of {bus} (framebus list)"));
+        }
+    }
+    #[cfg(unix)]
     if let Some(dir) = trigger_dir {
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             report.leftovers.push(e.path().display().to_string());
@@ -442,7 +462,7 @@ fn resume_due(
     let mut i = 0;
     while i < stopped.len() {
         if stopped[i].1 <= now {
-            consumers[stopped[i].0].proc.signal(Signal::CONT)?;
+            consumers[stopped[i].0].proc.signal(Act::Cont)?;
             stopped.swap_remove(i);
         } else {
             i += 1;

@@ -5,28 +5,64 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
 use anyhow::{bail, Context};
+#[cfg(unix)]
 use rustix::process::{Pid, Signal, WaitOptions};
 use shm_layout::BusName;
 
 use super::monitor::{Counters, StderrLine};
 use crate::cmd::child::Reaper;
 
+/// What chaos does to a process. On Linux each is a signal; on Windows only
+/// `Kill` (`TerminateProcess`) and `Term` (its stdin closed, which
+/// `--stop-on-stdin-close` turns into a clean stop) exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Act {
+    /// SIGKILL / TerminateProcess.
+    Kill,
+    /// A clean stop: SIGTERM / stdin closed.
+    Term,
+    /// SIGSTOP (Linux only).
+    Stop,
+    /// SIGCONT (Linux only; nothing to do elsewhere).
+    Cont,
+    /// SIGUSR1: the consumer's fork check (Linux only).
+    ForkCheck,
+}
+
+#[cfg(unix)]
+impl Act {
+    fn signal(self) -> Signal {
+        match self {
+            Self::Kill => Signal::KILL,
+            Self::Term => Signal::TERM,
+            Self::Stop => Signal::STOP,
+            Self::Cont => Signal::CONT,
+            Self::ForkCheck => Signal::USR1,
+        }
+    }
+}
+
 /// A started producer or consumer: the process chaos spawned (in
 /// namespace mode the `unshare` wrapper) and the framebus process itself
 /// (in namespace mode the wrapper's first child, pid 1 of its namespace).
 pub(super) struct Proc {
     pub(super) child: Reaper,
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(super) namespaced: bool,
     /// Host pid of the framebus process, once known.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(super) real: Option<u32>,
 }
 
 impl Proc {
     /// The framebus process's host pid; in namespace mode `None` until
     /// the wrapper has started it.
+    #[cfg(unix)]
     pub(super) fn real_pid(&mut self) -> Option<u32> {
         if !self.namespaced {
             return Some(self.child.pid());
@@ -44,7 +80,9 @@ impl Proc {
     /// wrapper to start it). SIGKILL goes to the wrapper instead, which
     /// takes its child with it (`--kill-child`), as a container runtime's
     /// kill would.
-    pub(super) fn signal(&mut self, sig: Signal) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    pub(super) fn signal(&mut self, act: Act) -> anyhow::Result<()> {
+        let sig = act.signal();
         if !self.namespaced || sig == Signal::KILL {
             return self.child.signal(sig);
         }
@@ -66,9 +104,10 @@ impl Proc {
     /// SIGKILLs it and waits until the framebus process is gone too (in
     /// namespace mode it was reparented to chaos, the subreaper: reaped
     /// here).
+    #[cfg(unix)]
     pub(super) fn kill(&mut self) -> anyhow::Result<()> {
         let real = self.real_pid();
-        self.signal(Signal::KILL)?;
+        self.signal(Act::Kill)?;
         self.child.wait(Duration::from_secs(10))?;
         let Some(real) = real.filter(|_| self.namespaced) else {
             return Ok(());
@@ -91,6 +130,39 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+#[cfg(windows)]
+impl Proc {
+    /// The process's pid (there are no namespaces on Windows).
+    pub(super) fn real_pid(&mut self) -> Option<u32> {
+        Some(self.child.pid())
+    }
+
+    /// `Kill`: TerminateProcess; `Term`: closes its stdin (the child runs
+    /// with `--stop-on-stdin-close`); `Cont`: nothing (nothing is stopped).
+    pub(super) fn signal(&mut self, act: Act) -> anyhow::Result<()> {
+        let Some(c) = self.child.0.as_mut() else {
+            return Ok(());
+        };
+        match act {
+            Act::Kill => c
+                .kill()
+                .with_context(|| format!("cannot terminate process {}", c.id())),
+            Act::Term => {
+                drop(c.stdin.take());
+                Ok(())
+            }
+            Act::Cont => Ok(()),
+            Act::Stop | Act::ForkCheck => bail!("{act:?} needs Linux signals"),
+        }
+    }
+
+    /// TerminateProcess, then waits until it is gone.
+    pub(super) fn kill(&mut self) -> anyhow::Result<()> {
+        self.signal(Act::Kill)?;
+        self.child.wait(Duration::from_secs(10))
     }
 }
 
@@ -123,6 +195,14 @@ pub(super) fn exe() -> anyhow::Result<std::path::PathBuf> {
     std::env::current_exe().context("cannot find the framebus binary")
 }
 
+/// Windows: the child stops cleanly when chaos closes its stdin (no
+/// SIGTERM there). Linux keeps the signal.
+fn stop_by_stdin(cmd: &mut Command) {
+    if cfg!(windows) {
+        cmd.arg("--stop-on-stdin-close").stdin(Stdio::piped());
+    }
+}
+
 fn quiet(cmd: &mut Command) -> &mut Command {
     cmd.env("RUST_LOG", "warn")
 }
@@ -151,6 +231,13 @@ fn framebus(namespaced: bool) -> anyhow::Result<Command> {
 }
 
 /// Why namespace mode cannot run here, if it cannot.
+#[cfg(not(unix))]
+pub(super) fn namespaces_unavailable() -> Option<String> {
+    Some("simulated containers need Linux (unshare)".into())
+}
+
+/// Why namespace mode cannot run here, if it cannot.
+#[cfg(unix)]
 pub(super) fn namespaces_unavailable() -> Option<String> {
     if !rustix::process::geteuid().is_root() {
         return Some("it needs root (it creates pid and mount namespaces)".into());
@@ -189,6 +276,7 @@ pub(super) fn start_producer(
         ])
         .args(["--max-consumers", &max_consumers.to_string()])
         .stdout(Stdio::piped());
+    stop_by_stdin(&mut cmd);
     let mut child = Reaper(Some(cmd.spawn().context("cannot start the producer")?));
     let stdout = child
         .0
@@ -244,6 +332,7 @@ pub(super) fn start_consumer(spec: &ConsumerSpec<'_>, name: String) -> anyhow::R
         .args(spec.forks.then_some("--fork-check-on-usr1"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    stop_by_stdin(&mut cmd);
     let mut child = Reaper(Some(cmd.spawn().context("cannot start a consumer")?));
     let out = crate::cmd::child::lines(
         child
