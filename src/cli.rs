@@ -64,7 +64,6 @@ pub enum Command {
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),
-    #[cfg(unix)]
     /// Measure throughput, latency, CPU and isolation against the memcpy
     /// ceiling and a plain pipe.
     #[command(after_help = BENCH_HELP)]
@@ -89,7 +88,6 @@ pub enum Command {
     PipeConsume(crate::cmd::PipeConsumeArgs),
 }
 
-#[cfg(unix)]
 const BENCH_HELP: &str = "Scenarios:
   throughput  one producer and --consumers processes (default)
   compare     throughput over shared memory, then over pipes, and their ratios
@@ -178,6 +176,10 @@ pub struct ProduceArgs {
     /// producer's own group).
     #[arg(long, value_name = "600|660", value_parser = parse_mode)]
     pub mode: Option<u32>,
+    /// (internal, for `bench`) Stop as on SIGTERM once stdin is closed:
+    /// how `bench` stops its processes on Windows, which has no SIGTERM.
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
 }
 
 /// `framebus consume`.
@@ -217,6 +219,10 @@ pub struct ConsumeArgs {
     /// passed`/`fork check failed`) and in the JSON summary.
     #[arg(long, hide = true)]
     pub fork_check_on_usr1: bool,
+    /// (internal, for `bench`) Stop as on SIGTERM once stdin is closed:
+    /// how `bench` stops its processes on Windows, which has no SIGTERM.
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
 }
 
 /// `framebus inspect`.

@@ -7,7 +7,6 @@ use shm_layout::BusName;
 
 use crate::cli::{Cli, Command};
 
-#[cfg(unix)]
 pub use bench::BenchArgs;
 #[cfg(unix)]
 pub use bridge::BridgeArgs;
@@ -20,7 +19,6 @@ pub use snapshot::SnapshotArgs;
 pub use top::TopArgs;
 pub use view::ViewArgs;
 
-#[cfg(unix)]
 mod bench;
 #[cfg(unix)]
 mod bridge;
@@ -48,7 +46,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(a) => top::run(a),
         Command::View(a) => view::run(a),
         Command::Demo(a) => demo::run(a),
-        #[cfg(unix)]
         Command::Bench(a) => bench::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         #[cfg(unix)]
@@ -83,6 +80,24 @@ fn attach_error(bus: &BusName, e: framebus_consumer::ConsumerError) -> anyhow::E
 /// A stop flag set by SIGINT/SIGTERM.
 fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Ok(framebus_producer::stop_on_signals()?)
+}
+
+/// [`stop_flag`], also set once stdin reaches its end if `on_stdin_eof`
+/// (`--stop-on-stdin-eof`: how `bench` stops a process where there is no
+/// SIGTERM to send, on Windows).
+fn stop_flag_or_stdin_eof(
+    on_stdin_eof: bool,
+) -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = stop_flag()?;
+    if on_stdin_eof {
+        let flag = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            // Whatever arrives is discarded; an error ends the wait too.
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    Ok(stop)
 }
 
 /// The monotonic clock every framebus timestamp uses (`CLOCK_MONOTONIC` on

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::procfs::NOT_MEASURED;
 use super::{RunConfig, Transport};
 use crate::cmd::consume::ConsumeSummary;
 use crate::report::LatencyUs;
@@ -16,8 +17,10 @@ pub(super) struct ProcResult {
     pub(super) max_fps: Option<f64>,
     pub(super) fps: f64,
     pub(super) frames: u64,
-    pub(super) cpu_pct: f64,
-    pub(super) peak_rss_mib: f64,
+    /// Percent of one CPU; `None` (null) where not measured.
+    pub(super) cpu_pct: Option<f64>,
+    /// `None` (null) where not measured.
+    pub(super) peak_rss_mib: Option<f64>,
     pub(super) publish_us: Option<f64>,
     pub(super) latency_us: Option<LatencyUs>,
     pub(super) coalesced: Option<u64>,
@@ -41,22 +44,26 @@ pub(super) struct RunResult {
     pub(super) producer_vs_memcpy: f64,
     /// CPU time the producer spent per published frame: compared with the
     /// memcpy time it tells a slow publish path from a CPU-starved producer.
-    pub(super) producer_cpu_us_per_frame: f64,
+    /// `None` (null) where CPU time is not measured.
+    pub(super) producer_cpu_us_per_frame: Option<f64>,
     /// The CPU the producer had to itself (`--producer-cpu`), if any.
     pub(super) producer_cpu: Option<usize>,
     pub(super) consumer_fps_mean: f64,
     pub(super) delivered_fps: f64,
-    pub(super) cpu_us_per_delivered_frame: f64,
+    /// `None` (null) where CPU time is not measured.
+    pub(super) cpu_us_per_delivered_frame: Option<f64>,
     pub(super) bad_frames: u64,
     pub(super) processes: Vec<ProcResult>,
+    /// What this OS does not let the bench measure (absent when empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) not_measured: Vec<&'static str>,
 }
 
 pub(super) fn consumer_result(
     pid: u32,
     max_fps: f64,
     s: &ConsumeSummary,
-    cpu: f64,
-    rss_kib: u64,
+    (cpu, rss_mib): (Option<f64>, Option<f64>),
 ) -> ProcResult {
     ProcResult {
         role: "consumer",
@@ -65,7 +72,7 @@ pub(super) fn consumer_result(
         fps: s.fps,
         frames: s.frames,
         cpu_pct: cpu,
-        peak_rss_mib: rss_kib as f64 / 1024.0,
+        peak_rss_mib: rss_mib,
         publish_us: None,
         latency_us: Some(s.latency_us),
         coalesced: Some(s.coalesced),
@@ -80,16 +87,22 @@ pub(super) fn finish(
     processes: Vec<ProcResult>,
 ) -> RunResult {
     let producer_fps = processes.first().map_or(0.0, |p| p.fps);
-    let producer_cpu_us_per_frame = processes.first().map_or(0.0, |p| {
-        if p.fps > 0.0 {
-            p.cpu_pct / 100.0 / p.fps * 1e6
-        } else {
-            0.0
-        }
+    let producer_cpu_us_per_frame = processes.first().map_or(Some(0.0), |p| {
+        p.cpu_pct.map(|cpu| {
+            if p.fps > 0.0 {
+                cpu / 100.0 / p.fps * 1e6
+            } else {
+                0.0
+            }
+        })
     });
     let consumers: Vec<&ProcResult> = processes.iter().filter(|p| p.role == "consumer").collect();
     let delivered_fps: f64 = consumers.iter().map(|c| c.fps).sum();
-    let cpu_total_s: f64 = processes.iter().map(|p| p.cpu_pct / 100.0 * seconds).sum();
+    // None if any process's CPU time is not measured.
+    let cpu_total_s: Option<f64> = processes
+        .iter()
+        .map(|p| p.cpu_pct.map(|cpu| cpu / 100.0 * seconds))
+        .sum();
     let delivered = delivered_fps * seconds;
     RunResult {
         transport: cfg.transport,
@@ -107,12 +120,19 @@ pub(super) fn finish(
         producer_cpu: cfg.producer_cpu,
         consumer_fps_mean: delivered_fps / consumers.len().max(1) as f64,
         delivered_fps,
-        cpu_us_per_delivered_frame: if delivered > 0.0 {
-            cpu_total_s * 1e6 / delivered
-        } else {
-            0.0
-        },
+        cpu_us_per_delivered_frame: cpu_total_s.map(|cpu_total_s| {
+            if delivered > 0.0 {
+                cpu_total_s * 1e6 / delivered
+            } else {
+                0.0
+            }
+        }),
         bad_frames: consumers.iter().filter_map(|c| c.bad_frames).sum(),
+        not_measured: if processes.iter().any(|p| p.cpu_pct.is_none()) {
+            vec![NOT_MEASURED]
+        } else {
+            Vec::new()
+        },
         processes,
     }
 }

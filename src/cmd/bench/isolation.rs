@@ -1,5 +1,6 @@
 //! The isolation scenario: a full-speed consumer's rate alone, then beside
-//! a 1 fps consumer, a stopped one and one killed mid-run.
+//! a 1 fps consumer, a stopped one (SIGSTOP: Unix only) and one killed
+//! mid-run.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,8 @@ use framebus_consumer::BusSnapshot;
 use serde::Serialize;
 
 use super::processes::{
-    bench_bus, snapshot, start_consumer, start_producer, wait_with_progress, ProducerJson,
+    bench_bus, kill, snapshot, start_consumer, start_producer, stop, wait_with_progress,
+    ProducerJson,
 };
 use super::RunConfig;
 use crate::cmd::child::last_json;
@@ -22,6 +24,9 @@ pub(super) struct IsolationResult {
     pub(super) algo: String,
     pub(super) phases: Vec<Phase>,
     pub(super) bad_frames: u64,
+    /// Phases this OS does not let the bench run (absent when empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) not_measured: Vec<&'static str>,
 }
 
 /// One isolation phase.
@@ -77,7 +82,7 @@ pub(super) fn isolation(cfg: &RunConfig) -> anyhow::Result<IsolationResult> {
     let mut phases = Vec::new();
     let alone = measure("isolation: alone", None)?;
     phases.push(("alone", alone));
-    let (slow, _slow_out) = start_consumer(
+    let (mut slow, _slow_out) = start_consumer(
         &bus,
         &["--algo", "mean", "--max-fps", "1", "--name", "one-fps"],
     )?;
@@ -85,22 +90,31 @@ pub(super) fn isolation(cfg: &RunConfig) -> anyhow::Result<IsolationResult> {
         "beside a 1 fps consumer",
         measure("isolation: beside 1 fps", None)?,
     ));
-    slow.signal(rustix::process::Signal::STOP)?;
-    phases.push((
-        "beside a stopped consumer",
-        measure("isolation: beside stopped", None)?,
-    ));
-    let (victim, _victim_out) = start_consumer(&bus, &["--algo", "busy:20", "--name", "victim"])?;
-    let mut kill = || victim.signal(rustix::process::Signal::KILL);
+    // The phase beside a stopped consumer needs SIGSTOP.
+    #[cfg(unix)]
+    let not_measured: Vec<&'static str> = {
+        slow.signal(rustix::process::Signal::STOP)?;
+        phases.push((
+            "beside a stopped consumer",
+            measure("isolation: beside stopped", None)?,
+        ));
+        Vec::new()
+    };
+    #[cfg(not(unix))]
+    let not_measured =
+        vec!["beside a stopped consumer: not measured on this OS (SIGSTOP is Unix's)"];
+    let (mut victim, _victim_out) =
+        start_consumer(&bus, &["--algo", "busy:20", "--name", "victim"])?;
+    let mut kill_victim = || kill(&mut victim);
     phases.push((
         "beside a consumer killed mid-run",
-        measure("isolation: beside killed", Some(&mut kill))?,
+        measure("isolation: beside killed", Some(&mut kill_victim))?,
     ));
-    full.signal(rustix::process::Signal::TERM)?;
+    stop(&mut full)?;
     let summary: ConsumeSummary = last_json(&full_out, Duration::from_secs(30))?;
     full.wait(Duration::from_secs(10))?;
-    slow.signal(rustix::process::Signal::KILL)?;
-    producer.signal(rustix::process::Signal::TERM)?;
+    kill(&mut slow)?;
+    stop(&mut producer)?;
     let _: ProducerJson = last_json(&prod_out, Duration::from_secs(30))?;
     producer.wait(Duration::from_secs(10))?;
     let base = alone.0.max(1e-9);
@@ -119,5 +133,6 @@ pub(super) fn isolation(cfg: &RunConfig) -> anyhow::Result<IsolationResult> {
             })
             .collect(),
         bad_frames: summary.bad_frames,
+        not_measured,
     })
 }

@@ -4,6 +4,11 @@
 //!
 //! This module holds the arguments and the scenario dispatch; each run is
 //! measured in `shm` or `pipe`, the isolation phases in `isolation`.
+//!
+//! On Windows the same scenarios run, without what needs Linux or Unix:
+//! CPU and peak RSS (from /proc), `--producer-cpu` (sched_setaffinity) and
+//! the isolation phase beside a stopped consumer (SIGSTOP); the output says
+//! so where those figures would be.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -158,7 +163,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         if args.scenario != Scenario::Throughput || args.transport != Transport::Shm {
             bail!("--producer-cpu applies to the throughput scenario over shm only (the other runs would not be comparable)");
         }
+        #[cfg(unix)]
         procfs::cpu_split(cpu)?;
+        #[cfg(not(unix))]
+        bail!("--producer-cpu {cpu}: pinning processes to CPUs is Linux-only (sched_setaffinity); not available on this OS");
     }
     let mut bad = 0;
     match args.scenario {

@@ -24,16 +24,25 @@ fn print_run(r: &RunResult) {
     if let Some(cpu) = r.producer_cpu {
         println!("producer pinned to CPU {cpu}, consumers to the other CPUs");
     }
-    println!(
-        "memcpy ceiling {:.0} frames/s ({:.1} us/frame); producer {:.0} frames/s = {:.2}x the ceiling, \
-         using {:.1} us of CPU per frame ({:.2}x the memcpy time)",
-        r.memcpy_fps,
-        1e6 / r.memcpy_fps,
-        r.producer_fps,
-        r.producer_vs_memcpy,
-        r.producer_cpu_us_per_frame,
-        r.producer_cpu_us_per_frame * r.memcpy_fps / 1e6
-    );
+    match r.producer_cpu_us_per_frame {
+        Some(cpu_us) => println!(
+            "memcpy ceiling {:.0} frames/s ({:.1} us/frame); producer {:.0} frames/s = {:.2}x the ceiling, \
+             using {:.1} us of CPU per frame ({:.2}x the memcpy time)",
+            r.memcpy_fps,
+            1e6 / r.memcpy_fps,
+            r.producer_fps,
+            r.producer_vs_memcpy,
+            cpu_us,
+            cpu_us * r.memcpy_fps / 1e6
+        ),
+        None => println!(
+            "memcpy ceiling {:.0} frames/s ({:.1} us/frame); producer {:.0} frames/s = {:.2}x the ceiling",
+            r.memcpy_fps,
+            1e6 / r.memcpy_fps,
+            r.producer_fps,
+            r.producer_vs_memcpy,
+        ),
+    }
     let rows: Vec<Vec<String>> = r
         .processes
         .iter()
@@ -55,8 +64,8 @@ fn print_run(r: &RunResult) {
                 },
                 p.max_fps.map_or("-".into(), rate_cell),
                 format!("{:.0}", p.fps),
-                format!("{:.0}", p.cpu_pct),
-                format!("{:.0}", p.peak_rss_mib),
+                p.cpu_pct.map_or("-".into(), |c| format!("{c:.0}")),
+                p.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
                 p.publish_us.map_or("-".into(), |u| format!("{u:.0}")),
                 lat(l.p50),
                 lat(l.p90),
@@ -89,10 +98,17 @@ fn print_run(r: &RunResult) {
             &rows
         )
     );
-    println!(
-        "delivered {:.0} frames/s in all, {:.1} us of CPU per delivered frame (all processes)\n",
-        r.delivered_fps, r.cpu_us_per_delivered_frame
-    );
+    match r.cpu_us_per_delivered_frame {
+        Some(cpu_us) => println!(
+            "delivered {:.0} frames/s in all, {:.1} us of CPU per delivered frame (all processes)\n",
+            r.delivered_fps, cpu_us
+        ),
+        None => println!(
+            "delivered {:.0} frames/s in all; {}\n",
+            r.delivered_fps,
+            r.not_measured.join("; ")
+        ),
+    }
 }
 
 /// The throughput scenario's one run.
@@ -111,7 +127,11 @@ pub(super) fn throughput(r: &RunResult, json: bool) -> anyhow::Result<()> {
 /// The compare scenario's two runs and their ratios.
 pub(super) fn compare(shm: RunResult, pipe: RunResult, json: bool) -> anyhow::Result<()> {
     let fps_ratio = shm.consumer_fps_mean / pipe.consumer_fps_mean.max(1e-9);
-    let cpu_ratio = pipe.cpu_us_per_delivered_frame / shm.cpu_us_per_delivered_frame.max(1e-9);
+    // None (null in JSON) where CPU time is not measured.
+    let cpu_ratio = pipe
+        .cpu_us_per_delivered_frame
+        .zip(shm.cpu_us_per_delivered_frame)
+        .map(|(pipe, shm)| pipe / shm.max(1e-9));
     if json {
         let v = serde_json::json!({
             "scenario": "compare", "runs": [shm, pipe],
@@ -121,7 +141,10 @@ pub(super) fn compare(shm: RunResult, pipe: RunResult, json: bool) -> anyhow::Re
     } else {
         print_run(&shm);
         print_run(&pipe);
-        println!("framebus / pipe: {fps_ratio:.1}x the frames per second per consumer, {cpu_ratio:.1}x less CPU per delivered frame");
+        match cpu_ratio {
+            Some(cpu_ratio) => println!("framebus / pipe: {fps_ratio:.1}x the frames per second per consumer, {cpu_ratio:.1}x less CPU per delivered frame"),
+            None => println!("framebus / pipe: {fps_ratio:.1}x the frames per second per consumer; CPU per delivered frame not measured on this OS"),
+        }
     }
     Ok(())
 }
@@ -161,6 +184,9 @@ pub(super) fn isolation(r: &IsolationResult, duration: f64, json: bool) -> anyho
                 &rows
             )
         );
+        for note in &r.not_measured {
+            println!("{note}");
+        }
     }
     Ok(())
 }
@@ -197,7 +223,8 @@ pub(super) fn sweep(runs: &[RunResult], json: bool) -> anyhow::Result<()> {
                     format!("{:.0}", r.consumer_fps_mean),
                     format!("{p50:.0}"),
                     format!("{p99:.0}"),
-                    format!("{:.1}", r.cpu_us_per_delivered_frame),
+                    r.cpu_us_per_delivered_frame
+                        .map_or("-".into(), |c| format!("{c:.1}")),
                 ]
             })
             .collect();
@@ -218,6 +245,9 @@ pub(super) fn sweep(runs: &[RunResult], json: bool) -> anyhow::Result<()> {
                 &rows
             )
         );
+        if let Some(note) = runs.iter().find_map(|r| r.not_measured.first()) {
+            println!("{note}");
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use shm_layout::{Layout, LayoutRequest};
 use super::ceiling::memcpy_fps;
 use super::figures::{consumer_result, finish, ProcResult, RunResult};
 use super::processes::{exe, wait_with_progress};
-use super::procfs::{cpu_pct, sample};
+use super::procfs::{cpu_and_rss, sample};
 use super::RunConfig;
 use crate::cmd::child::{last_json, lines, Reaper};
 use crate::cmd::pipe::PipeSummary;
@@ -47,6 +47,10 @@ pub(super) fn run_pipe(cfg: &RunConfig) -> anyhow::Result<RunResult> {
             .join(",");
         cmd.args(["--max-fps", &list]);
     }
+    // Where there is no SIGTERM to stop it with (Windows), it stops by
+    // itself at the end of the measured window.
+    #[cfg(not(unix))]
+    cmd.args(["--duration", &(cfg.warmup + cfg.duration).to_string()]);
     let mut producer = Reaper(Some(cmd.spawn().context("cannot start the pipe producer")?));
     let out = lines(
         producer
@@ -72,17 +76,19 @@ pub(super) fn run_pipe(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     wait_with_progress(&label, cfg.duration);
     let cpu1 = sample(&pids);
     let secs = t0.elapsed().as_secs_f64();
+    #[cfg(unix)]
     producer.signal(rustix::process::Signal::TERM)?;
     let summary: PipeSummary = last_json(&out, Duration::from_secs(60))?;
     producer.wait(Duration::from_secs(10))?;
+    let (cpu, rss) = cpu_and_rss(&cpu0, &cpu1, 0, secs);
     let mut processes = vec![ProcResult {
         role: "producer",
         pid: pids[0],
         max_fps: None,
         fps: summary.fps,
         frames: summary.frames,
-        cpu_pct: cpu_pct(&cpu0[0], &cpu1[0], secs),
-        peak_rss_mib: cpu1[0].peak_rss_kib as f64 / 1024.0,
+        cpu_pct: cpu,
+        peak_rss_mib: rss,
         publish_us: Some(summary.publish_us_mean),
         latency_us: None,
         coalesced: None,
@@ -93,8 +99,7 @@ pub(super) fn run_pipe(cfg: &RunConfig) -> anyhow::Result<RunResult> {
             pids[i + 1],
             cfg.rate_of(i),
             s,
-            cpu_pct(&cpu0[i + 1], &cpu1[i + 1], secs),
-            cpu1[i + 1].peak_rss_kib,
+            cpu_and_rss(&cpu0, &cpu1, i + 1, secs),
         ));
     }
     Ok(finish(cfg, memcpy, secs, processes))

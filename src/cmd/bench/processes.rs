@@ -76,6 +76,7 @@ pub(super) fn start_producer(
         "--json",
     ])
     .stdout(Stdio::piped());
+    stoppable(&mut cmd);
     let mut child = Reaper(Some(cmd.spawn().context("cannot start the producer")?));
     let out = lines(
         child
@@ -99,6 +100,7 @@ pub(super) fn start_consumer(
     cmd.args(["consume", "--bus", bus.as_str(), "--json"])
         .args(args)
         .stdout(Stdio::piped());
+    stoppable(&mut cmd);
     let mut child = Reaper(Some(cmd.spawn().context("cannot start a consumer")?));
     let out = lines(
         child
@@ -111,6 +113,38 @@ pub(super) fn start_consumer(
         Ok(l) if l.starts_with("attached ") => Ok((child, out)),
         _ => bail!("a consumer did not attach within 30 s"),
     }
+}
+
+/// Lets [`stop`] stop a `produce` or `consume` process: nothing to add on
+/// Unix (SIGTERM); elsewhere the process stops once its stdin closes.
+fn stoppable(cmd: &mut Command) {
+    #[cfg(not(unix))]
+    cmd.arg("--stop-on-stdin-eof").stdin(Stdio::piped());
+    #[cfg(unix)]
+    let _ = cmd;
+}
+
+/// Asks a process started by [`start_producer`] or [`start_consumer`] to
+/// stop and print its summary: SIGTERM on Unix; elsewhere (Windows has no
+/// SIGTERM) its stdin is closed.
+pub(super) fn stop(child: &mut Reaper) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    child.signal(rustix::process::Signal::TERM)?;
+    #[cfg(not(unix))]
+    drop(child.0.as_mut().and_then(|c| c.stdin.take()));
+    Ok(())
+}
+
+/// Ends a process at once (SIGKILL on Unix, `TerminateProcess` on Windows).
+pub(super) fn kill(child: &mut Reaper) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    child.signal(rustix::process::Signal::KILL)?;
+    #[cfg(not(unix))]
+    if let Some(c) = child.0.as_mut() {
+        c.kill()
+            .with_context(|| format!("cannot end process {}", c.id()))?;
+    }
+    Ok(())
 }
 
 pub(super) fn snapshot(bus: &BusName) -> anyhow::Result<BusSnapshot> {

@@ -8,9 +8,11 @@ use shm_layout::{Layout, LayoutRequest};
 use super::ceiling::memcpy_fps;
 use super::figures::{consumer_result, finish, ProcResult, RunResult};
 use super::processes::{
-    bench_bus, snapshot, start_consumer, start_producer, wait_with_progress, ProducerJson,
+    bench_bus, snapshot, start_consumer, start_producer, stop, wait_with_progress, ProducerJson,
 };
-use super::procfs::{cpu_pct, cpu_split, pin_to, sample};
+use super::procfs::{cpu_and_rss, sample};
+#[cfg(unix)]
+use super::procfs::{cpu_split, pin_to};
 use super::RunConfig;
 use crate::cmd::child::last_json;
 use crate::cmd::consume::ConsumeSummary;
@@ -29,14 +31,17 @@ pub(super) fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     let (mut producer, prod_out) = start_producer(&bus, cfg, cfg.consumers)?;
     let mut consumers = Vec::new();
     for i in 0..cfg.consumers as usize {
-        // No --duration: the bench stops every process with SIGTERM right
-        // after its last sample, so none has exited when it is sampled.
+        // No --duration: the bench stops every process (SIGTERM, or on
+        // Windows its stdin closed) right after its last sample, so none
+        // has exited when it is sampled.
         let warmup = cfg.warmup.to_string();
         let mut args = vec!["--algo", cfg.algo.as_str(), "--warmup", warmup.as_str()];
         let rate = cfg.rate_of(i).to_string();
         args.extend(["--max-fps", rate.as_str()]);
         consumers.push(start_consumer(&bus, &args)?);
     }
+    // `run` refuses --producer-cpu where it is not supported.
+    #[cfg(unix)]
     if let Some(cpu) = cfg.producer_cpu {
         let (only, others) = cpu_split(cpu)?;
         pin_to(producer.pid(), &only)?;
@@ -55,25 +60,26 @@ pub(super) fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     let mut processes = Vec::new();
     let frames = snap1.frames_published - snap0.frames_published;
     let mut results = Vec::new();
-    for (child, _) in &consumers {
-        child.signal(rustix::process::Signal::TERM)?;
+    for (child, _) in &mut consumers {
+        stop(child)?;
     }
     for (i, (mut child, out)) in consumers.into_iter().enumerate() {
         let s: ConsumeSummary = last_json(&out, Duration::from_secs(30))?;
         child.wait(Duration::from_secs(10))?;
         results.push((i, s));
     }
-    producer.signal(rustix::process::Signal::TERM)?;
+    stop(&mut producer)?;
     let prod: ProducerJson = last_json(&prod_out, Duration::from_secs(30))?;
     producer.wait(Duration::from_secs(10))?;
+    let (cpu, rss) = cpu_and_rss(&cpu0, &cpu1, 0, secs);
     processes.push(ProcResult {
         role: "producer",
         pid: pids[0],
         max_fps: None,
         fps: frames as f64 / secs,
         frames,
-        cpu_pct: cpu_pct(&cpu0[0], &cpu1[0], secs),
-        peak_rss_mib: cpu1[0].peak_rss_kib as f64 / 1024.0,
+        cpu_pct: cpu,
+        peak_rss_mib: rss,
         publish_us: Some(prod.publish_us_mean),
         latency_us: None,
         coalesced: None,
@@ -84,8 +90,7 @@ pub(super) fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
             pids[i + 1],
             cfg.rate_of(i),
             &s,
-            cpu_pct(&cpu0[i + 1], &cpu1[i + 1], secs),
-            cpu1[i + 1].peak_rss_kib,
+            cpu_and_rss(&cpu0, &cpu1, i + 1, secs),
         ));
     }
     Ok(finish(cfg, memcpy, secs, processes))
