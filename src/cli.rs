@@ -64,7 +64,6 @@ pub enum Command {
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
     Demo(DemoArgs),
-    #[cfg(unix)]
     /// Measure throughput, latency, CPU and isolation against the memcpy
     /// ceiling and a plain pipe.
     #[command(after_help = BENCH_HELP)]
@@ -88,7 +87,6 @@ pub enum Command {
     PipeConsume(crate::cmd::PipeConsumeArgs),
 }
 
-#[cfg(unix)]
 const BENCH_HELP: &str = "Scenarios:
   throughput  one producer and --consumers processes (default)
   compare     throughput over shared memory, then over pipes, and their ratios
@@ -177,10 +175,10 @@ pub struct ProduceArgs {
     /// producer's own group).
     #[arg(long, value_name = "600|660", value_parser = parse_mode)]
     pub mode: Option<u32>,
-    /// (internal) Stop cleanly, as on SIGTERM, when stdin reaches its end:
-    /// how `chaos` stops its children where there are no signals (Windows).
+    /// (internal, for `bench` and `chaos`) Stop as on SIGTERM once stdin is
+    /// closed: how they stop their processes on Windows, which has no SIGTERM.
     #[arg(long, hide = true)]
-    pub stop_on_stdin_close: bool,
+    pub stop_on_stdin_eof: bool,
 }
 
 /// `framebus consume`.
@@ -220,10 +218,10 @@ pub struct ConsumeArgs {
     /// passed`/`fork check failed`) and in the JSON summary.
     #[arg(long, hide = true)]
     pub fork_check_on_usr1: bool,
-    /// (internal) Stop cleanly, as on SIGTERM, when stdin reaches its end:
-    /// how `chaos` stops its children where there are no signals (Windows).
+    /// (internal, for `bench` and `chaos`) Stop as on SIGTERM once stdin is
+    /// closed: how they stop their processes on Windows, which has no SIGTERM.
     #[arg(long, hide = true)]
-    pub stop_on_stdin_close: bool,
+    pub stop_on_stdin_eof: bool,
 }
 
 /// `framebus inspect`.

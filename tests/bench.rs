@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::process::Stdio;
+use std::time::Duration;
+
 use common::{f, u, Bus};
 use serde_json::Value;
 
@@ -132,4 +135,35 @@ fn producer_on_a_cpu_of_its_own() {
         !status.success() && err.contains("throughput scenario over shm only"),
         "{err}"
     );
+}
+
+/// `--stop-on-stdin-eof`, how `bench` stops its producer and consumers
+/// where there is no SIGTERM (Windows): a process whose stdin is closed
+/// stops as on SIGTERM, with its JSON summary and success.
+#[test]
+fn stop_on_stdin_eof() {
+    let mut bus = Bus::new("bench-eof");
+    let name = bus.name.clone();
+    let mut cmd = bus.command(&[
+        "produce",
+        "--bus",
+        &name,
+        "--fps",
+        "100",
+        "--json",
+        "--stop-on-stdin-eof",
+    ]);
+    cmd.stdin(Stdio::null());
+    let mut producer = bus.spawn_command(cmd);
+    let summary = producer.last_json(Duration::from_secs(20));
+    assert_eq!(summary["bus"], name.as_str(), "{summary}");
+    assert!(bus.wait(&producer, Duration::from_secs(10)).success());
+
+    let _running = bus.producer(&["--fps", "100"]);
+    let mut cmd = bus.command(&["consume", "--bus", &name, "--json", "--stop-on-stdin-eof"]);
+    cmd.stdin(Stdio::null());
+    let mut consumer = bus.spawn_command(cmd);
+    let summary = consumer.last_json(Duration::from_secs(20));
+    assert_eq!(u(&summary["bad_frames"]), 0, "{summary}");
+    assert!(bus.wait(&consumer, Duration::from_secs(10)).success());
 }

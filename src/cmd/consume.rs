@@ -193,7 +193,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         max_fps: crate::cli::limit(args.max_fps),
         ..ConsumerConfig::new(bus.clone())
     };
-    let stop = super::stop_flag_or_stdin_close(args.stop_on_stdin_close)?;
+    let stop = super::stop_flag_or_stdin_eof(args.stop_on_stdin_eof)?;
     // Installed before attaching: a SIGUSR1 sent after the `attached` line
     // never meets the default action (which would end the process).
     #[cfg(unix)]

@@ -7,7 +7,6 @@ use shm_layout::BusName;
 
 use crate::cli::{Cli, Command};
 
-#[cfg(unix)]
 pub use bench::BenchArgs;
 #[cfg(unix)]
 pub use bridge::BridgeArgs;
@@ -19,7 +18,6 @@ pub use snapshot::SnapshotArgs;
 pub use top::TopArgs;
 pub use view::ViewArgs;
 
-#[cfg(unix)]
 mod bench;
 #[cfg(unix)]
 mod bridge;
@@ -46,7 +44,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Top(a) => top::run(a),
         Command::View(a) => view::run(a),
         Command::Demo(a) => demo::run(a),
-        #[cfg(unix)]
         Command::Bench(a) => bench::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Chaos(a) => chaos::run(a),
@@ -82,20 +79,22 @@ fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> 
     Ok(framebus_producer::stop_on_signals()?)
 }
 
-/// [`stop_flag`], also set when stdin reaches its end if `stdin_close`
-/// (`--stop-on-stdin-close`, how `chaos` stops a child without signals).
-fn stop_flag_or_stdin_close(
-    stdin_close: bool,
+/// [`stop_flag`], also set once stdin reaches its end if `on_stdin_eof`
+/// (`--stop-on-stdin-eof`: how `bench` and `chaos` stop a process where
+/// there is no SIGTERM to send, on Windows).
+fn stop_flag_or_stdin_eof(
+    on_stdin_eof: bool,
 ) -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    let flag = stop_flag()?;
-    if stdin_close {
-        let f = std::sync::Arc::clone(&flag);
+    let stop = stop_flag()?;
+    if on_stdin_eof {
+        let flag = std::sync::Arc::clone(&stop);
         std::thread::spawn(move || {
+            // Whatever arrives is discarded; an error ends the wait too.
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-            f.store(true, std::sync::atomic::Ordering::SeqCst);
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
         });
     }
-    Ok(flag)
+    Ok(stop)
 }
 
 /// The monotonic clock every framebus timestamp uses (`CLOCK_MONOTONIC` on

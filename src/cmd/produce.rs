@@ -90,7 +90,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         debug_bgr: args.debug_bgr,
         ..ProducerConfig::new(bus.clone()).with_format(args.format, args.bits.unwrap_or(0))
     };
-    let stop = super::stop_flag_or_stdin_close(args.stop_on_stdin_close)?;
+    let stop = super::stop_flag_or_stdin_eof(args.stop_on_stdin_eof)?;
     let started = Instant::now();
     let secs = std::time::Duration::from_secs_f64;
     let mut source = Metered {

@@ -19,7 +19,7 @@ use crate::cmd::child::Reaper;
 
 /// What chaos does to a process. On Linux each is a signal; on Windows only
 /// `Kill` (`TerminateProcess`) and `Term` (its stdin closed, which
-/// `--stop-on-stdin-close` turns into a clean stop) exist.
+/// `--stop-on-stdin-eof` turns into a clean stop) exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Act {
     /// SIGKILL / TerminateProcess.
@@ -141,7 +141,7 @@ impl Proc {
     }
 
     /// `Kill`: TerminateProcess; `Term`: closes its stdin (the child runs
-    /// with `--stop-on-stdin-close`); `Cont`: nothing (nothing is stopped).
+    /// with `--stop-on-stdin-eof`); `Cont`: nothing (nothing is stopped).
     pub(super) fn signal(&mut self, act: Act) -> anyhow::Result<()> {
         let Some(c) = self.child.0.as_mut() else {
             return Ok(());
@@ -199,7 +199,7 @@ pub(super) fn exe() -> anyhow::Result<std::path::PathBuf> {
 /// SIGTERM there). Linux keeps the signal.
 fn stop_by_stdin(cmd: &mut Command) {
     if cfg!(windows) {
-        cmd.arg("--stop-on-stdin-close").stdin(Stdio::piped());
+        cmd.arg("--stop-on-stdin-eof").stdin(Stdio::piped());
     }
 }
 
