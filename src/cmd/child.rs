@@ -50,10 +50,12 @@ pub fn last_json<T: for<'de> Deserialize<'de>>(
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => bail!("a demo process did not finish in time"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                bail!("a child process did not finish within {timeout:?}")
+            }
         }
     }
-    last.context("a demo process exited without its JSON summary (see its error above)")
+    last.context("a child process exited without its JSON summary (see its error above)")
 }
 
 impl Reaper {

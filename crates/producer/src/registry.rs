@@ -74,6 +74,38 @@ pub(crate) struct Registry {
     /// The group the bus is shared with, if any: its members' FIFOs are
     /// accepted.
     group: Option<u32>,
+    /// Stray pin bits cleared since the last warning about them, and when
+    /// that warning was (a process scribbling the slot table must not
+    /// flood the log: one line a second at most).
+    strays: StrayLog,
+}
+
+/// Stray pin bits cleared, for a warning at most once a second.
+#[derive(Debug, Default)]
+struct StrayLog {
+    slots: u64,
+    entries: u64,
+    last_warned_ns: Option<u64>,
+}
+
+impl StrayLog {
+    /// Counts `slots` and `entries` cleared at `now_ns`; returns the totals
+    /// to warn about when a second has passed since the last warning.
+    fn add(&mut self, slots: u32, entries: u64, now_ns: u64) -> Option<(u64, u64)> {
+        self.slots += u64::from(slots);
+        self.entries |= entries;
+        let due = self
+            .last_warned_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= 1_000_000_000);
+        if !due {
+            return None;
+        }
+        self.last_warned_ns = Some(now_ns);
+        let out = (self.slots, self.entries);
+        self.slots = 0;
+        self.entries = 0;
+        Some(out)
+    }
 }
 
 impl Registry {
@@ -92,6 +124,7 @@ impl Registry {
             fan_start: 0,
             over_budget: OverBudget::default(),
             group,
+            strays: StrayLog::default(),
         }
     }
 
@@ -290,11 +323,17 @@ impl Registry {
             &self.over_budget,
         );
         if report.stray_slots > 0 || report.stray_entries != 0 {
-            tracing::warn!(
-                slots = report.stray_slots,
-                entries = report.stray_entries,
-                "cleared pin bits no consumer of this bus can own"
-            );
+            if let Some((slots, entries)) = self.strays.add(
+                report.stray_slots,
+                report.stray_entries,
+                sys::monotonic_ns(),
+            ) {
+                tracing::warn!(
+                    slots,
+                    entries = format_args!("{entries:#x}"),
+                    "cleared pin bits no consumer of this bus can own (counted since the last such warning; at most one a second)"
+                );
+            }
         }
         for i in 0..self.conns.len() {
             if report.evicted & (1 << i) != 0 {
@@ -325,6 +364,29 @@ impl Registry {
             *c = None;
         }
         sys::remove_trigger_dir(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod stray_log_tests {
+    use super::StrayLog;
+
+    #[test]
+    fn strays_are_warned_once_a_second_with_what_accumulated() {
+        let mut log = StrayLog::default();
+        assert_eq!(
+            log.add(2, 0b1, 10),
+            Some((2, 0b1)),
+            "the first is told at once"
+        );
+        assert_eq!(log.add(3, 0b10, 500_000_000), None);
+        assert_eq!(log.add(1, 0b100, 1_000_000_009), None, "not yet a second");
+        assert_eq!(
+            log.add(0, 0, 1_000_000_010),
+            Some((4, 0b110)),
+            "a second later: everything since"
+        );
+        assert_eq!(log.add(5, 0, 1_500_000_000), None);
     }
 }
 

@@ -75,7 +75,8 @@ impl BusName {
 
 impl fmt::Display for BusName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, not `write_str`: width and alignment (`{:>12}`) apply.
+        f.pad(&self.0)
     }
 }
 
@@ -153,6 +154,11 @@ mod tests {
     fn derived_names() {
         let b = BusName::new("cam0").unwrap();
         assert_eq!(b.shm_name(), "/framebus.cam0");
+        assert_eq!(
+            format!("[{b:>6}|{b:<5}]"),
+            "[  cam0|cam0 ]",
+            "width applies"
+        );
         assert_eq!(b.lock_name(), "/.framebus-lock.cam0");
         assert_eq!(b.to_string(), "cam0");
         assert_eq!(
