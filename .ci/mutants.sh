@@ -29,6 +29,9 @@ files=(
   crates/shm-layout/src/trigger.rs
   crates/shm-layout/src/seqlock.rs
   crates/shm-layout/src/naming.rs
+  # The unpinned copy of the newest frame (snapshot of a full bus): 10
+  # viable mutants, a few seconds.
+  crates/shm-layout/src/unpinned.rs
 )
 args=()
 if [ "${MUTANTS_FILES:-}" != all ]; then

@@ -320,4 +320,30 @@ mod tests {
             CopyOutcome::BadSlot { slot: 0 }
         );
     }
+
+    /// The loom model's negative controls call the `_with` forms with
+    /// `Relaxed` ("no fence"): they must still mark and copy (and never
+    /// hand `Relaxed` to `fence`, which panics).
+    #[test]
+    fn the_fenceless_variants_still_mark_and_copy() {
+        let s = Slot::new(3);
+        s.publish(5);
+        let mut copy = [0u64; 3];
+        let got = try_copy_with(
+            &s.latest,
+            &s.entry,
+            |_| Some(&s.words[..]),
+            &mut copy,
+            Ordering::Relaxed,
+        );
+        assert!(matches!(got, CopyOutcome::Copied { seq: 5, .. }), "{got:?}");
+        assert_eq!(copy, [5; 3]);
+        assert!(pin::try_begin_write(&s.entry[0]));
+        mark_rewriting_with(&s.entry[0], Ordering::Relaxed);
+        assert_eq!(
+            s.entry[0].seq.load(Ordering::Relaxed),
+            0,
+            "marked as being rewritten"
+        );
+    }
 }
