@@ -20,3 +20,4 @@ cargo test --target "$target" --test windows -- --nocapture
 # Every test process is gone: wine's server exits once its last client does.
 wineserver -w || true
 echo "windows step: $((SECONDS - start)) s"
+bash .ci/windows-ffi.sh
