@@ -4,8 +4,9 @@
 //! `framebus.dll` and the committed header, beside the Windows `framebus`
 //! CLI. A C consumer verifies every byte of the Rust producer's frames, a
 //! C consumer killed (`TerminateProcess`) while it holds a frame is
-//! reclaimed by the Rust producer, and the C and Rust consumers verify the
-//! C++ producer's frames.
+//! reclaimed by the Rust producer, and the C consumer (linked with the DLL
+//! and, once more, with the static library) and the Rust consumer verify
+//! the C++ producer's frames.
 //!
 //! The C programs are built by `.ci/windows-ffi.sh`, which puts them and
 //! `framebus.dll` in one directory and names it in `FRAMEBUS_WIN_C_DIR`
@@ -30,8 +31,9 @@ const EXE: &str = env!("CARGO_BIN_EXE_framebus");
 /// performance assertion).
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The directory holding `consumer.exe`, `producer.exe` and `framebus.dll`,
-/// or `None` after printing why the test is skipped.
+/// The directory holding `consumer.exe` (linked with `framebus.dll`),
+/// `consumer-static.exe` (with `libframebus.a`), `producer.exe` and
+/// `framebus.dll`, or `None` after printing why the test is skipped.
 fn c_dir(test: &str) -> Option<PathBuf> {
     let Some(dir) = std::env::var_os("FRAMEBUS_WIN_C_DIR") else {
         eprintln!(
@@ -40,7 +42,12 @@ fn c_dir(test: &str) -> Option<PathBuf> {
         return None;
     };
     let dir = PathBuf::from(dir);
-    for f in ["consumer.exe", "producer.exe", "framebus.dll"] {
+    for f in [
+        "consumer.exe",
+        "consumer-static.exe",
+        "producer.exe",
+        "framebus.dll",
+    ] {
         assert!(
             dir.join(f).is_file(),
             "FRAMEBUS_WIN_C_DIR={} has no {f}",
@@ -272,20 +279,19 @@ fn c_and_rust_consumers_verify_the_cpp_producer() {
     let ready = producer.line("ready", WAIT);
     assert!(ready.contains("size=320x240"), "{ready}");
 
-    let mut c = spawn(
-        &dir.join("consumer.exe"),
-        &[
-            "--bus",
-            &bus,
-            "--frames",
-            "120",
-            "--verify",
-            "--quiet",
-            "--json",
-            "--timeout-ms",
-            "30000",
-        ],
-    );
+    let c_args = [
+        "--bus",
+        &bus,
+        "--frames",
+        "120",
+        "--verify",
+        "--quiet",
+        "--json",
+        "--timeout-ms",
+        "30000",
+    ];
+    let mut c = spawn(&dir.join("consumer.exe"), &c_args);
+    let mut c_static = spawn(&dir.join("consumer-static.exe"), &c_args);
     let mut rust = spawn(
         &PathBuf::from(EXE),
         &[
@@ -293,8 +299,14 @@ fn c_and_rust_consumers_verify_the_cpp_producer() {
         ],
     );
     c.line("attached", WAIT);
+    c_static.line("attached", WAIT);
     rust.line("attached", WAIT);
     assert_verified("C consumer of the C++ producer", &c.summary(WAIT), 120);
+    assert_verified(
+        "statically linked C consumer of the C++ producer",
+        &c_static.summary(WAIT),
+        120,
+    );
     assert_verified(
         "Rust consumer of the C++ producer",
         &rust.summary(WAIT),
