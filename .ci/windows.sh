@@ -3,8 +3,10 @@
 # Debian's mingw-w64 and run under wine (.ci/wine/setup.sh installs both and
 # the ProcessPrng shim wine 8 lacks). Runs clippy for the Windows target, the
 # unit tests of shm-layout, platform, producer and consumer, and the
-# multi-process test (tests/windows.rs) with the Windows CLI. About 4 min on
-# a fresh machine (cross build 3, tests 1), plus the apt install.
+# multi-process tests (tests/windows.rs) with the Windows CLI, the Python
+# wheel (built, not run) and the C ABI (.ci/windows-ffi.sh). About 7 min on a
+# fresh machine (cross builds 4, wheel 1.5, tests and the C ABI 1.5), plus
+# the apt install of mingw-w64 and wine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash .ci/wine/setup.sh)"
@@ -30,3 +32,4 @@ rm -rf "$(dirname "$venv")"
 # Every test process is gone: wine's server exits once its last client does.
 wineserver -w || true
 echo "windows step: $((SECONDS - start)) s"
+bash .ci/windows-ffi.sh

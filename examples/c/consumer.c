@@ -21,8 +21,9 @@
  *
  * Latency: "latency" is publish -> pinned as the library measured it (what
  * `framebus consume` reports); "wake latency" is publish -> the moment this
- * program holds the pinned frame (CLOCK_MONOTONIC right after
- * framebus_consumer_next_frame returns), so it includes the C boundary.
+ * program holds the pinned frame (CLOCK_MONOTONIC, on Windows
+ * QueryPerformanceCounter, right after framebus_consumer_next_frame
+ * returns), so it includes the C boundary.
  *
  * Exit status: 0 all good, 2 bad frames, 3 a framebus error (its code name
  * and message on stderr), 4 no frame within the timeout, 64 bad usage.
@@ -36,12 +37,27 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <windows.h>
+#endif
 
+#ifdef _WIN32
+/* The library's clock on Windows (QueryPerformanceCounter), so that
+ * publish_ns and this program's "now" compare. */
+static uint64_t monotonic_ns(void) {
+  LARGE_INTEGER freq, count;
+  QueryPerformanceFrequency(&freq);
+  QueryPerformanceCounter(&count);
+  return (uint64_t)count.QuadPart / (uint64_t)freq.QuadPart * 1000000000u +
+         (uint64_t)count.QuadPart % (uint64_t)freq.QuadPart * 1000000000u / (uint64_t)freq.QuadPart;
+}
+#else
 static uint64_t monotonic_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+#endif
 
 /* Prints a failed call's status and message and returns exit status 3. */
 static int fail(const char *what, framebus_status s) {
@@ -192,7 +208,11 @@ int main(int argc, char **argv) {
       /* Keep the pin until killed: the producer must reclaim it. */
       printf("holding seq=%" PRIu64 "\n", fi.seq);
       fflush(stdout);
+#ifdef _WIN32
+      for (;;) Sleep(INFINITE);
+#else
       for (;;) pause();
+#endif
     }
     framebus_frame_release(frame);
   }

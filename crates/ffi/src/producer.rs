@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Mutex;
 
-use framebus_producer::{Captured, Producer, ProducerConfig, SourceError};
+use framebus_producer::{monotonic_ns, Captured, Producer, ProducerConfig, SourceError};
 
 use crate::consumer::{bus_arg, write_out, FramebusBusInfo};
 use crate::error::{
@@ -109,13 +109,6 @@ impl SizedOptions for FramebusProducerOptions {
             nominal_fps: 0.0,
         }
     }
-}
-
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(t.tv_nsec as u64)
 }
 
 /// Fills `*options` with the defaults (8 consumers, 1 pin each, unpaced)

@@ -9,9 +9,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The variable that moves the runtime root on Linux; on Windows a value
-/// is used as a tag in pipe names (`\\.\pipe\framebus-<tag>\...`), so tests
-/// can keep their pipes apart.
+/// The variable that moves the runtime root on Linux; Windows has no
+/// runtime directory and ignores it (pipe names are unique per bus, entry
+/// and generation).
 pub const RUNTIME_DIR_VAR: &str = "FRAMEBUS_RUNTIME_DIR";
 
 /// The mode of a shared trigger directory on Linux; unused on Windows.
