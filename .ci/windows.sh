@@ -29,7 +29,7 @@ python3 -m venv "$venv"
     --target "$target" -o "$(dirname "$venv")/wheels")
 ls "$(dirname "$venv")"/wheels/*-abi3-win_amd64.whl
 rm -rf "$(dirname "$venv")"
+bash .ci/windows-ffi.sh
 # Every test process is gone: wine's server exits once its last client does.
 wineserver -w || true
 echo "windows step: $((SECONDS - start)) s"
-bash .ci/windows-ffi.sh
