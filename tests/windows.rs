@@ -7,119 +7,13 @@
 //! (`.ci/windows.sh`); on other targets this file is empty.
 #![cfg(windows)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const EXE: &str = env!("CARGO_BIN_EXE_framebus");
-
-/// A child killed and reaped on drop, so a failing test leaves nothing.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> Proc {
-    use std::os::windows::process::CommandExt;
-    // Its own process group, so a Ctrl-Break can be sent to it alone.
-    const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-    let mut child = Command::new(EXE)
-        .args(args)
-        .creation_flags(CREATE_NEW_PROCESS_GROUP)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start framebus {args:?}: {e}"));
-    let out = child.stdout.take().expect("stdout");
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Proc { child, lines }
-}
-
-impl Proc {
-    /// The first stdout line starting with `prefix`, waited for up to
-    /// `timeout`.
-    fn line(&self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with(prefix) => return l,
-                Ok(_) => {}
-                Err(e) => panic!("no line starting with {prefix:?} within {timeout:?} ({e})"),
-            }
-        }
-    }
-
-    /// The last JSON object the process prints before it exits.
-    fn summary(&mut self, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.starts_with('{') => last = serde_json::from_str(&l).ok(),
-                Ok(_) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(e) => panic!("the process did not finish within {timeout:?} ({e})"),
-            }
-        }
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "exit status {status}");
-        last.expect("a JSON summary")
-    }
-
-    /// `TerminateProcess`, then wait for the process to be gone.
-    fn kill(&mut self) {
-        self.child.kill().expect("TerminateProcess");
-        self.child.wait().expect("wait");
-    }
-}
-
-fn inspect(bus: &str) -> Option<Value> {
-    let out = Command::new(EXE)
-        .args(["inspect", "--bus", bus, "--json"])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run inspect");
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-/// Polls `inspect` until `pred` holds (or panics after `timeout`).
-fn wait_for(bus: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = inspect(bus) {
-            if pred(&v) {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not seen within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+mod windows_common;
+use windows_common::{consumer, inspect, spawn, wait_for, EXE};
 
 /// The bus names `framebus list --json` shows.
 fn listed() -> Vec<String> {
@@ -151,13 +45,6 @@ fn marker(bus: &str) -> std::path::PathBuf {
         .join("framebus")
         .join("buses")
         .join(bus)
-}
-
-fn consumer<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v["consumers"]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == name)
 }
 
 #[test]
