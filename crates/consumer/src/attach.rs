@@ -101,6 +101,20 @@ impl MappedBus {
         Self::open_trusting(bus, &Trust::new(&[])?)
     }
 
+    /// [`MappedBus::open`], refused with [`ConsumerError::NotRunning`] when
+    /// no producer runs it (for the readers that register nothing: the BGR
+    /// copy and the unpinned frame copy).
+    pub(crate) fn open_running(bus: &BusName) -> Result<Self, ConsumerError> {
+        let mapped = Self::open(bus)?;
+        if !mapped.producer_running() {
+            return Err(ConsumerError::NotRunning {
+                bus: bus.to_string(),
+                pid: mapped.header.producer_pid,
+            });
+        }
+        Ok(mapped)
+    }
+
     /// Opens `bus` if `trust` accepts its owner and mode (checked with
     /// `fstat` on the open object, before anything is mapped).
     pub(crate) fn open_trusting(bus: &BusName, trust: &Trust) -> Result<Self, ConsumerError> {

@@ -103,15 +103,8 @@ pub enum BgrError {
 /// frame, never parts of two). Needs a producer started with `--debug-bgr`
 /// ([`BgrError::NotEnabled`] otherwise). Registers nothing on the bus.
 pub fn read_bgr(bus: &BusName, timeout: Duration) -> Result<BgrFrame, BgrError> {
-    let mapped = MappedBus::open(bus)?;
+    let mapped = MappedBus::open_running(bus)?;
     let name = || bus.to_string();
-    if !mapped.producer_running() {
-        return Err(ConsumerError::NotRunning {
-            bus: name(),
-            pid: mapped.header.producer_pid,
-        }
-        .into());
-    }
     if mapped.header.flags & FLAG_DEBUG_BGR == 0 {
         return Err(BgrError::NotEnabled { bus: name() });
     }

@@ -190,15 +190,8 @@ pub enum CopyError {
 /// of the bus per call: register a [`crate::Consumer`] to read frames in
 /// place, and use this only when no entry is free.
 pub fn copy_latest_frame(bus: &BusName, timeout: Duration) -> Result<FrameCopy, CopyError> {
-    let mapped = MappedBus::open(bus)?;
+    let mapped = MappedBus::open_running(bus)?;
     let name = || bus.to_string();
-    if !mapped.producer_running() {
-        return Err(ConsumerError::NotRunning {
-            bus: name(),
-            pid: mapped.header.producer_pid,
-        }
-        .into());
-    }
     let layout = *mapped.control.layout();
     let frame_len = layout.frame_len();
     let words_per_slot = frame_len.div_ceil(8);
