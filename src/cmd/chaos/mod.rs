@@ -11,11 +11,16 @@
 //! start) and generation, never by pid. `--forks N` has consumers fork N
 //! times while holding a frame (`consume --fork-check-on-usr1`).
 //!
+//! On Windows consumers and producers are killed with `TerminateProcess`
+//! and stopped cleanly by closing their stdin (`--stop-on-stdin-eof`); there
+//! are no stops, forks or namespaces there.
+//!
 //! This module holds the arguments and the run (the schedule of events);
-//! `procs` starts and signals the processes, `monitor` reads the bus and
-//! judges reclaims, publish gaps, re-attachments and the consumers' stderr
-//! lines (pure functions, unit-tested with hand-built snapshots), and
-//! `report` holds the report, its verdict and its printing.
+//! `procs` starts and signals the processes, `stderr` classifies and counts
+//! the consumers' stderr lines, `monitor` reads the bus and judges
+//! reclaims, publish gaps and re-attachments (pure functions, unit-tested
+//! with hand-built snapshots), and `report` holds the report, its verdict
+//! and its printing.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,16 +35,18 @@ use super::child::last_json;
 use super::consume::ConsumeSummary;
 use crate::cli::{parse_seconds, parse_size};
 
-use monitor::{judge_reattach, monitor_loop, Counters, Monitor, PendingReclaim, ReattachCheck};
+use monitor::{judge_reattach, monitor_loop, Monitor, PendingReclaim, ReattachCheck};
 use procs::{
     exe, namespaces_unavailable, start_consumer, start_producer, wait_attached, Act, Consumer,
     ConsumerSpec,
 };
 use report::{print_report, ChaosReport};
+use stderr::Counters;
 
 mod monitor;
 mod procs;
 mod report;
+mod stderr;
 
 /// `framebus chaos`.
 #[derive(Debug, Args)]

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use rustix::process::{Pid, Signal, WaitOptions};
 use shm_layout::BusName;
 
-use super::monitor::{Counters, StderrLine};
+use super::stderr::{Counters, StderrLine};
 use crate::cmd::child::Reaper;
 
 /// What chaos does to a process. On Linux each is a signal; on Windows only
