@@ -75,7 +75,6 @@ pub enum Command {
     Chaos(crate::cmd::ChaosArgs),
     /// Remove what a crashed producer left behind (only when it is gone).
     Clean(crate::cmd::CleanArgs),
-    #[cfg(unix)]
     /// Carry a bus to other hosts over zenoh: `bridge out` on the camera
     /// host, `bridge in` on the other (build with --features bridge).
     Bridge(crate::cmd::BridgeArgs),

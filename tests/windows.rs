@@ -284,3 +284,67 @@ fn chaos_on_windows_loses_nothing() {
     assert!(r["frames_verified"].as_u64().unwrap_or(0) > 0, "{r}");
     assert_eq!(r["leftovers"], serde_json::json!([]), "{r}");
 }
+
+/// The zenoh bridge on Windows: a bgr8 camera bus → `bridge out` →
+/// `bridge in` → a far bus a verifying consumer reads (0 bad), `inspect`
+/// showing the running `bridge out` from its stats file and token, and
+/// nothing left once the bridges stop. Built only with `--features bridge`.
+#[cfg(feature = "bridge")]
+#[test]
+fn the_bridge_carries_a_colour_bus_on_windows() {
+    let pid = std::process::id();
+    let (cam, far, key) = (
+        format!("wintest-cam-{pid}"),
+        format!("wintest-far-{pid}"),
+        format!("wintest-key-{pid}"),
+    );
+    // A port of this process's own (pid-derived) on loopback.
+    let endpoint = format!("tcp/127.0.0.1:{}", 20000 + pid % 20000);
+    let mut producer = spawn(&[
+        "produce", "--bus", &cam, "--size", "160x120", "--fps", "30", "--format", "bgr8",
+    ]);
+    producer.line("ready", Duration::from_secs(30));
+    let out = spawn(&[
+        "bridge", "out", "--bus", &cam, "--key", &key, "--listen", &endpoint,
+    ]);
+    out.line("ready", Duration::from_secs(60));
+    let bridge_in = spawn(&[
+        "bridge",
+        "in",
+        "--bus",
+        &far,
+        "--key",
+        &key,
+        "--connect",
+        &endpoint,
+    ]);
+    bridge_in.line("ready", Duration::from_secs(60));
+    let created = bridge_in.line("bus bus=", Duration::from_secs(60));
+    assert!(created.contains("format=bgr8"), "{created}");
+    let mut verify = spawn(&[
+        "consume", "--bus", &far, "--algo", "verify", "--frames", "30", "--json",
+    ]);
+    let s = verify.summary(Duration::from_secs(60));
+    assert_eq!(s["frames"], 30, "{s}");
+    assert_eq!(s["bad_frames"], 0, "{s}");
+    // `inspect` shows the running bridge out (its stats file, rewritten
+    // every 500 ms, and its liveness token).
+    wait_for(
+        &cam,
+        "the running bridge out in inspect",
+        Duration::from_secs(30),
+        |v| {
+            v["bridges"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|b| b["role"] == "out" && b["alive"] == true))
+        },
+    );
+    drop(bridge_in);
+    drop(out);
+    producer.kill();
+    drop(producer);
+    assert!(
+        inspect(&cam).is_none() && inspect(&far).is_none(),
+        "no bus left"
+    );
+}

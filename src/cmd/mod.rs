@@ -8,7 +8,6 @@ use shm_layout::BusName;
 use crate::cli::{Cli, Command};
 
 pub use bench::BenchArgs;
-#[cfg(unix)]
 pub use bridge::BridgeArgs;
 pub use chaos::ChaosArgs;
 pub use clean::CleanArgs;
@@ -19,7 +18,6 @@ pub use top::TopArgs;
 pub use view::ViewArgs;
 
 mod bench;
-#[cfg(unix)]
 mod bridge;
 mod chaos;
 mod child;
@@ -48,7 +46,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(a) => snapshot::run(a),
         Command::Chaos(a) => chaos::run(a),
         Command::Clean(a) => clean::run(a),
-        #[cfg(unix)]
         Command::Bridge(a) => bridge::run(a),
         Command::PipeProduce(a) => pipe::produce(a),
         Command::PipeConsume(a) => pipe::consume(a),

@@ -2,10 +2,12 @@
 //! [`STATS_INTERVAL`] the bridge rewrites a small JSON file,
 //! `<runtime root>/.bridge/<bus>.<role>.<pid>.json` (the runtime root is the
 //! one that holds the trigger directories: `/dev/shm/framebus-<uid>`, or
-//! `$FRAMEBUS_RUNTIME_DIR/framebus`), and removes it when it stops. Beside
+//! `$FRAMEBUS_RUNTIME_DIR/framebus`; on Windows `%LOCALAPPDATA%\framebus`:
+//! `framebus_platform::state_root`), and removes it when it stops. Beside
 //! it, `.<file>.lock` holds the bridge's liveness token
-//! (`framebus_platform::token`): a reader tells a killed bridge's leftover
-//! file by the token's absence, never by its pid. The bus's shared
+//! (`framebus_platform::hold_file_token`; on Windows a named event of that
+//! path, no file): a reader tells a killed bridge's leftover file by the
+//! token's absence, never by its pid. The bus's shared
 //! memory layout is unchanged, and the producer's trigger directory holds
 //! nothing but FIFOs. The file is replaced by a rename, so a reader never
 //! sees half of one.
@@ -147,7 +149,7 @@ pub struct StatsReport {
 
 /// The directory of the stats files for this user and environment.
 pub fn stats_dir() -> PathBuf {
-    framebus_platform::runtime_root().join(STATS_DIR_NAME)
+    framebus_platform::state_root().join(STATS_DIR_NAME)
 }
 
 /// The liveness lock beside a stats file.
@@ -160,19 +162,9 @@ fn lock_path(stats: &Path) -> PathBuf {
 }
 
 /// Whether the bridge that writes `stats` still runs: it holds the token of
-/// the lock file beside it.
-#[cfg(unix)]
+/// the lock beside it.
 fn writer_alive(stats: &Path) -> bool {
-    std::fs::File::open(lock_path(stats)).is_ok_and(|f| {
-        framebus_platform::token_held(&f, framebus_platform::TokenId::Producer).unwrap_or(true)
-    })
-}
-
-/// Windows: bridges do not run there yet (see the crate docs), so no file
-/// has a live writer.
-#[cfg(not(unix))]
-fn writer_alive(_stats: &Path) -> bool {
-    false
+    framebus_platform::file_token_held(&lock_path(stats))
 }
 
 /// Every bridge stats file of `bus` in [`stats_dir`], newest first.
@@ -225,8 +217,8 @@ pub struct StatsFile {
     path: PathBuf,
     tmp: PathBuf,
     warned: bool,
-    /// The open lock file holding this bridge's liveness token.
-    lock: Option<std::fs::File>,
+    /// This bridge's liveness token.
+    lock: Option<framebus_platform::FileToken>,
 }
 
 impl StatsFile {
@@ -274,17 +266,12 @@ impl StatsFile {
         if let Some(dir) = self.path.parent() {
             create_private_dir(dir)?;
         }
-        #[cfg(unix)]
         if self.lock.is_none() {
-            let lock = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode_private()
-                .open(lock_path(&self.path))?;
-            framebus_platform::try_hold_token(&lock, framebus_platform::TokenId::Producer)?;
-            self.lock = Some(lock);
+            let token =
+                framebus_platform::hold_file_token(&lock_path(&self.path))?.ok_or_else(|| {
+                    std::io::Error::other("another process holds this stats file's token")
+                })?;
+            self.lock = Some(token);
         }
         let text = serde_json::to_vec_pretty(stats).map_err(std::io::Error::other)?;
         let mut f = std::fs::OpenOptions::new()

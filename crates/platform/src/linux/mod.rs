@@ -5,6 +5,7 @@
 pub mod dir;
 pub mod fault;
 pub mod fifo;
+pub mod file_token;
 pub mod lock;
 pub mod process;
 pub mod shm;
@@ -13,6 +14,7 @@ pub mod token;
 pub use dir::*;
 pub use fault::*;
 pub use fifo::*;
+pub use file_token::*;
 pub use lock::*;
 pub use process::*;
 pub use shm::*;

@@ -24,7 +24,7 @@ pub fn runtime_root() -> PathBuf {
 
 /// Where the markers of running buses are: `%LOCALAPPDATA%\framebus\buses`.
 fn markers_dir() -> Option<PathBuf> {
-    std::env::var_os("LOCALAPPDATA").map(|d| PathBuf::from(d).join("framebus").join("buses"))
+    Some(crate::windows::file_token::state_root().join("buses"))
 }
 
 /// Writes the bus's marker (best effort: a bus that `list` cannot find

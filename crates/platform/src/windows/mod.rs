@@ -17,6 +17,7 @@
 
 pub mod dir;
 pub mod fault;
+pub mod file_token;
 pub mod pipe;
 pub mod process;
 pub mod security;
@@ -28,6 +29,7 @@ mod tests;
 
 pub use dir::*;
 pub use fault::*;
+pub use file_token::*;
 pub use pipe::*;
 pub use process::*;
 pub use security::{object_sddl, user_sid, NAMESPACE_VAR, SHARE_SID_VAR};

@@ -361,7 +361,7 @@ pub fn read_at(bus: &BusHandle, buf: &mut [u8], offset: u64) -> io::Result<usize
 
 /// Whether a named kernel object of this name exists (held open by
 /// someone). Opening it holds it for a moment; the handle closes at once.
-fn named_object_exists(name: &str) -> io::Result<bool> {
+pub(crate) fn named_object_exists(name: &str) -> io::Result<bool> {
     let w = wide(name)?;
     // SAFETY: `w` is a NUL-terminated UTF-16 string that outlives the call.
     let h = unsafe { OpenEventW(SYNCHRONIZE, 0, w.as_ptr()) };
@@ -378,7 +378,7 @@ fn named_object_exists(name: &str) -> io::Result<bool> {
 }
 
 /// Creates the named event `name`; `Ok(None)` if it exists already.
-fn create_named(name: &str) -> io::Result<Option<OwnedHandle>> {
+pub(crate) fn create_named(name: &str) -> io::Result<Option<OwnedHandle>> {
     let w = wide(name)?;
     let security = ObjectSecurity::new()?;
     // SAFETY: `w` is a NUL-terminated UTF-16 string and `security` a valid
