@@ -12,10 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash .ci/wine/setup.sh)"
+# --features bridge, as .ci/windows.sh builds framebus.exe: the same binary.
 target=x86_64-pc-windows-gnu
 start=$SECONDS
 cargo clippy --target "$target" -p framebus-ffi --all-targets -- -D warnings
-cargo clippy --target "$target" --test windows_ffi -- -D warnings
+cargo clippy --target "$target" --features bridge --test windows_ffi -- -D warnings
 cargo build --target "$target" -p framebus-ffi
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
@@ -39,7 +40,7 @@ x86_64-w64-mingw32-gcc -std=c11 "${flags[@]}" examples/c/consumer.c \
 x86_64-w64-mingw32-g++ -std=c++17 "${flags[@]}" -static-libgcc -static-libstdc++ \
     examples/c/producer.cpp "$lib/libframebus.dll.a" -o "$out/producer.exe"
 cargo test --target "$target" -p framebus-ffi --lib --test abi -- --nocapture
-FRAMEBUS_WIN_C_DIR="$out" cargo test --target "$target" --test windows_ffi -- --nocapture
+FRAMEBUS_WIN_C_DIR="$out" cargo test --target "$target" --features bridge --test windows_ffi -- --nocapture
 # Every test process is gone: wine's server exits once its last client does.
 wineserver -w || true
 echo "windows ffi step: $((SECONDS - start)) s"
