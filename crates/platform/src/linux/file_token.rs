@@ -44,3 +44,25 @@ pub fn file_token_held(lock: &Path) -> bool {
 pub fn state_root() -> PathBuf {
     crate::linux::dir::runtime_root()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_token_is_held_until_dropped_and_refused_to_a_second_holder() {
+        let dir = std::env::temp_dir().join(format!("fb-filetoken-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = dir.join(".x.lock");
+        assert!(!file_token_held(&lock), "no file, no holder");
+        let held = hold_file_token(&lock).unwrap().expect("free");
+        assert!(file_token_held(&lock));
+        assert!(
+            hold_file_token(&lock).unwrap().is_none(),
+            "a second holder is refused"
+        );
+        drop(held);
+        assert!(!file_token_held(&lock), "dropped: let go");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -263,3 +263,19 @@ fn objects_get_a_dacl_for_this_user_only() {
         "protected (nothing inherited): {sddl}"
     );
 }
+
+#[test]
+fn a_file_token_is_held_until_dropped_and_refused_to_a_second_holder() {
+    let lock = std::env::temp_dir().join(format!("wintest-{}.lock", std::process::id()));
+    assert!(!file_token_held(&lock));
+    let held = hold_file_token(&lock).unwrap().expect("free");
+    assert!(file_token_held(&lock));
+    assert!(
+        hold_file_token(&lock).unwrap().is_none(),
+        "a second holder is refused"
+    );
+    drop(held);
+    assert!(!file_token_held(&lock), "dropped: let go");
+    assert!(!lock.exists(), "no file is made on Windows");
+    assert!(state_root().ends_with("framebus"));
+}
