@@ -208,7 +208,17 @@ fn producer_and_consumer_through_the_c_abi() {
             let mut f = ptr::null_mut();
             // (Inside the outer unsafe block.) The handle outlives the
             // thread (joined below); the frame handle is released once.
-            let s = framebus_consumer_next_frame(c_addr as *mut FramebusConsumer, 30_000, &mut f);
+            // The main thread's get_stats may hold the handle at the moment
+            // this call enters: then it is this call that is refused, and
+            // it tries again (the refusal the test wants is the other one).
+            let s = loop {
+                let s =
+                    framebus_consumer_next_frame(c_addr as *mut FramebusConsumer, 30_000, &mut f);
+                if s != FRAMEBUS_ERROR_CONCURRENT_USE {
+                    break s;
+                }
+                std::thread::yield_now();
+            };
             framebus_frame_release(f);
             s
         });
