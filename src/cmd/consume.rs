@@ -96,7 +96,9 @@ fn fork() -> std::io::Result<Option<Pid>> {
     // what the child does afterwards in a process that might have other
     // threads (whose locks the child inherits held). `consume` runs no
     // threads of its own (the signal flags are set from handlers, tracing
-    // writes synchronously), and the child (see `fork_check`) only reads
+    // writes synchronously) but, with `--stop-on-stdin-eof`, one that blocks
+    // reading stdin under stdin's lock, which the child never takes; the
+    // child (see `fork_check`) only reads
     // its own fork guard (getpid) and gets an error value (one small heap
     // allocation: glibc's fork takes and re-initialises the malloc locks
     // around the fork, so malloc is usable in the child), drops frames and

@@ -241,6 +241,8 @@ fn section_size(section: &OwnedHandle) -> io::Result<u64> {
     if view.Value.is_null() {
         return Err(last_error());
     }
+    // SAFETY: MEMORY_BASIC_INFORMATION is a plain C struct of integers and
+    // pointers, for which all-zero bytes are a valid value.
     let mut info: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is writable and as large as the length passed; the
     // address is the view just mapped.
@@ -273,6 +275,8 @@ pub fn unlink_shm(_shm_name: &str) -> io::Result<()> {
 fn granularity() -> u64 {
     static G: OnceLock<u64> = OnceLock::new();
     *G.get_or_init(|| {
+        // SAFETY: SYSTEM_INFO is a plain C struct of integers and pointers,
+        // for which all-zero bytes are a valid value.
         let mut info: SYSTEM_INFO = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is a valid, writable SYSTEM_INFO.
         unsafe { GetSystemInfo(&mut info) };
