@@ -326,9 +326,8 @@ impl TriggerPipe {
                     match op {
                         Pending::Connect => io.connected = true,
                         Pending::Read => {
-                            let n = n as usize;
-                            let data = io.buf[..n.min(BUF)].to_vec();
-                            io.got.extend_from_slice(&data);
+                            let n = (n as usize).min(BUF);
+                            io.got.extend_from_slice(&io.buf[..n]);
                         }
                         Pending::None => {}
                     }
@@ -368,8 +367,7 @@ impl TriggerPipe {
             // cancel in Drop.
             let ok = unsafe { ReadFile(h, buf, BUF as u32, &mut n, &mut *io.ov) } != 0;
             if ok {
-                let data = io.buf[..n as usize].to_vec();
-                io.got.extend_from_slice(&data);
+                io.got.extend_from_slice(&io.buf[..n as usize]);
                 // The read completed at once; with an overlapped handle a
                 // completion is also reported through the event, which
                 // stays signalled: reset happens with the next operation.
@@ -381,8 +379,7 @@ impl TriggerPipe {
                     return Ok(());
                 }
                 ERROR_MORE_DATA => {
-                    let data = io.buf[..BUF].to_vec();
-                    io.got.extend_from_slice(&data);
+                    io.got.extend_from_slice(&io.buf[..]);
                     continue;
                 }
                 c if peer_gone(c) => {
