@@ -2,7 +2,7 @@
 //! their stdout read line by line with timeouts, their /proc figures.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -58,7 +58,26 @@ pub fn last_json<T: for<'de> Deserialize<'de>>(
     last.context("a child process exited without its JSON summary (see its error above)")
 }
 
+/// Lets [`Reaper::stop`] stop a `produce` or `consume` process: nothing to
+/// add on Unix (SIGTERM); elsewhere (Windows has no SIGTERM) the process is
+/// told to stop once its stdin closes (`--stop-on-stdin-eof`).
+pub fn stoppable(cmd: &mut Command) {
+    if cfg!(not(unix)) {
+        cmd.arg("--stop-on-stdin-eof").stdin(Stdio::piped());
+    }
+}
+
 impl Reaper {
+    /// Asks a process started with [`stoppable`] to stop cleanly (and print
+    /// its summary): SIGTERM on Unix; elsewhere its stdin is closed.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        self.signal(rustix::process::Signal::TERM)?;
+        #[cfg(not(unix))]
+        drop(self.0.as_mut().and_then(|c| c.stdin.take()));
+        Ok(())
+    }
+
     /// The child's pid (0 once it was reaped).
     pub fn pid(&self) -> u32 {
         self.0.as_ref().map_or(0, Child::id)

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::child::{last_json, lines, Reaper};
+use super::child::{last_json, lines, stoppable, Reaper};
 use super::consume::ConsumeSummary;
 use crate::cli::DemoArgs;
 use crate::report::table;
@@ -48,10 +48,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "--json",
     ])
     .stdout(Stdio::piped());
-    // Windows has no SIGTERM for a child: the producer stops by itself once
-    // the consumers (which start within a second or two) have finished.
-    #[cfg(windows)]
-    cmd.args(["--duration", &(args.seconds + 5.0).to_string()]);
+    stoppable(&mut cmd);
     quiet(&mut cmd);
     let mut producer = Reaper(Some(cmd.spawn().context("cannot start the producer")?));
     let prod_out = lines(
@@ -96,14 +93,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         child.wait(Duration::from_secs(10))?;
         results.push((rate, summary));
     }
-    // SIGTERM: the producer removes the bus and prints its summary.
-    #[cfg(unix)]
-    if let Some(c) = producer.0.as_ref() {
-        let pid = rustix::process::Pid::from_child(c);
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-            .context("cannot stop the producer")?;
-    }
-    let prod: ProducerSummary = last_json(&prod_out, Duration::from_secs(15))?;
+    // A clean stop (SIGTERM, or stdin closed on Windows): the producer
+    // removes the bus and prints its summary.
+    producer.stop().context("cannot stop the producer")?;
+    let prod: ProducerSummary = last_json(&prod_out, Duration::from_secs(10))?;
     producer.wait(Duration::from_secs(10))?;
     let bad: u64 = results.iter().map(|(_, s)| s.bad_frames).sum();
     if args.json {

@@ -8,8 +8,7 @@ use framebus_consumer::BusSnapshot;
 use serde::Serialize;
 
 use super::processes::{
-    bench_bus, kill, snapshot, start_consumer, start_producer, stop, wait_with_progress,
-    ProducerJson,
+    bench_bus, kill, snapshot, start_consumer, start_producer, wait_with_progress, ProducerJson,
 };
 use super::RunConfig;
 use crate::cmd::child::last_json;
@@ -110,11 +109,11 @@ pub(super) fn isolation(cfg: &RunConfig) -> anyhow::Result<IsolationResult> {
         "beside a consumer killed mid-run",
         measure("isolation: beside killed", Some(&mut kill_victim))?,
     ));
-    stop(&mut full)?;
+    full.stop()?;
     let summary: ConsumeSummary = last_json(&full_out, Duration::from_secs(30))?;
     full.wait(Duration::from_secs(10))?;
     kill(&mut slow)?;
-    stop(&mut producer)?;
+    producer.stop()?;
     let _: ProducerJson = last_json(&prod_out, Duration::from_secs(30))?;
     producer.wait(Duration::from_secs(10))?;
     let base = alone.0.max(1e-9);

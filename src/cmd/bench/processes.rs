@@ -12,7 +12,7 @@ use framebus_consumer::{inspect, BusSnapshot};
 use shm_layout::BusName;
 
 use super::RunConfig;
-use crate::cmd::child::{lines, Reaper};
+use crate::cmd::child::{lines, stoppable, Reaper};
 
 static RUNS: AtomicU32 = AtomicU32::new(0);
 
@@ -113,26 +113,6 @@ pub(super) fn start_consumer(
         Ok(l) if l.starts_with("attached ") => Ok((child, out)),
         _ => bail!("a consumer did not attach within 30 s"),
     }
-}
-
-/// Lets [`stop`] stop a `produce` or `consume` process: nothing to add on
-/// Unix (SIGTERM); elsewhere the process stops once its stdin closes.
-fn stoppable(cmd: &mut Command) {
-    #[cfg(not(unix))]
-    cmd.arg("--stop-on-stdin-eof").stdin(Stdio::piped());
-    #[cfg(unix)]
-    let _ = cmd;
-}
-
-/// Asks a process started by [`start_producer`] or [`start_consumer`] to
-/// stop and print its summary: SIGTERM on Unix; elsewhere (Windows has no
-/// SIGTERM) its stdin is closed.
-pub(super) fn stop(child: &mut Reaper) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    child.signal(rustix::process::Signal::TERM)?;
-    #[cfg(not(unix))]
-    drop(child.0.as_mut().and_then(|c| c.stdin.take()));
-    Ok(())
 }
 
 /// Ends a process at once (SIGKILL on Unix, `TerminateProcess` on Windows).

@@ -8,7 +8,7 @@ use shm_layout::{Layout, LayoutRequest};
 use super::ceiling::memcpy_fps;
 use super::figures::{consumer_result, finish, ProcResult, RunResult};
 use super::processes::{
-    bench_bus, snapshot, start_consumer, start_producer, stop, wait_with_progress, ProducerJson,
+    bench_bus, snapshot, start_consumer, start_producer, wait_with_progress, ProducerJson,
 };
 use super::procfs::{cpu_and_rss, sample};
 #[cfg(unix)]
@@ -61,14 +61,14 @@ pub(super) fn run_shm(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     let frames = snap1.frames_published - snap0.frames_published;
     let mut results = Vec::new();
     for (child, _) in &mut consumers {
-        stop(child)?;
+        child.stop()?;
     }
     for (i, (mut child, out)) in consumers.into_iter().enumerate() {
         let s: ConsumeSummary = last_json(&out, Duration::from_secs(30))?;
         child.wait(Duration::from_secs(10))?;
         results.push((i, s));
     }
-    stop(&mut producer)?;
+    producer.stop()?;
     let prod: ProducerJson = last_json(&prod_out, Duration::from_secs(30))?;
     producer.wait(Duration::from_secs(10))?;
     let (cpu, rss) = cpu_and_rss(&cpu0, &cpu1, 0, secs);

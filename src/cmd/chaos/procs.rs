@@ -15,7 +15,7 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use shm_layout::BusName;
 
 use super::stderr::{Counters, StderrLine};
-use crate::cmd::child::Reaper;
+use crate::cmd::child::{stoppable, Reaper};
 
 /// What chaos does to a process. On Linux each is a signal; on Windows only
 /// `Kill` (`TerminateProcess`) and `Term` (its stdin closed, which
@@ -150,10 +150,7 @@ impl Proc {
             Act::Kill => c
                 .kill()
                 .with_context(|| format!("cannot terminate process {}", c.id())),
-            Act::Term => {
-                drop(c.stdin.take());
-                Ok(())
-            }
+            Act::Term => self.child.stop(),
             Act::Cont => Ok(()),
             Act::Stop | Act::ForkCheck => bail!("{act:?} needs Linux signals"),
         }
@@ -193,14 +190,6 @@ impl Consumer {
 
 pub(super) fn exe() -> anyhow::Result<std::path::PathBuf> {
     std::env::current_exe().context("cannot find the framebus binary")
-}
-
-/// Windows: the child stops cleanly when chaos closes its stdin (no
-/// SIGTERM there). Linux keeps the signal.
-fn stop_by_stdin(cmd: &mut Command) {
-    if cfg!(windows) {
-        cmd.arg("--stop-on-stdin-eof").stdin(Stdio::piped());
-    }
 }
 
 fn quiet(cmd: &mut Command) -> &mut Command {
@@ -276,7 +265,7 @@ pub(super) fn start_producer(
         ])
         .args(["--max-consumers", &max_consumers.to_string()])
         .stdout(Stdio::piped());
-    stop_by_stdin(&mut cmd);
+    stoppable(&mut cmd);
     let mut child = Reaper(Some(cmd.spawn().context("cannot start the producer")?));
     let stdout = child
         .0
@@ -332,7 +321,7 @@ pub(super) fn start_consumer(spec: &ConsumerSpec<'_>, name: String) -> anyhow::R
         .args(spec.forks.then_some("--fork-check-on-usr1"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    stop_by_stdin(&mut cmd);
+    stoppable(&mut cmd);
     let mut child = Reaper(Some(cmd.spawn().context("cannot start a consumer")?));
     let out = crate::cmd::child::lines(
         child
