@@ -1,27 +1,28 @@
-//! The cost of the producer's liveness pass: one `F_OFD_GETLK` per entry
-//! that is not Free, every housekeeping interval (50 ms).
+//! The cost of the producer's liveness pass: one token test per entry that
+//! is not Free (`F_OFD_GETLK` on Linux, opening a named event on Windows),
+//! every housekeeping interval (50 ms).
 //!
 //! `cargo bench -p framebus-platform --bench token`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use framebus_platform::{token_held, try_hold_token, TokenId};
+use framebus_platform::{
+    create_shm, open_shm, size_shm, token_held, try_hold_token, unlink_shm, TokenId,
+};
 
 fn liveness_pass(c: &mut Criterion) {
-    let path = std::env::temp_dir().join(format!("fb-token-bench-{}", std::process::id()));
-    std::fs::write(&path, b"").expect("bench file");
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .expect("open")
-    };
+    // A real bus object (POSIX shm on Linux, a named mapping on Windows).
+    let name = format!("/framebus.token-bench-{}", std::process::id());
+    let bus = create_shm(&name, 0o600, None)
+        .expect("create the bench object")
+        .expect("a new name");
+    size_shm(&bus, 65536).expect("size");
+    let open = || open_shm(&name).expect("open").expect("the object exists").0;
     // Eight consumers, each with its own open holding its entry's token.
     let holders: Vec<_> = (0..8)
         .map(|i| {
-            let f = open();
-            assert!(try_hold_token(&f, TokenId::Consumer(i)).expect("hold"));
-            f
+            let h = open();
+            assert!(try_hold_token(&h, TokenId::Consumer(i)).expect("hold"));
+            h
         })
         .collect();
     let producer = open();
@@ -43,7 +44,8 @@ fn liveness_pass(c: &mut Criterion) {
         })
     });
     drop(holders);
-    let _ = std::fs::remove_file(&path);
+    drop(bus);
+    let _ = unlink_shm(&name);
 }
 
 criterion_group!(benches, liveness_pass);
