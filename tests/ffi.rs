@@ -426,6 +426,56 @@ fn cpp_producer_feeds_rust_and_c_consumers_in_place_and_by_copy() {
     }
 }
 
+/// The C++ producer of a gray16 (12 significant bits), bgr8 and rgb8 bus,
+/// in place and by copy: the Rust and the C consumer check every frame in
+/// the bus's format, and the bus header says the format and bits.
+#[test]
+fn cpp_producer_in_every_format_is_verified_by_rust_and_c_consumers() {
+    let b = build_or_skip!("cpp_producer_in_every_format_is_verified_by_rust_and_c_consumers");
+    for (format, bits, mode, code, seen_bits) in [
+        ("gray16", "12", None, 2, 12),
+        ("bgr8", "0", Some("--copy"), 3, 8),
+        ("rgb8", "8", None, 4, 8),
+        ("gray16", "0", Some("--copy"), 2, 16),
+    ] {
+        let mut bus = Bus::new("ffi-cpp-fmt");
+        let mut args = vec![
+            "--bus", &bus.name, "--fps", "200", "--size", "61x23", "--format", format, "--bits",
+            bits,
+        ];
+        args.extend(mode);
+        let mut producer = Prog::spawn(&b.program("producer"), &args, &bus);
+        producer.expect_line(&format!("ready bus={} size=61x23 stride=", bus.name));
+        let mut rust = bus.consumer(&["--algo", "verify", "--frames", "60", "--json"]);
+        let mut c = Prog::spawn(
+            &b.program("consumer"),
+            &[
+                "--bus", &bus.name, "--frames", "60", "--verify", "--quiet", "--json",
+            ],
+            &bus,
+        );
+        c.expect_line("attached bus=");
+        check_c_consumer(c, 60, &format!("C consumer of a {format} bus"));
+        let r = rust.last_json(WAIT);
+        assert_eq!(u(&r["bad_frames"]), 0, "{format} {mode:?}: {r}");
+        assert_eq!(u(&r["frames"]), 60, "{format} {mode:?}: {r}");
+        let v = bus.inspect();
+        assert_eq!(v["geometry"]["pixel_format"], format, "{v}");
+        assert_eq!(u(&v["geometry"]["significant_bits"]), seen_bits, "{v}");
+        let pid = rustix::process::Pid::from_raw(producer.pid() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let (status, lines) = producer.finish();
+        assert!(status.success(), "C++ producer {status}: {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!(" format={code} bits={seen_bits}"))),
+            "{lines:?}"
+        );
+        assert!(!bus.shm_path().exists(), "the C++ producer left its bus");
+    }
+}
+
 #[test]
 fn sigkilled_c_consumer_holding_a_pin_is_reclaimed() {
     let b = build_or_skip!("sigkilled_c_consumer_holding_a_pin_is_reclaimed");
@@ -631,27 +681,40 @@ fn opencv_canny_on_zero_copy_mats() {
         );
         return;
     }
-    let mut bus = Bus::new("ffi-canny");
-    let _producer = bus.producer(&["--fps", "100", "--size", "320x240"]);
-    let mut c = Prog::spawn(
-        &b.program("canny"),
-        &["--bus", &bus.name, "--frames", "30"],
-        &bus,
-    );
-    c.expect_line("attached bus=");
-    let (status, lines) = c.finish();
-    assert!(status.success(), "{status}: {lines:?} {}", c.stderr());
-    let v = c.last_json();
-    assert_eq!(u(&v["frames"]), 30, "{v}");
-    assert_eq!(u(&v["not_zero_copy"]), 0, "{v}");
-    // The test pattern has edges everywhere: Canny found some.
-    assert!(
-        lines
-            .iter()
-            .filter(|l| l.starts_with("frame "))
-            .all(|l| !l.contains(" edges=0 ")),
-        "{lines:?}"
-    );
+    // gray8 and bgr8 go to Canny as they are, gray16 scaled to 8 bits.
+    for producer_args in [
+        &["--format", "gray8"][..],
+        &["--format", "bgr8"][..],
+        &["--format", "gray16", "--bits", "12"][..],
+    ] {
+        let mut bus = Bus::new("ffi-canny");
+        let mut args = vec!["--fps", "100", "--size", "320x240"];
+        args.extend_from_slice(producer_args);
+        let _producer = bus.producer(&args);
+        let mut c = Prog::spawn(
+            &b.program("canny"),
+            &["--bus", &bus.name, "--frames", "30"],
+            &bus,
+        );
+        c.expect_line("attached bus=");
+        let (status, lines) = c.finish();
+        assert!(
+            status.success(),
+            "{producer_args:?}: {status}: {lines:?} {}",
+            c.stderr()
+        );
+        let v = c.last_json();
+        assert_eq!(u(&v["frames"]), 30, "{producer_args:?}: {v}");
+        assert_eq!(u(&v["not_zero_copy"]), 0, "{producer_args:?}: {v}");
+        // The test pattern has edges everywhere: Canny found some.
+        assert!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("frame "))
+                .all(|l| !l.contains(" edges=0 ")),
+            "{producer_args:?}: {lines:?}"
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 // OpenCV Canny edges on framebus frames, zero-copy: each pinned frame is
 // wrapped in a cv::Mat header over the shared slot (framebus::as_mat), so
-// OpenCV reads the producer's pixels where they are.
+// OpenCV reads the producer's pixels where they are. gray8, bgr8 and rgb8
+// frames go to Canny as they are; a gray16 frame (Canny takes 8 bits) is
+// scaled from its significant bits into a buffer of ours first.
 //
 //   c++ -std=c++17 -O2 canny.cpp $(pkg-config --cflags --libs framebus opencv4) -o canny
 //   ./canny --bus cam0 [--frames N] [--max-fps F]
@@ -17,6 +19,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -45,7 +48,8 @@ int main(int argc, char** argv) {
     options.max_fps = max_fps;
     framebus::Consumer consumer(bus, options);
     std::cout << "attached bus=" << bus << " entry=" << consumer.bus_info().entry << std::endl;
-    cv::Mat edges;  // reused: Canny writes into our own buffer, never the slot
+    cv::Mat edges;   // reused: Canny writes into our own buffer, never the slot
+    cv::Mat scaled;  // gray16 frames scaled to 8 bits, also ours
     unsigned long long frames = 0, copied = 0;
     while (frames_wanted == 0 || frames < frames_wanted) {
       framebus::Frame frame = consumer.next_frame(std::chrono::seconds(5));
@@ -55,7 +59,13 @@ int main(int argc, char** argv) {
       }
       const cv::Mat img = framebus::as_mat(frame);  // header only
       if (img.data != frame.data()) copied++;
-      cv::Canny(img, edges, 50, 150);
+      if (frame.format() == FRAMEBUS_FORMAT_GRAY16) {
+        // Values 0..2^bits - 1 onto 0..255: times 2^(8 - bits).
+        img.convertTo(scaled, CV_8U, std::ldexp(1.0, 8 - static_cast<int>(frame.significant_bits())));
+        cv::Canny(scaled, edges, 50, 150);
+      } else {
+        cv::Canny(img, edges, 50, 150);
+      }
       frames++;
       std::cout << "frame seq=" << frame.seq() << " edges=" << cv::countNonZero(edges)
                 << " latency_us=" << frame.latency_ns() / 1000 << std::endl;

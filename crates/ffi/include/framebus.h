@@ -48,7 +48,7 @@ typedef enum {
   FRAMEBUS_NO_FRAME = 2,
   // A NULL pointer, a malformed bus name, a bad size or option.
   FRAMEBUS_ERROR_INVALID_ARGUMENT = 3,
-  // No bus of that name exists (no `/dev/shm/framebus.NAME`).
+  // No bus of that name exists (no running producer created it).
   FRAMEBUS_ERROR_BUS_NOT_FOUND = 4,
   // The bus exists but its producer is gone or stopping.
   FRAMEBUS_ERROR_NOT_RUNNING = 5,
@@ -65,7 +65,8 @@ typedef enum {
   FRAMEBUS_ERROR_PIN_BUDGET = 10,
   // Another live producer owns the bus (or `framebus clean` is at work).
   FRAMEBUS_ERROR_BUS_BUSY = 11,
-  // `/dev/shm` has no room for the bus.
+  // No room for the bus (`/dev/shm` full on Linux, the paging file on
+  // Windows).
   FRAMEBUS_ERROR_NO_SPACE = 12,
   // The producer was shut down: it publishes nothing more.
   FRAMEBUS_ERROR_SHUT_DOWN = 13,
@@ -110,7 +111,7 @@ typedef enum {
   FRAMEBUS_FORMAT_RGB8 = 4,
 } framebus_format;
 
-// A consumer of one bus: its registration (consumer entry, trigger FIFO)
+// A consumer of one bus: its registration (consumer entry, trigger FIFO or pipe)
 // and the last frame it handed out. Created by
 // `framebus_consumer_attach`, freed by `framebus_consumer_leave`.
 //
@@ -163,7 +164,10 @@ typedef struct {
   uint32_t stride;
   // Pixel format, a `framebus_format` value.
   uint32_t format;
-  // Gray slots of the bus.
+  // Significant bits of each value: 8 for the 8-bit formats; 10, 12 or
+  // 16 for gray16 (a mono10/12 camera's values are 0..2^bits - 1).
+  uint32_t significant_bits;
+  // Frame slots of the bus.
   uint32_t slot_count;
   // Consumer entries of the bus.
   uint32_t max_consumers;
@@ -200,11 +204,13 @@ typedef struct {
   uint32_t stride;
   // Pixel format, a `framebus_format` value.
   uint32_t format;
+  // Significant bits of each value (8, or 10/12/16 for gray16).
+  uint32_t significant_bits;
   // Sequence number: 1, 2, ... per producer instance; increasing.
   uint64_t seq;
-  // Capture time, `CLOCK_MONOTONIC` nanoseconds.
+  // Capture time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
   uint64_t capture_ns;
-  // Publish time, `CLOCK_MONOTONIC` nanoseconds.
+  // Publish time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
   uint64_t publish_ns;
   // Nanoseconds from publish to the moment the library pinned the frame.
   uint64_t latency_ns;
@@ -232,6 +238,13 @@ typedef struct {
   // unpaced; the library does not pace: the caller publishes when it
   // has a frame).
   double nominal_fps;
+  // The frames' pixel format, a `framebus_format` value (default
+  // `FRAMEBUS_FORMAT_GRAY8`).
+  uint32_t format;
+  // Significant bits of each value, for gray16: 10 or 12 for a mono10/12
+  // camera (values 0..2^bits - 1, unshifted); 0 = all of the format's
+  // bits (the default; 8-bit formats accept only 0 or 8).
+  uint32_t significant_bits;
 } framebus_producer_options;
 
 // The slot a fill callback writes: `height` rows of `width` pixels,
@@ -252,9 +265,11 @@ typedef struct {
   uint32_t format;
   // The sequence number this frame will have.
   uint64_t seq;
-  // Set by the callback: the capture time, `CLOCK_MONOTONIC`
-  // nanoseconds. Left at 0, the library uses the time the callback
-  // returned.
+  // Significant bits of each value (8, or 10/12/16 for gray16).
+  uint32_t significant_bits;
+  // Set by the callback: the capture time in nanoseconds on the bus's
+  // clock (`framebus_monotonic_ns`). Left at 0, the library uses the
+  // time the callback returned.
   uint64_t capture_ns;
 } framebus_slot;
 
@@ -282,6 +297,13 @@ extern "C" {
 // (`FRAMEBUS_ABI_COMPATIBLE(framebus_abi_version())`). Cannot fail.
 uint32_t framebus_abi_version(void);
 
+// Now on the bus's clock, in nanoseconds: the clock of every
+// `capture_ns` and `publish_ns` (`CLOCK_MONOTONIC` on Linux,
+// `QueryPerformanceCounter` on Windows; not wall time, and only
+// comparable between processes of one machine). A producer that stamps
+// its own capture times reads them from here. Cannot fail.
+uint64_t framebus_monotonic_ns(void);
+
 // The library's release as a static NUL-terminated string (e.g. "0.1.0").
 // Cannot fail; the pointer is valid for the life of the process.
 const char *framebus_library_version(void);
@@ -296,7 +318,7 @@ const char *framebus_library_version(void);
 framebus_status framebus_consumer_options_init(framebus_consumer_options *options);
 
 // Attaches to the bus `bus`: validates its header, claims a consumer entry
-// and creates this consumer's trigger FIFO. With `timeout_ms` 0 it fails
+// and creates this consumer's trigger FIFO (a named pipe on Windows). With `timeout_ms` 0 it fails
 // at once if there is no running producer; with `timeout_ms > 0` it waits
 // that long for one (and for a free entry); negative = wait forever.
 // `options` may be NULL (defaults). On success `*out` is a new consumer
@@ -345,7 +367,7 @@ framebus_status framebus_consumer_get_bus_info(framebus_consumer *consumer, fram
 framebus_status framebus_consumer_get_stats(framebus_consumer *consumer, framebus_consumer_stats *out);
 
 // Leaves the bus and frees the handle: frees the consumer entry and removes
-// the trigger FIFO (once the last of its frames is released; frames still
+// the trigger FIFO or pipe (once the last of its frames is released; frames still
 // held stay valid). NULL is accepted (nothing to do). Fails with
 // `FRAMEBUS_ERROR_CONCURRENT_USE`, freeing nothing, if another thread is
 // inside a call on it. The handle must not be used afterwards.
@@ -403,13 +425,13 @@ framebus_status framebus_frame_format(const framebus_frame *frame, uint32_t *out
 // `frame` must be a live frame handle, `out` writable.
 framebus_status framebus_frame_seq(const framebus_frame *frame, uint64_t *out);
 
-// The frame's capture time, `CLOCK_MONOTONIC` nanoseconds.
+// The frame's capture time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
 //
 // # Safety
 // `frame` must be a live frame handle, `out` writable.
 framebus_status framebus_frame_capture_ns(const framebus_frame *frame, uint64_t *out);
 
-// The frame's publish time, `CLOCK_MONOTONIC` nanoseconds.
+// The frame's publish time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
 //
 // # Safety
 // `frame` must be a live frame handle, `out` writable.
@@ -441,30 +463,34 @@ const char *framebus_last_error_message(void);
 const char *framebus_status_name(int status);
 
 // Writes frame `seq` of the fake camera's test pattern into `data`
-// (`height` rows of `width` bytes, `stride` apart; padding untouched), as
-// `framebus produce` does, so any framebus consumer can check it.
+// (`height` rows of `width` pixels in `format` — a `framebus_format` —
+// `stride` bytes apart; padding untouched), as `framebus produce` does,
+// so any framebus consumer can check it. `significant_bits` is 0 (all
+// bits) or, for gray16, the camera's bit count (10, 12...).
 //
 // # Safety
 // `data` must be writable for `len` bytes.
-framebus_status framebus_pattern_fill(uint8_t *data, size_t len, uint32_t width, uint32_t height, uint32_t stride, uint64_t seq);
+framebus_status framebus_pattern_fill(uint8_t *data, size_t len, uint32_t width, uint32_t height, uint32_t stride, uint32_t format, uint32_t significant_bits, uint64_t seq);
 
-// Checks that `data` holds exactly frame `seq` of the test pattern:
-// `FRAMEBUS_OK`, or `FRAMEBUS_ERROR_PATTERN_MISMATCH` with the first wrong
-// row, column and byte in the message.
+// Checks that `data` holds exactly frame `seq` of the test pattern
+// (arguments as for `framebus_pattern_fill`): `FRAMEBUS_OK`, or
+// `FRAMEBUS_ERROR_PATTERN_MISMATCH` with the first wrong row, column and
+// byte in the message.
 //
 // # Safety
 // `data` must be readable for `len` bytes.
-framebus_status framebus_pattern_verify(const uint8_t *data, size_t len, uint32_t width, uint32_t height, uint32_t stride, uint64_t seq);
+framebus_status framebus_pattern_verify(const uint8_t *data, size_t len, uint32_t width, uint32_t height, uint32_t stride, uint32_t format, uint32_t significant_bits, uint64_t seq);
 
-// Checks a pinned frame against the test pattern of its own `seq` (what
-// `framebus consume --algo verify` does): `FRAMEBUS_OK` or
-// `FRAMEBUS_ERROR_PATTERN_MISMATCH`.
+// Checks a pinned frame against the test pattern of its own `seq`, in
+// its own format (what `framebus consume --algo verify` does):
+// `FRAMEBUS_OK` or `FRAMEBUS_ERROR_PATTERN_MISMATCH`.
 //
 // # Safety
 // `frame` must be a live frame handle.
 framebus_status framebus_frame_verify_pattern(const framebus_frame *frame);
 
-// Fills `*options` with the defaults (8 consumers, 1 pin each, unpaced)
+// Fills `*options` with the defaults (8 consumers, 1 pin each, unpaced,
+// gray8)
 // and sets its `size`.
 //
 // # Safety
@@ -472,10 +498,13 @@ framebus_status framebus_frame_verify_pattern(const framebus_frame *frame);
 // `framebus_producer_options`.
 framebus_status framebus_producer_options_init(framebus_producer_options *options);
 
-// Creates the bus `bus` for gray frames of `width` x `height` (each
-// 1..=16384): the shared memory object `/dev/shm/framebus.<bus>` (0600;
-// a dead producer's is taken over) and the trigger directory. Fails with
-// `FRAMEBUS_ERROR_BUS_BUSY` if a live producer owns the bus. `options`
+// Creates the bus `bus` for frames of `width` x `height` pixels (each
+// 1..=16384) in `options.format`: the shared memory object (Linux:
+// `/dev/shm/framebus.<bus>`, mode 0600; Windows: a named mapping for the
+// creating user only; a dead producer's bus is taken over) and the
+// trigger directory. Fails with `FRAMEBUS_ERROR_BUS_BUSY` if a live
+// producer owns the bus, `FRAMEBUS_ERROR_INVALID_ARGUMENT` for an unknown
+// format or a bit count the format cannot have. `options`
 // may be NULL (defaults). On success `*out` is the new handle; on failure
 // NULL.
 //
@@ -484,10 +513,13 @@ framebus_status framebus_producer_options_init(framebus_producer_options *option
 // `framebus_producer_options` whose `size` is set; `out` writable.
 framebus_status framebus_producer_create(const char *bus, const framebus_producer_options *options, uint32_t width, uint32_t height, framebus_producer **out);
 
-// Publishes one frame by copying it from `data`: `height` rows of `width`
-// bytes, `src_stride` bytes apart (0 = `width`, tightly packed), so `len`
-// must be at least `src_stride * (height - 1) + width`. `capture_ns` is
-// the capture time (`CLOCK_MONOTONIC` ns; 0 = now). Every consumer is
+// Publishes one frame by copying it from `data`: `height` rows of
+// `width * bytes_per_pixel` bytes (1 for gray8, 2 for gray16, 3 for
+// bgr8/rgb8), `src_stride` bytes apart (0 = tightly packed), so `len`
+// must be at least `src_stride * (height - 1) + width * bytes_per_pixel`.
+// gray16 values are little-endian `uint16_t` (any alignment of `data`
+// is accepted). `capture_ns` is the capture time on the bus's clock
+// (`framebus_monotonic_ns`; 0 = now). Every consumer is
 // triggered; none is waited for. `*out_seq` (if not NULL) gets the
 // frame's sequence number. Also does the housekeeping (connects new
 // consumers, reclaims dead ones).
@@ -532,7 +564,7 @@ framebus_status framebus_producer_get_bus_info(framebus_producer *producer, fram
 framebus_status framebus_producer_get_stats(framebus_producer *producer, framebus_producer_stats *out);
 
 // Stops the bus: consumers see the producer stop (and wait for the next
-// one), the trigger FIFOs and the shared memory object are removed.
+// one), the trigger FIFOs (pipes) and the shared memory object are removed.
 // Frames consumers still hold stay readable. Further publishes fail with
 // `FRAMEBUS_ERROR_SHUT_DOWN`; the handle still needs
 // `framebus_producer_destroy`. Calling it twice is fine.

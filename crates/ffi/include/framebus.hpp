@@ -144,14 +144,16 @@ class Frame {
 
   uint32_t width() const noexcept { return info_.width; }
   uint32_t height() const noexcept { return info_.height; }
-  /// Bytes from one row to the next (>= width).
+  /// Bytes from one row to the next (>= width * bytes per pixel).
   uint32_t stride() const noexcept { return info_.stride; }
-  /// A framebus_format value (FRAMEBUS_FORMAT_GRAY8).
+  /// A framebus_format value (FRAMEBUS_FORMAT_GRAY8, _GRAY16, _BGR8, _RGB8).
   uint32_t format() const noexcept { return info_.format; }
+  /// Significant bits of each value: 8, or 10/12/16 for gray16.
+  uint32_t significant_bits() const noexcept { return info_.significant_bits; }
   uint64_t seq() const noexcept { return info_.seq; }
-  /// CLOCK_MONOTONIC nanoseconds.
+  /// Nanoseconds on the bus's clock (framebus::monotonic_ns()).
   uint64_t capture_ns() const noexcept { return info_.capture_ns; }
-  /// CLOCK_MONOTONIC nanoseconds.
+  /// Nanoseconds on the bus's clock (framebus::monotonic_ns()).
   uint64_t publish_ns() const noexcept { return info_.publish_ns; }
   /// Publish to pin, nanoseconds, as the library measured it.
   uint64_t latency_ns() const noexcept { return info_.latency_ns; }
@@ -159,7 +161,7 @@ class Frame {
   const uint8_t* data() const noexcept { return info_.data; }
   /// Bytes at data(): stride() * height().
   size_t size() const noexcept { return info_.len; }
-  /// Row y (width() bytes of pixels; no bounds check).
+  /// Row y (width() pixels of the frame's format; no bounds check).
   const uint8_t* row(uint32_t y) const noexcept { return info_.data + static_cast<size_t>(y) * info_.stride; }
 
   /// Whether the frame holds the fake camera's test pattern for its seq;
@@ -181,18 +183,33 @@ class Frame {
 };
 
 #ifdef FRAMEBUS_HAS_OPENCV
-/// The frame as a cv::Mat header over the shared slot (CV_8UC1, step =
-/// stride): no copy. It must not outlive `frame`, and must not be written
-/// (the pixels are mapped read-only: a write crashes). clone() it to keep
-/// or modify the image. Throws for an empty frame or another format.
+/// The cv::Mat type of a framebus_format: CV_8UC1 (gray8), CV_16UC1
+/// (gray16: a mono10/12 camera's values are unshifted, see
+/// Frame::significant_bits()), CV_8UC3 (bgr8, OpenCV's own channel order;
+/// rgb8 too, whose channels are then red, green, blue). Throws Error for a
+/// format this header does not know.
+inline int mat_type(uint32_t format) {
+  switch (format) {
+    case FRAMEBUS_FORMAT_GRAY8: return CV_8UC1;
+    case FRAMEBUS_FORMAT_GRAY16: return CV_16UC1;
+    case FRAMEBUS_FORMAT_BGR8: return CV_8UC3;
+    case FRAMEBUS_FORMAT_RGB8: return CV_8UC3;
+    default: throw Error(FRAMEBUS_ERROR_INVALID_ARGUMENT, "unknown pixel format " + std::to_string(format));
+  }
+}
+
+/// The frame as a cv::Mat header over the shared slot (type mat_type(),
+/// step = stride): no copy. It must not outlive `frame`, and must not be
+/// written (the pixels are mapped read-only: a write crashes). clone() it
+/// to keep or modify the image; cv::cvtColor(m, out, cv::COLOR_RGB2BGR)
+/// for an rgb8 frame that OpenCV should see as BGR. Throws for an empty
+/// frame or an unknown format.
 inline const cv::Mat as_mat(const Frame& frame) {
   if (!frame) throw Error(FRAMEBUS_ERROR_INVALID_ARGUMENT, "as_mat of an empty Frame");
-  if (frame.format() != FRAMEBUS_FORMAT_GRAY8) {
-    throw Error(FRAMEBUS_ERROR_INVALID_ARGUMENT, "as_mat: unknown pixel format " + std::to_string(frame.format()));
-  }
+  const int type = mat_type(frame.format());
   // cv::Mat has no read-only type: the const_cast only lets it point at the
-  // slot; the mapping itself is PROT_READ.
-  return cv::Mat(static_cast<int>(frame.height()), static_cast<int>(frame.width()), CV_8UC1,
+  // slot; the mapping itself is read-only.
+  return cv::Mat(static_cast<int>(frame.height()), static_cast<int>(frame.width()), type,
                  const_cast<uint8_t*>(frame.data()), static_cast<size_t>(frame.stride()));
 }
 #endif
@@ -285,10 +302,15 @@ class Producer {
     uint32_t pins_per_consumer = 1;
     /// Written into the header for `inspect`; the caller paces.
     double nominal_fps = 0.0;
+    /// A framebus_format value.
+    uint32_t format = FRAMEBUS_FORMAT_GRAY8;
+    /// For gray16: 10 or 12 for a mono10/12 camera; 0 = all bits.
+    uint32_t significant_bits = 0;
   };
 
-  /// Creates bus `bus` for width x height gray frames; throws Error
-  /// (FRAMEBUS_ERROR_BUS_BUSY if a live producer has it, ...).
+  /// Creates bus `bus` for width x height frames (gray8 unless `options`
+  /// say otherwise); throws Error (FRAMEBUS_ERROR_BUS_BUSY if a live
+  /// producer has it, FRAMEBUS_ERROR_INVALID_ARGUMENT for a bad format...).
   Producer(const std::string& bus, uint32_t width, uint32_t height) : Producer(bus, width, height, Options{}) {}
   Producer(const std::string& bus, uint32_t width, uint32_t height, const Options& options) {
     detail::check_abi();
@@ -297,6 +319,8 @@ class Producer {
     o.max_consumers = options.max_consumers;
     o.pins_per_consumer = options.pins_per_consumer;
     o.nominal_fps = options.nominal_fps;
+    o.format = options.format;
+    o.significant_bits = options.significant_bits;
     detail::check(framebus_producer_create(bus.c_str(), &o, width, height, &p_));
   }
 
@@ -315,8 +339,9 @@ class Producer {
     return *this;
   }
 
-  /// Copies a frame in (rows src_stride apart; 0 = width) and publishes
-  /// it; returns its seq. capture_ns 0 = now.
+  /// Copies a frame in (rows of width * bytes per pixel, src_stride bytes
+  /// apart; 0 = packed) and publishes it; returns its seq. capture_ns is
+  /// on the bus's clock (monotonic_ns()); 0 = now.
   uint64_t publish(const uint8_t* data, size_t len, uint32_t src_stride = 0, uint64_t capture_ns = 0) {
     uint64_t seq = 0;
     detail::check(framebus_producer_publish(p_, data, len, src_stride, capture_ns, &seq));
@@ -376,11 +401,16 @@ class Producer {
   framebus_producer* p_ = nullptr;
 };
 
-/// Writes frame slot.seq of the fake camera's test pattern into the slot
-/// (for a producer whose frames any framebus consumer can verify).
+/// Writes frame slot.seq of the fake camera's test pattern into the slot,
+/// in the slot's format (for a producer whose frames any framebus consumer
+/// can verify).
 inline void fill_pattern(framebus_slot& slot) {
-  detail::check(framebus_pattern_fill(slot.data, slot.len, slot.width, slot.height, slot.stride, slot.seq));
+  detail::check(framebus_pattern_fill(slot.data, slot.len, slot.width, slot.height, slot.stride, slot.format,
+                                      slot.significant_bits, slot.seq));
 }
+
+/// Now on the bus's clock, in nanoseconds (for capture times).
+inline uint64_t monotonic_ns() noexcept { return framebus_monotonic_ns(); }
 
 }  // namespace framebus
 

@@ -12,7 +12,7 @@ use crate::error::{
     guard, lock, non_null, options_arg, out_arg, FfiError, FramebusStatus, SizedOptions,
 };
 
-/// A consumer of one bus: its registration (consumer entry, trigger FIFO)
+/// A consumer of one bus: its registration (consumer entry, trigger FIFO or pipe)
 /// and the last frame it handed out. Created by
 /// `framebus_consumer_attach`, freed by `framebus_consumer_leave`.
 ///
@@ -65,7 +65,10 @@ pub struct FramebusBusInfo {
     pub stride: u32,
     /// Pixel format, a `framebus_format` value.
     pub format: u32,
-    /// Gray slots of the bus.
+    /// Significant bits of each value: 8 for the 8-bit formats; 10, 12 or
+    /// 16 for gray16 (a mono10/12 camera's values are 0..2^bits - 1).
+    pub significant_bits: u32,
+    /// Frame slots of the bus.
     pub slot_count: u32,
     /// Consumer entries of the bus.
     pub max_consumers: u32,
@@ -93,11 +96,13 @@ pub struct FramebusFrameInfo {
     pub stride: u32,
     /// Pixel format, a `framebus_format` value.
     pub format: u32,
+    /// Significant bits of each value (8, or 10/12/16 for gray16).
+    pub significant_bits: u32,
     /// Sequence number: 1, 2, ... per producer instance; increasing.
     pub seq: u64,
-    /// Capture time, `CLOCK_MONOTONIC` nanoseconds.
+    /// Capture time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
     pub capture_ns: u64,
-    /// Publish time, `CLOCK_MONOTONIC` nanoseconds.
+    /// Publish time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
     pub publish_ns: u64,
     /// Nanoseconds from publish to the moment the library pinned the frame.
     pub latency_ns: u64,
@@ -186,7 +191,7 @@ pub unsafe extern "C" fn framebus_consumer_options_init(
 }
 
 /// Attaches to the bus `bus`: validates its header, claims a consumer entry
-/// and creates this consumer's trigger FIFO. With `timeout_ms` 0 it fails
+/// and creates this consumer's trigger FIFO (a named pipe on Windows). With `timeout_ms` 0 it fails
 /// at once if there is no running producer; with `timeout_ms > 0` it waits
 /// that long for one (and for a free entry); negative = wait forever.
 /// `options` may be NULL (defaults). On success `*out` is a new consumer
@@ -256,6 +261,7 @@ fn frame_handle(frame: Frame<'static>) -> *mut FramebusFrame {
         height: frame.height(),
         stride: frame.stride(),
         format: frame.format().code(),
+        significant_bits: u32::from(frame.significant_bits()),
         seq: frame.seq(),
         capture_ns: frame.capture_ns(),
         publish_ns: frame.publish_ns(),
@@ -367,6 +373,7 @@ pub unsafe extern "C" fn framebus_consumer_get_bus_info(
             height: l.height,
             stride: l.stride,
             format: l.format.code(),
+            significant_bits: u32::from(l.significant_bits),
             slot_count: l.slot_count,
             max_consumers: l.max_consumers,
             pins_per_consumer: l.pins_per_consumer,
@@ -406,7 +413,7 @@ pub unsafe extern "C" fn framebus_consumer_get_stats(
 }
 
 /// Leaves the bus and frees the handle: frees the consumer entry and removes
-/// the trigger FIFO (once the last of its frames is released; frames still
+/// the trigger FIFO or pipe (once the last of its frames is released; frames still
 /// held stay valid). NULL is accepted (nothing to do). Fails with
 /// `FRAMEBUS_ERROR_CONCURRENT_USE`, freeing nothing, if another thread is
 /// inside a call on it. The handle must not be used afterwards.
@@ -569,7 +576,7 @@ pub unsafe extern "C" fn framebus_frame_seq(
     unsafe { frame_field(frame, out, |i| i.seq) }
 }
 
-/// The frame's capture time, `CLOCK_MONOTONIC` nanoseconds.
+/// The frame's capture time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
 ///
 /// # Safety
 /// `frame` must be a live frame handle, `out` writable.
@@ -582,7 +589,7 @@ pub unsafe extern "C" fn framebus_frame_capture_ns(
     unsafe { frame_field(frame, out, |i| i.capture_ns) }
 }
 
-/// The frame's publish time, `CLOCK_MONOTONIC` nanoseconds.
+/// The frame's publish time, nanoseconds on the bus's clock (`framebus_monotonic_ns`).
 ///
 /// # Safety
 /// `frame` must be a live frame handle, `out` writable.

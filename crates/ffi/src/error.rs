@@ -27,7 +27,7 @@ pub enum FramebusStatus {
     FRAMEBUS_NO_FRAME = 2,
     /// A NULL pointer, a malformed bus name, a bad size or option.
     FRAMEBUS_ERROR_INVALID_ARGUMENT = 3,
-    /// No bus of that name exists (no `/dev/shm/framebus.NAME`).
+    /// No bus of that name exists (no running producer created it).
     FRAMEBUS_ERROR_BUS_NOT_FOUND = 4,
     /// The bus exists but its producer is gone or stopping.
     FRAMEBUS_ERROR_NOT_RUNNING = 5,
@@ -44,7 +44,8 @@ pub enum FramebusStatus {
     FRAMEBUS_ERROR_PIN_BUDGET = 10,
     /// Another live producer owns the bus (or `framebus clean` is at work).
     FRAMEBUS_ERROR_BUS_BUSY = 11,
-    /// `/dev/shm` has no room for the bus.
+    /// No room for the bus (`/dev/shm` full on Linux, the paging file on
+    /// Windows).
     FRAMEBUS_ERROR_NO_SPACE = 12,
     /// The producer was shut down: it publishes nothing more.
     FRAMEBUS_ERROR_SHUT_DOWN = 13,

@@ -80,6 +80,15 @@ const _: () = {
     assert!(FramebusFormat::FRAMEBUS_FORMAT_RGB8 as u32 == PIXEL_FORMAT_RGB8);
 };
 
+/// A `framebus_format` argument, checked.
+pub(crate) fn format_arg(code: u32) -> Result<shm_layout::PixelFormat, error::FfiError> {
+    shm_layout::PixelFormat::from_code(code).ok_or_else(|| {
+        error::FfiError::InvalidArgument(format!(
+            "format {code} is not a framebus_format: use FRAMEBUS_FORMAT_GRAY8 (1), GRAY16 (2), BGR8 (3) or RGB8 (4)"
+        ))
+    })
+}
+
 /// The ABI version of the loaded library, `major << 16 | minor`. A program
 /// built against header version `FRAMEBUS_ABI_VERSION` works with it if the
 /// majors are equal and the library's minor is at least the header's
@@ -87,6 +96,16 @@ const _: () = {
 #[no_mangle]
 pub extern "C" fn framebus_abi_version() -> u32 {
     FRAMEBUS_ABI_VERSION
+}
+
+/// Now on the bus's clock, in nanoseconds: the clock of every
+/// `capture_ns` and `publish_ns` (`CLOCK_MONOTONIC` on Linux,
+/// `QueryPerformanceCounter` on Windows; not wall time, and only
+/// comparable between processes of one machine). A producer that stamps
+/// its own capture times reads them from here. Cannot fail.
+#[no_mangle]
+pub extern "C" fn framebus_monotonic_ns() -> u64 {
+    framebus_producer::monotonic_ns()
 }
 
 /// The library's release as a static NUL-terminated string (e.g. "0.1.0").

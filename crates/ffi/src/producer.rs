@@ -5,11 +5,13 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Mutex;
 
 use framebus_producer::{monotonic_ns, Captured, Producer, ProducerConfig, SourceError};
+use shm_layout::PixelFormat;
 
 use crate::consumer::{bus_arg, write_out, FramebusBusInfo};
 use crate::error::{
     guard, lock, non_null, options_arg, out_arg, FfiError, FramebusStatus, SizedOptions,
 };
+use crate::{format_arg, FramebusFormat};
 
 /// The producer of one bus. Created by `framebus_producer_create`, freed by
 /// `framebus_producer_destroy` (which shuts the bus down if
@@ -50,6 +52,13 @@ pub struct FramebusProducerOptions {
     /// unpaced; the library does not pace: the caller publishes when it
     /// has a frame).
     pub nominal_fps: f64,
+    /// The frames' pixel format, a `framebus_format` value (default
+    /// `FRAMEBUS_FORMAT_GRAY8`).
+    pub format: u32,
+    /// Significant bits of each value, for gray16: 10 or 12 for a mono10/12
+    /// camera (values 0..2^bits - 1, unshifted); 0 = all of the format's
+    /// bits (the default; 8-bit formats accept only 0 or 8).
+    pub significant_bits: u32,
 }
 
 /// The slot a fill callback writes: `height` rows of `width` pixels,
@@ -72,9 +81,11 @@ pub struct FramebusSlot {
     pub format: u32,
     /// The sequence number this frame will have.
     pub seq: u64,
-    /// Set by the callback: the capture time, `CLOCK_MONOTONIC`
-    /// nanoseconds. Left at 0, the library uses the time the callback
-    /// returned.
+    /// Significant bits of each value (8, or 10/12/16 for gray16).
+    pub significant_bits: u32,
+    /// Set by the callback: the capture time in nanoseconds on the bus's
+    /// clock (`framebus_monotonic_ns`). Left at 0, the library uses the
+    /// time the callback returned.
     pub capture_ns: u64,
 }
 
@@ -107,11 +118,14 @@ impl SizedOptions for FramebusProducerOptions {
             max_consumers: 8,
             pins_per_consumer: 1,
             nominal_fps: 0.0,
+            format: FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32,
+            significant_bits: 0,
         }
     }
 }
 
-/// Fills `*options` with the defaults (8 consumers, 1 pin each, unpaced)
+/// Fills `*options` with the defaults (8 consumers, 1 pin each, unpaced,
+/// gray8)
 /// and sets its `size`.
 ///
 /// # Safety
@@ -128,10 +142,13 @@ pub unsafe extern "C" fn framebus_producer_options_init(
     })
 }
 
-/// Creates the bus `bus` for gray frames of `width` x `height` (each
-/// 1..=16384): the shared memory object `/dev/shm/framebus.<bus>` (0600;
-/// a dead producer's is taken over) and the trigger directory. Fails with
-/// `FRAMEBUS_ERROR_BUS_BUSY` if a live producer owns the bus. `options`
+/// Creates the bus `bus` for frames of `width` x `height` pixels (each
+/// 1..=16384) in `options.format`: the shared memory object (Linux:
+/// `/dev/shm/framebus.<bus>`, mode 0600; Windows: a named mapping for the
+/// creating user only; a dead producer's bus is taken over) and the
+/// trigger directory. Fails with `FRAMEBUS_ERROR_BUS_BUSY` if a live
+/// producer owns the bus, `FRAMEBUS_ERROR_INVALID_ARGUMENT` for an unknown
+/// format or a bit count the format cannot have. `options`
 /// may be NULL (defaults). On success `*out` is the new handle; on failure
 /// NULL.
 ///
@@ -160,10 +177,27 @@ pub unsafe extern "C" fn framebus_producer_create(
                 options.nominal_fps
             )));
         }
+        let format = format_arg(options.format)?;
+        let significant_bits = u8::try_from(options.significant_bits)
+            .ok()
+            .and_then(|bits| format.check_significant_bits(bits).ok())
+            .ok_or_else(|| {
+                FfiError::InvalidArgument(format!(
+                    "options.significant_bits is {} for {format}: use 0 (all bits){}",
+                    options.significant_bits,
+                    if format == PixelFormat::Gray16 {
+                        " or 1 to 16 (10 or 12 for a mono10/12 camera)"
+                    } else {
+                        " or 8"
+                    }
+                ))
+            })?;
         let config = ProducerConfig {
             max_consumers: options.max_consumers,
             pins_per_consumer: options.pins_per_consumer,
             nominal_fps: options.nominal_fps,
+            format,
+            significant_bits,
             ..ProducerConfig::new(bus)
         };
         let producer = Producer::create(config, width, height)?;
@@ -208,10 +242,13 @@ fn with_producer<R>(
     body(&mut state)
 }
 
-/// Publishes one frame by copying it from `data`: `height` rows of `width`
-/// bytes, `src_stride` bytes apart (0 = `width`, tightly packed), so `len`
-/// must be at least `src_stride * (height - 1) + width`. `capture_ns` is
-/// the capture time (`CLOCK_MONOTONIC` ns; 0 = now). Every consumer is
+/// Publishes one frame by copying it from `data`: `height` rows of
+/// `width * bytes_per_pixel` bytes (1 for gray8, 2 for gray16, 3 for
+/// bgr8/rgb8), `src_stride` bytes apart (0 = tightly packed), so `len`
+/// must be at least `src_stride * (height - 1) + width * bytes_per_pixel`.
+/// gray16 values are little-endian `uint16_t` (any alignment of `data`
+/// is accepted). `capture_ns` is the capture time on the bus's clock
+/// (`framebus_monotonic_ns`; 0 = now). Every consumer is
 /// triggered; none is waited for. `*out_seq` (if not NULL) gets the
 /// frame's sequence number. Also does the housekeeping (connects new
 /// consumers, reclaims dead ones).
@@ -234,7 +271,9 @@ pub unsafe extern "C" fn framebus_producer_publish(
         let handle = unsafe { producer_ref(producer)? };
         let seq = with_producer(handle, false, |state| {
             let l = *state.producer.layout();
-            let (width, height) = (l.width as usize, l.height as usize);
+            let height = l.height as usize;
+            // Bytes of one row's pixels.
+            let width = l.width as usize * l.format.bytes_per_pixel() as usize;
             let src_stride = if src_stride == 0 {
                 width
             } else {
@@ -242,7 +281,8 @@ pub unsafe extern "C" fn framebus_producer_publish(
             };
             if src_stride < width {
                 return Err(FfiError::InvalidArgument(format!(
-                    "src_stride {src_stride} is smaller than the frame width {width}"
+                    "src_stride {src_stride} is smaller than a row of the frame ({} {} pixels: {width} bytes)",
+                    l.width, l.format
                 )));
             }
             let need = src_stride
@@ -251,7 +291,8 @@ pub unsafe extern "C" fn framebus_producer_publish(
                 .ok_or_else(|| FfiError::InvalidArgument("src_stride is too large".into()))?;
             if len < need {
                 return Err(FfiError::InvalidArgument(format!(
-                    "len is {len} bytes, but a {width}x{height} frame with rows {src_stride} bytes apart needs {need}"
+                    "len is {len} bytes, but a {}x{height} {} frame with rows {src_stride} bytes apart needs {need}",
+                    l.width, l.format
                 )));
             }
             // SAFETY: `data` is non-NULL and readable for `len` bytes
@@ -308,6 +349,7 @@ pub unsafe extern "C" fn framebus_producer_fill(
             let published = state.producer.publish(|seq, writer| {
                 let (width, height, stride) = (writer.width(), writer.height(), writer.stride());
                 let format = writer.format().code();
+                let significant_bits = u32::from(writer.significant_bits());
                 let data = writer.data();
                 let mut slot = FramebusSlot {
                     data: data.as_mut_ptr(),
@@ -316,6 +358,7 @@ pub unsafe extern "C" fn framebus_producer_fill(
                     height,
                     stride,
                     format,
+                    significant_bits,
                     seq,
                     capture_ns: 0,
                 };
@@ -394,6 +437,7 @@ pub unsafe extern "C" fn framebus_producer_get_bus_info(
                 height: l.height,
                 stride: l.stride,
                 format: l.format.code(),
+                significant_bits: u32::from(l.significant_bits),
                 slot_count: l.slot_count,
                 max_consumers: l.max_consumers,
                 pins_per_consumer: l.pins_per_consumer,
@@ -434,7 +478,7 @@ pub unsafe extern "C" fn framebus_producer_get_stats(
 }
 
 /// Stops the bus: consumers see the producer stop (and wait for the next
-/// one), the trigger FIFOs and the shared memory object are removed.
+/// one), the trigger FIFOs (pipes) and the shared memory object are removed.
 /// Frames consumers still hold stay readable. Further publishes fail with
 /// `FRAMEBUS_ERROR_SHUT_DOWN`; the handle still needs
 /// `framebus_producer_destroy`. Calling it twice is fine.

@@ -1,7 +1,8 @@
 //! The C ABI called in-process (as C would, through the `extern "C"`
 //! functions): a producer and a consumer handle on a real bus, frames
 //! published by copy and in place, pattern checks, the handles' one-call-
-//! at-a-time rule, and NULL arguments. One test function, so setting
+//! at-a-time rule, NULL arguments, then every pixel format. One test
+//! function, so setting
 //! `FRAMEBUS_RUNTIME_DIR` for the process races with nothing. Runs on
 //! Linux and, built for `x86_64-pc-windows-gnu`, under wine
 //! (`.ci/windows-ffi.sh`).
@@ -12,6 +13,11 @@ use std::ptr;
 
 use framebus::*;
 use FramebusStatus::*;
+
+const GRAY8: u32 = FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32;
+const GRAY16: u32 = FramebusFormat::FRAMEBUS_FORMAT_GRAY16 as u32;
+const BGR8: u32 = FramebusFormat::FRAMEBUS_FORMAT_BGR8 as u32;
+const RGB8: u32 = FramebusFormat::FRAMEBUS_FORMAT_RGB8 as u32;
 
 /// Removes the bus object, the lock object and the private runtime
 /// directory, also when the test fails.
@@ -42,7 +48,16 @@ unsafe extern "C" fn fill_pattern(user: *mut c_void, slot: *mut FramebusSlot) ->
     unsafe {
         *user.cast::<u32>() += 1;
         let s = &mut *slot;
-        framebus_pattern_fill(s.data, s.len, s.width, s.height, s.stride, s.seq) as c_int
+        framebus_pattern_fill(
+            s.data,
+            s.len,
+            s.width,
+            s.height,
+            s.stride,
+            s.format,
+            s.significant_bits,
+            s.seq,
+        ) as c_int
     }
 }
 
@@ -126,7 +141,8 @@ fn producer_and_consumer_through_the_c_abi() {
         let mut info = FramebusBusInfo::default();
         assert_eq!(framebus_consumer_get_bus_info(c, &mut info), FRAMEBUS_OK);
         assert_eq!((info.width, info.height, info.stride), (w, h, 128));
-        assert_eq!(info.format, FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32);
+        assert_eq!(info.format, GRAY8);
+        assert_eq!(info.significant_bits, 8);
         let mut f = ptr::null_mut();
         assert_eq!(framebus_consumer_pin_newest(c, &mut f), FRAMEBUS_NO_FRAME);
         assert!(f.is_null());
@@ -134,7 +150,7 @@ fn producer_and_consumer_through_the_c_abi() {
         // Publish by copy: a tightly packed pattern frame for seq 1.
         let mut buf = vec![0u8; (w * h) as usize];
         assert_eq!(
-            framebus_pattern_fill(buf.as_mut_ptr(), buf.len(), w, h, w, 1),
+            framebus_pattern_fill(buf.as_mut_ptr(), buf.len(), w, h, w, GRAY8, 0, 1),
             FRAMEBUS_OK
         );
         let mut seq = 0;
@@ -276,6 +292,176 @@ fn producer_and_consumer_through_the_c_abi() {
                 last_error()
             );
             assert!(c.is_null());
+        }
+    }
+    every_format_through_the_c_abi(pid);
+}
+
+/// A producer of each multi-byte format (gray16 with 12 significant bits,
+/// bgr8, rgb8) made through the C ABI: the consumer sees the format and
+/// bits, frames copied in with padded rows and written in place both pass
+/// the pattern check in their format, rows too short for the format and
+/// bad format options are refused with messages, and capture times default
+/// to `framebus_monotonic_ns`.
+fn every_format_through_the_c_abi(pid: u32) {
+    let (w, h) = (41u32, 9u32);
+    for (format, bits, bpp, seen_bits) in [(GRAY16, 12, 2, 12), (BGR8, 0, 3, 8), (RGB8, 8, 3, 8)] {
+        let bus = format!("ffi-abi-{format}-{pid}");
+        let _cleanup = Cleanup {
+            bus: bus.clone(),
+            dir: PathBuf::from(format!("/tmp/framebus-ffi-abi-{format}-{pid}-none")),
+        };
+        let cbus = CString::new(bus.clone()).expect("no NUL");
+        // SAFETY (whole block): as in the test above.
+        unsafe {
+            let mut popts = std::mem::zeroed::<FramebusProducerOptions>();
+            assert_eq!(framebus_producer_options_init(&mut popts), FRAMEBUS_OK);
+            assert_eq!((popts.format, popts.significant_bits), (GRAY8, 0));
+            popts.format = format;
+            popts.significant_bits = bits;
+            let mut p = ptr::null_mut();
+            assert_eq!(
+                framebus_producer_create(cbus.as_ptr(), &popts, w, h, &mut p),
+                FRAMEBUS_OK,
+                "format {format}: {}",
+                last_error()
+            );
+            let mut c = ptr::null_mut();
+            assert_eq!(
+                framebus_consumer_attach(cbus.as_ptr(), ptr::null(), 0, &mut c),
+                FRAMEBUS_OK,
+                "{}",
+                last_error()
+            );
+            let mut info = FramebusBusInfo::default();
+            assert_eq!(framebus_consumer_get_bus_info(c, &mut info), FRAMEBUS_OK);
+            assert_eq!((info.format, info.significant_bits), (format, seen_bits));
+            assert!(info.stride >= w * bpp, "stride {}", info.stride);
+            let mut pinfo = FramebusBusInfo::default();
+            assert_eq!(framebus_producer_get_bus_info(p, &mut pinfo), FRAMEBUS_OK);
+            assert_eq!((pinfo.format, pinfo.significant_bits), (format, seen_bits));
+
+            // By copy, from rows 5 bytes longer than the pixels.
+            let src_stride = w * bpp + 5;
+            let mut buf = vec![0u8; (src_stride * h) as usize];
+            assert_eq!(
+                framebus_pattern_fill(
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    w,
+                    h,
+                    src_stride,
+                    format,
+                    bits,
+                    1
+                ),
+                FRAMEBUS_OK,
+                "{}",
+                last_error()
+            );
+            let before = framebus_monotonic_ns();
+            assert_eq!(
+                framebus_producer_publish(
+                    p,
+                    buf.as_ptr(),
+                    buf.len(),
+                    src_stride,
+                    0,
+                    ptr::null_mut()
+                ),
+                FRAMEBUS_OK,
+                "{}",
+                last_error()
+            );
+            let after = framebus_monotonic_ns();
+            let mut f = ptr::null_mut();
+            assert_eq!(framebus_consumer_next_frame(c, 5000, &mut f), FRAMEBUS_OK);
+            let mut fi = std::mem::zeroed::<FramebusFrameInfo>();
+            assert_eq!(framebus_frame_get_info(f, &mut fi), FRAMEBUS_OK);
+            assert_eq!((fi.format, fi.significant_bits), (format, seen_bits));
+            assert!(
+                (before..=after).contains(&fi.capture_ns),
+                "capture {} not in {before}..={after}",
+                fi.capture_ns
+            );
+            assert_eq!(
+                framebus_frame_verify_pattern(f),
+                FRAMEBUS_OK,
+                "{}",
+                last_error()
+            );
+            for y in 0..h as usize {
+                let row = std::slice::from_raw_parts(
+                    fi.data.add(y * fi.stride as usize),
+                    (w * bpp) as usize,
+                );
+                let src = &buf[y * src_stride as usize..][..(w * bpp) as usize];
+                assert_eq!(row, src, "format {format} row {y}");
+            }
+            assert_eq!(framebus_frame_release(f), FRAMEBUS_OK);
+
+            // In place: the slot says the format, the pattern follows it.
+            let mut calls = 0u32;
+            assert_eq!(
+                framebus_producer_fill(
+                    p,
+                    Some(fill_pattern),
+                    (&mut calls as *mut u32).cast(),
+                    ptr::null_mut()
+                ),
+                FRAMEBUS_OK,
+                "{}",
+                last_error()
+            );
+            assert_eq!(framebus_consumer_next_frame(c, 5000, &mut f), FRAMEBUS_OK);
+            assert_eq!(
+                framebus_frame_verify_pattern(f),
+                FRAMEBUS_OK,
+                "{}",
+                last_error()
+            );
+            assert_eq!(framebus_frame_release(f), FRAMEBUS_OK);
+
+            // Rows as long as the width in pixels are too short.
+            assert_eq!(
+                framebus_producer_publish(p, buf.as_ptr(), buf.len(), w, 0, ptr::null_mut()),
+                FRAMEBUS_ERROR_INVALID_ARGUMENT
+            );
+            assert!(
+                last_error().contains(&format!("{} bytes", w * bpp)),
+                "{}",
+                last_error()
+            );
+            assert_eq!(framebus_consumer_leave(c), FRAMEBUS_OK);
+            assert_eq!(framebus_producer_destroy(p), FRAMEBUS_OK);
+        }
+    }
+
+    // Bad format options: refused with what to use, nothing created.
+    let bus = format!("ffi-abi-bad-{pid}");
+    let _cleanup = Cleanup {
+        bus: bus.clone(),
+        dir: PathBuf::from(format!("/tmp/framebus-ffi-abi-bad-{pid}-none")),
+    };
+    let cbus = CString::new(bus).expect("no NUL");
+    for (format, bits, says) in [
+        (9, 0, "is not a framebus_format"),
+        (GRAY8, 12, "use 0 (all bits) or 8"),
+        (GRAY16, 17, "1 to 16"),
+    ] {
+        // SAFETY: valid options, string and out-pointer.
+        unsafe {
+            let mut popts = std::mem::zeroed::<FramebusProducerOptions>();
+            assert_eq!(framebus_producer_options_init(&mut popts), FRAMEBUS_OK);
+            popts.format = format;
+            popts.significant_bits = bits;
+            let mut p = ptr::null_mut();
+            assert_eq!(
+                framebus_producer_create(cbus.as_ptr(), &popts, 8, 8, &mut p),
+                FRAMEBUS_ERROR_INVALID_ARGUMENT
+            );
+            assert!(p.is_null());
+            assert!(last_error().contains(says), "{}", last_error());
         }
     }
 }
