@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use shm_layout::PixelFormat;
 
-use crate::{framebus_error, released_error};
+use crate::errors::{framebus_error, released_error};
 
 // ---------------------------------------------------------------------------
 // FramePin: the owner of one pin, the base object of every view

@@ -6,7 +6,7 @@ use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
 use shm_layout::BusName;
 
-use crate::consumer_error;
+use crate::errors::consumer_error;
 
 /// A snapshot of bus ``bus`` read straight from shared memory, without
 /// registering: the same figures as ``framebus inspect --bus BUS --json``

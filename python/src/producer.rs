@@ -29,7 +29,7 @@ use pyo3::IntoPyObjectExt;
 use shm_layout::{BusName, PixelFormat};
 
 use crate::arrays::{copy_rows_rgb, copy_rows_u16, copy_rows_u8, expected, shape_text};
-use crate::framebus_error;
+use crate::errors::framebus_error;
 use crate::slot::SlotBuffer;
 
 /// The monotonic clock of capture times, in nanoseconds (`CLOCK_MONOTONIC`

@@ -13,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use shm_layout::PixelFormat;
 
-use crate::framebus_error;
+use crate::errors::framebus_error;
 use crate::producer::{lock, monotonic_ns, producer_error, Producer, SharedCore};
 
 enum SlotState {
