@@ -89,6 +89,31 @@ pub(crate) fn format_arg(code: u32) -> Result<shm_layout::PixelFormat, error::Ff
     })
 }
 
+/// A `framebus_format` argument and its significant bits, checked: `bits`
+/// 0 means all of the format's bits; gray16 takes 1 to 16, the 8-bit
+/// formats only 8. `what` names the bits argument in the message.
+pub(crate) fn format_and_bits_arg(
+    format: u32,
+    bits: u32,
+    what: &str,
+) -> Result<(shm_layout::PixelFormat, u8), error::FfiError> {
+    let format = format_arg(format)?;
+    let checked = u8::try_from(bits)
+        .ok()
+        .and_then(|b| format.check_significant_bits(b).ok());
+    let Some(significant_bits) = checked else {
+        let allowed = if format == shm_layout::PixelFormat::Gray16 {
+            "1 to 16 (10 or 12 for a mono10/12 camera)"
+        } else {
+            "8"
+        };
+        return Err(error::FfiError::InvalidArgument(format!(
+            "{what} is {bits} for {format}: use 0 (all bits) or {allowed}"
+        )));
+    };
+    Ok((format, significant_bits))
+}
+
 /// The ABI version of the loaded library, `major << 16 | minor`. A program
 /// built against header version `FRAMEBUS_ABI_VERSION` works with it if the
 /// majors are equal and the library's minor is at least the header's

@@ -7,7 +7,7 @@ use shm_layout::PixelFormat;
 
 use crate::consumer::{frame_arg, FramebusFrame};
 use crate::error::{guard, non_null, FfiError, FramebusStatus};
-use crate::format_arg;
+use crate::format_and_bits_arg;
 
 /// A frame's description as a C caller gives it, checked: the format, its
 /// significant bits and the bytes one row of pixels takes.
@@ -28,15 +28,8 @@ fn check_geometry(
     format: u32,
     significant_bits: u32,
 ) -> Result<Geometry, FfiError> {
-    let format = format_arg(format)?;
-    let significant_bits = u8::try_from(significant_bits)
-        .ok()
-        .and_then(|bits| format.check_significant_bits(bits).ok())
-        .ok_or_else(|| {
-            FfiError::InvalidArgument(format!(
-                "significant_bits {significant_bits} is not possible for {format}: use 0 (all bits)"
-            ))
-        })?;
+    let (format, significant_bits) =
+        format_and_bits_arg(format, significant_bits, "significant_bits")?;
     let row = u64::from(width) * u64::from(format.bytes_per_pixel());
     if width == 0 || height == 0 || u64::from(stride) < row {
         return Err(FfiError::InvalidArgument(format!(

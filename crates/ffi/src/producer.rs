@@ -5,13 +5,12 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Mutex;
 
 use framebus_producer::{monotonic_ns, Captured, Producer, ProducerConfig, SourceError};
-use shm_layout::PixelFormat;
 
 use crate::consumer::{bus_arg, write_out, FramebusBusInfo};
 use crate::error::{
     guard, lock, non_null, options_arg, out_arg, FfiError, FramebusStatus, SizedOptions,
 };
-use crate::{format_arg, FramebusFormat};
+use crate::{format_and_bits_arg, FramebusFormat};
 
 /// The producer of one bus. Created by `framebus_producer_create`, freed by
 /// `framebus_producer_destroy` (which shuts the bus down if
@@ -177,21 +176,11 @@ pub unsafe extern "C" fn framebus_producer_create(
                 options.nominal_fps
             )));
         }
-        let format = format_arg(options.format)?;
-        let significant_bits = u8::try_from(options.significant_bits)
-            .ok()
-            .and_then(|bits| format.check_significant_bits(bits).ok())
-            .ok_or_else(|| {
-                FfiError::InvalidArgument(format!(
-                    "options.significant_bits is {} for {format}: use 0 (all bits){}",
-                    options.significant_bits,
-                    if format == PixelFormat::Gray16 {
-                        " or 1 to 16 (10 or 12 for a mono10/12 camera)"
-                    } else {
-                        " or 8"
-                    }
-                ))
-            })?;
+        let (format, significant_bits) = format_and_bits_arg(
+            options.format,
+            options.significant_bits,
+            "options.significant_bits",
+        )?;
         let config = ProducerConfig {
             max_consumers: options.max_consumers,
             pins_per_consumer: options.pins_per_consumer,
