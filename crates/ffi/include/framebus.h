@@ -378,6 +378,18 @@ framebus_status framebus_consumer_get_stats(framebus_consumer *consumer, framebu
 // this one.
 framebus_status framebus_consumer_leave(framebus_consumer *consumer);
 
+// The text of the last error returned on the calling thread: what failed
+// and what to do about it. Never NULL; "" if no call on this thread has
+// failed yet. Successful calls leave it unchanged. The pointer stays valid
+// until the next failing call on this thread (or the thread's end): copy
+// the text to keep it.
+const char *framebus_last_error_message(void);
+
+// The name of a status code ("FRAMEBUS_ERROR_BUS_NOT_FOUND"), a static
+// string; "FRAMEBUS_UNKNOWN_STATUS" for a value that is no status. Takes an
+// `int` so any value is safe to pass. Cannot fail.
+const char *framebus_status_name(int status);
+
 // Releases a frame's pin and frees the handle: the producer may reuse its
 // slot from now on, so no pointer to its pixels may be used afterwards.
 // NULL is accepted (nothing to do).
@@ -449,18 +461,6 @@ framebus_status framebus_frame_data(const framebus_frame *frame, const uint8_t *
 // # Safety
 // `frame` must be a live frame handle, `out` writable.
 framebus_status framebus_frame_len(const framebus_frame *frame, size_t *out);
-
-// The text of the last error returned on the calling thread: what failed
-// and what to do about it. Never NULL; "" if no call on this thread has
-// failed yet. Successful calls leave it unchanged. The pointer stays valid
-// until the next failing call on this thread (or the thread's end): copy
-// the text to keep it.
-const char *framebus_last_error_message(void);
-
-// The name of a status code ("FRAMEBUS_ERROR_BUS_NOT_FOUND"), a static
-// string; "FRAMEBUS_UNKNOWN_STATUS" for a value that is no status. Takes an
-// `int` so any value is safe to pass. Cannot fail.
-const char *framebus_status_name(int status);
 
 // Writes frame `seq` of the fake camera's test pattern into `data`
 // (`height` rows of `width` pixels in `format` — a `framebus_format` —

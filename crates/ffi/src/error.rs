@@ -263,6 +263,18 @@ pub(crate) fn out_arg<T>(p: *mut T, what: &str) -> Result<*mut T, FfiError> {
     non_null(p.cast_const(), what).map(|p| p.cast_mut())
 }
 
+/// Writes `value` through an output pointer the caller passed.
+///
+/// # Safety
+/// `out` must be valid for a write of `T` (non-NULL is checked).
+pub(crate) unsafe fn write_out<T>(out: *mut T, what: &str, value: T) -> Result<(), FfiError> {
+    let out = out_arg(out, what)?;
+    // SAFETY: non-NULL (checked) and valid for writes (the caller's
+    // contract); `write` does not read or drop the old value.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
 /// A versioned options struct: `#[repr(C)]`, its first field the `u32
 /// size` the caller compiled it with (asserted next to each impl).
 pub(crate) trait SizedOptions: Copy {

@@ -26,6 +26,7 @@
 
 mod consumer;
 mod error;
+mod frame;
 mod pattern;
 mod producer;
 
@@ -33,6 +34,7 @@ use std::ffi::c_char;
 
 pub use consumer::*;
 pub use error::{framebus_last_error_message, framebus_status_name, FramebusStatus};
+pub use frame::*;
 pub use pattern::*;
 pub use producer::*;
 

@@ -5,9 +5,9 @@
 use shm_layout::pattern::Pattern;
 use shm_layout::PixelFormat;
 
-use crate::consumer::{frame_arg, FramebusFrame};
 use crate::error::{guard, non_null, FfiError, FramebusStatus};
 use crate::format_and_bits_arg;
+use crate::frame::{frame_arg, FramebusFrame};
 
 /// A frame's description as a C caller gives it, checked: the format, its
 /// significant bits and the bytes one row of pixels takes.

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 
 use framebus_producer::{monotonic_ns, Captured, Producer, ProducerConfig, SourceError};
 
-use crate::consumer::{bus_arg, write_out, FramebusBusInfo};
+use crate::consumer::{bus_arg, FramebusBusInfo};
 use crate::error::{
-    guard, lock, non_null, options_arg, out_arg, FfiError, FramebusStatus, SizedOptions,
+    guard, lock, non_null, options_arg, out_arg, write_out, FfiError, FramebusStatus, SizedOptions,
 };
 use crate::{format_and_bits_arg, FramebusFormat};
 
