@@ -368,6 +368,7 @@ fn check_c_consumer(mut c: Prog, frames: u64, what: &str) -> Value {
     let v = c.last_json();
     assert_eq!(u(&v["frames"]), frames, "{what}: {v}");
     assert_eq!(u(&v["bad_frames"]), 0, "{what}: {v}; stderr: {stderr}");
+    assert!(v["skipped"].is_u64(), "{what}: no skipped count: {v}");
     v
 }
 

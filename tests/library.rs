@@ -354,14 +354,14 @@ fn pin_budget_of_two() {
     tb.assert_cleaned_up();
 }
 
-/// With the default budget of one pin, a second owned frame is refused while the first is held.
+/// With the default budget of two pins, a third owned frame is refused while two are held.
 #[test]
-fn default_pin_budget_is_one() {
+fn default_pin_budget_is_two() {
     let tb = TestBus::new("pins1");
     let mut source = fake();
     let mut producer = create_producer(tb.producer_config());
     let stride = producer.layout().stride;
-    assert_eq!(producer.layout().pins_per_consumer, 1);
+    assert_eq!(producer.layout().pins_per_consumer, 2);
     let mut consumer = attach(&tb, "pins1");
     producer.housekeeping();
 
@@ -371,20 +371,27 @@ fn default_pin_budget_is_one() {
         .expect("first pin")
         .expect("frame 1");
     assert_eq!(publish(&mut producer, &mut source), 2);
+    let second = consumer
+        .next_frame_owned(Some(WAIT))
+        .expect("second pin")
+        .expect("frame 2");
+    assert_eq!(publish(&mut producer, &mut source), 3);
     match consumer.next_frame_owned(Some(WAIT)) {
-        Err(e @ ConsumerError::PinBudgetExhausted { held: 1 }) => {
+        Err(e @ ConsumerError::PinBudgetExhausted { held: 2 }) => {
             assert!(e.to_string().contains("--pins-per-consumer"), "{e}");
         }
-        other => panic!("expected PinBudgetExhausted {{ held: 1 }}, got {other:?}"),
+        other => panic!("expected PinBudgetExhausted {{ held: 2 }}, got {other:?}"),
     }
     assert_frame(&held, 1, stride);
+    assert_frame(&second, 2, stride);
     drop(held);
     let next = consumer
         .next_frame_owned(Some(WAIT))
         .expect("pin after release")
-        .expect("frame 2");
-    assert_frame(&next, 2, stride);
+        .expect("frame 3");
+    assert_frame(&next, 3, stride);
 
+    drop(second);
     drop(next);
     drop(consumer);
     drop(producer);
@@ -398,6 +405,7 @@ fn held_frame_survives_producer_churn() {
     let mut source = fake();
     let mut producer = create_producer(ProducerConfig {
         max_consumers: 2,
+        pins_per_consumer: 1,
         ..tb.producer_config()
     });
     let stride = producer.layout().stride;

@@ -223,14 +223,14 @@ int main(int argc, char **argv) {
   qsort(lat.v, lat.n, sizeof *lat.v, cmp_u64);
   qsort(wake.v, wake.n, sizeof *wake.v, cmp_u64);
   if (json) {
-    printf("{\"frames\":%" PRIu64 ",\"bad_frames\":%" PRIu64 ",\"reattached\":%" PRIu64 ",\"coalesced\":%" PRIu64
-           ",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}"
+    printf("{\"frames\":%" PRIu64 ",\"bad_frames\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"reattached\":%" PRIu64
+           ",\"coalesced\":%" PRIu64 ",\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}"
            ",\"wake_latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}}\n",
-           frames, bad, st.reattached, st.coalesced, pct_us(&lat, 50), pct_us(&lat, 99), pct_us(&lat, 100),
+           frames, bad, st.skipped, st.reattached, st.coalesced, pct_us(&lat, 50), pct_us(&lat, 99), pct_us(&lat, 100),
            pct_us(&wake, 50), pct_us(&wake, 99), pct_us(&wake, 100));
   } else {
-    printf("%" PRIu64 " frames, %" PRIu64 " bad; latency p50 %.1f us p99 %.1f us; wake latency p50 %.1f us p99 %.1f us\n",
-           frames, bad, pct_us(&lat, 50), pct_us(&lat, 99), pct_us(&wake, 50), pct_us(&wake, 99));
+    printf("%" PRIu64 " frames, %" PRIu64 " bad, %" PRIu64 " skipped; latency p50 %.1f us p99 %.1f us; wake latency p50 %.1f us p99 %.1f us\n",
+           frames, bad, st.skipped, pct_us(&lat, 50), pct_us(&lat, 99), pct_us(&wake, 50), pct_us(&wake, 99));
   }
   free(lat.v);
   free(wake.v);

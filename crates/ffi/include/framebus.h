@@ -190,6 +190,10 @@ typedef struct {
   // Triggers the producer dropped because this consumer's pipe was full
   // (current attachment).
   uint64_t coalesced;
+  // Frames published but never taken: over the frames handed out, the
+  // sum of the sequence gaps before each (a consumer slower than the
+  // producer skips frames; it always gets the newest).
+  uint64_t skipped;
 } framebus_consumer_stats;
 
 // Everything about a pinned frame in one struct
@@ -231,7 +235,9 @@ typedef struct {
   uint32_t size;
   // Consumer entries, 1..=63 (default 8).
   uint32_t max_consumers;
-  // Frames each consumer may hold at once, 1..=8 (default 1). The bus
+  // Frames each consumer may hold at once, 1..=8 (default 2, so that a
+  // consumer may keep the previous frame while it takes the next, as a
+  // Python loop or a C++ `frame = consumer.next_frame()` does). The bus
   // gets `max_consumers * pins_per_consumer + 2` slots.
   uint32_t pins_per_consumer;
   // Nominal frame rate written into the header for `inspect` (0 =
@@ -489,7 +495,7 @@ framebus_status framebus_pattern_verify(const uint8_t *data, size_t len, uint32_
 // `frame` must be a live frame handle.
 framebus_status framebus_frame_verify_pattern(const framebus_frame *frame);
 
-// Fills `*options` with the defaults (8 consumers, 1 pin each, unpaced,
+// Fills `*options` with the defaults (8 consumers, 2 pins each, unpaced,
 // gray8)
 // and sets its `size`.
 //

@@ -279,7 +279,7 @@ class Consumer {
     return i;
   }
 
-  /// Frames taken, re-attachments, coalesced triggers.
+  /// Frames taken, re-attachments, coalesced triggers, skipped frames.
   framebus_consumer_stats stats() {
     framebus_consumer_stats s{};
     detail::check(framebus_consumer_get_stats(c_, &s));
@@ -299,7 +299,9 @@ class Producer {
  public:
   struct Options {
     uint32_t max_consumers = 8;
-    uint32_t pins_per_consumer = 1;
+    /// Frames each consumer may hold at once (2: the previous one while it
+    /// takes the next).
+    uint32_t pins_per_consumer = 2;
     /// Written into the header for `inspect`; the caller paces.
     double nominal_fps = 0.0;
     /// A framebus_format value.

@@ -82,6 +82,10 @@ pub struct FramebusConsumerStats {
     /// Triggers the producer dropped because this consumer's pipe was full
     /// (current attachment).
     pub coalesced: u64,
+    /// Frames published but never taken: over the frames handed out, the
+    /// sum of the sequence gaps before each (a consumer slower than the
+    /// producer skips frames; it always gets the newest).
+    pub skipped: u64,
 }
 
 /// The bus name argument, checked.
@@ -330,6 +334,7 @@ pub unsafe extern "C" fn framebus_consumer_get_stats(
             frames: c.frames(),
             reattached: c.reattached(),
             coalesced: c.coalesced(),
+            skipped: c.skipped(),
         };
         // SAFETY: the caller's contract for `out`.
         unsafe { write_out(out, "out", value)? };

@@ -44,7 +44,9 @@ pub struct FramebusProducerOptions {
     pub size: u32,
     /// Consumer entries, 1..=63 (default 8).
     pub max_consumers: u32,
-    /// Frames each consumer may hold at once, 1..=8 (default 1). The bus
+    /// Frames each consumer may hold at once, 1..=8 (default 2, so that a
+    /// consumer may keep the previous frame while it takes the next, as a
+    /// Python loop or a C++ `frame = consumer.next_frame()` does). The bus
     /// gets `max_consumers * pins_per_consumer + 2` slots.
     pub pins_per_consumer: u32,
     /// Nominal frame rate written into the header for `inspect` (0 =
@@ -115,7 +117,7 @@ impl SizedOptions for FramebusProducerOptions {
         Self {
             size: std::mem::size_of::<Self>() as u32,
             max_consumers: 8,
-            pins_per_consumer: 1,
+            pins_per_consumer: 2,
             nominal_fps: 0.0,
             format: FramebusFormat::FRAMEBUS_FORMAT_GRAY8 as u32,
             significant_bits: 0,
@@ -123,7 +125,7 @@ impl SizedOptions for FramebusProducerOptions {
     }
 }
 
-/// Fills `*options` with the defaults (8 consumers, 1 pin each, unpaced,
+/// Fills `*options` with the defaults (8 consumers, 2 pins each, unpaced,
 /// gray8)
 /// and sets its `size`.
 ///

@@ -96,6 +96,9 @@ fn producer_and_consumer_through_the_c_abi() {
         let mut popts = std::mem::zeroed::<FramebusProducerOptions>();
         assert_eq!(framebus_producer_options_init(&mut popts), FRAMEBUS_OK);
         popts.max_consumers = 2;
+        // One frame each, so the budget check below refuses the second.
+        assert_eq!(popts.pins_per_consumer, 2);
+        popts.pins_per_consumer = 1;
         let mut p = ptr::null_mut();
         assert_eq!(
             framebus_producer_create(cbus.as_ptr(), &popts, w, h, &mut p),
@@ -255,7 +258,21 @@ fn producer_and_consumer_through_the_c_abi() {
         );
         assert_eq!(waiter.join().expect("waiter"), FRAMEBUS_OK);
         assert_eq!(framebus_consumer_get_stats(c, &mut stats), FRAMEBUS_OK);
-        assert_eq!(stats.frames, 4);
+        assert_eq!((stats.frames, stats.skipped), (4, 0), "{stats:?}");
+        // Three frames published while none is taken: the newest is
+        // handed out, the two before it count as skipped.
+        for _ in 0..3 {
+            assert_eq!(
+                framebus_producer_publish(p, buf.as_ptr(), buf.len(), 0, 0, &mut seq),
+                FRAMEBUS_OK
+            );
+        }
+        assert_eq!(framebus_consumer_next_frame(c, 5000, &mut f), FRAMEBUS_OK);
+        assert_eq!(framebus_frame_seq(f, &mut seq), FRAMEBUS_OK);
+        assert_eq!(seq, 7);
+        assert_eq!(framebus_frame_release(f), FRAMEBUS_OK);
+        assert_eq!(framebus_consumer_get_stats(c, &mut stats), FRAMEBUS_OK);
+        assert_eq!((stats.frames, stats.skipped), (5, 2), "{stats:?}");
 
         // NULL arguments are errors, not crashes; NULL frees are no-ops.
         assert_eq!(

@@ -29,7 +29,10 @@ pub struct ProducerConfig {
     pub bus: BusName,
     /// Consumer entries (1..=63).
     pub max_consumers: u32,
-    /// Frames each consumer may hold at once (1..=8).
+    /// Frames each consumer may hold at once (1..=8). The default, 2, lets
+    /// a consumer's loop keep the previous frame while it takes the next
+    /// (a Python `img = frame.array` loop does); 1 saves one slot per
+    /// consumer.
     pub pins_per_consumer: u32,
     /// Nominal frame rate written into the header (0 = unpaced).
     pub nominal_fps: f64,
@@ -50,12 +53,13 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
-    /// Defaults: 8 consumers, 1 pin each, unpaced, owner-only, gray8.
+    /// Defaults: 8 consumers, 2 pins each (as `framebus produce`), unpaced,
+    /// owner-only, gray8.
     pub fn new(bus: BusName) -> Self {
         Self {
             bus,
             max_consumers: 8,
-            pins_per_consumer: 1,
+            pins_per_consumer: 2,
             nominal_fps: 0.0,
             mode: 0o600,
             group: None,
