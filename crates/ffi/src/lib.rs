@@ -141,3 +141,16 @@ pub extern "C" fn framebus_monotonic_ns() -> u64 {
 pub extern "C" fn framebus_library_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_version_is_the_crate_version() {
+        // SAFETY: a static NUL-terminated string (the function's contract).
+        let v = unsafe { std::ffi::CStr::from_ptr(framebus_library_version()) };
+        assert_eq!(v.to_str(), Ok(env!("CARGO_PKG_VERSION")));
+        assert_eq!(framebus_abi_version(), FRAMEBUS_ABI_VERSION);
+    }
+}

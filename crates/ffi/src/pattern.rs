@@ -185,6 +185,36 @@ mod tests {
         }
     }
 
+    /// The geometry check is exact: a buffer of exactly `stride * (height -
+    /// 1) + width * bytes_per_pixel` bytes is enough, one byte less is
+    /// not; a zero width or height is refused.
+    #[test]
+    fn the_geometry_check_is_exact() {
+        let (w, h, stride) = (10u32, 4u32, 40u32);
+        // gray16: rows of 20 bytes, 40 apart: 3 * 40 + 20.
+        let need = 140usize;
+        let mut buf = vec![0u8; need];
+        // SAFETY: buf is writable for `need` bytes, and every length
+        // passed is at most that.
+        unsafe {
+            assert_eq!(
+                framebus_pattern_fill(buf.as_mut_ptr(), need, w, h, stride, GRAY16, 0, 3),
+                FramebusStatus::FRAMEBUS_OK
+            );
+            assert_eq!(
+                framebus_pattern_fill(buf.as_mut_ptr(), need - 1, w, h, stride, GRAY16, 0, 3),
+                FramebusStatus::FRAMEBUS_ERROR_INVALID_ARGUMENT
+            );
+            for (w, h) in [(0, h), (w, 0)] {
+                assert_eq!(
+                    framebus_pattern_fill(buf.as_mut_ptr(), need, w, h, stride, GRAY16, 0, 3),
+                    FramebusStatus::FRAMEBUS_ERROR_INVALID_ARGUMENT,
+                    "{w}x{h}"
+                );
+            }
+        }
+    }
+
     /// Every format's pattern is the one the Rust consumers check, with
     /// rows of `width * bytes_per_pixel`; a stride that fits gray8 but not
     /// the format, an unknown format and impossible bits are refused.
