@@ -9,7 +9,10 @@
 #
 # usage: crates/ffi/install.sh PREFIX [--debug]
 #   --debug   install the debug build (faster to build; what the tests use)
-# CARGO_TARGET_DIR is honoured. Nothing outside PREFIX is written.
+# CARGO_TARGET_DIR is honoured. Nothing outside PREFIX is written, but for
+# the dynamic loader's cache: run as root with a prefix whose lib/ the
+# loader searches (/usr/local on Debian and most distributions), it runs
+# `ldconfig` so programs find libframebus.so.1 without an rpath.
 set -euo pipefail
 
 usage() { echo "usage: $0 PREFIX [--debug]" >&2; exit 2; }
@@ -64,3 +67,19 @@ subst "$here/cmake/framebusConfig.cmake.in" "$prefix/lib/cmake/framebus/framebus
 subst "$here/cmake/framebusConfigVersion.cmake.in" "$prefix/lib/cmake/framebus/framebusConfigVersion.cmake"
 
 echo "installed framebus $version (ABI $abi_major, $profile build) under $prefix"
+
+# The loader finds a library in a directory of /etc/ld.so.conf only through
+# its cache: refresh it when that directory is one of them.
+searched=""
+if command -v ldconfig >/dev/null; then
+  # (Read whole, not piped into `grep -q`: an early exit would fail the
+  # pipeline under pipefail.)
+  searched=$(ldconfig -v -N 2>/dev/null || true)
+fi
+if [ "$(id -u)" = 0 ] && printf '%s\n' "$searched" | grep "^$prefix/lib:" >/dev/null; then
+  ldconfig
+  echo "ran ldconfig: programs find libframebus.so.$abi_major in $prefix/lib"
+else
+  echo "to run programs linked against it: link with -Wl,-rpath,$prefix/lib," \
+    "set LD_LIBRARY_PATH=$prefix/lib, or (as root) add $prefix/lib to /etc/ld.so.conf.d and run ldconfig"
+fi
