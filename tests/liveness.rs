@@ -172,6 +172,7 @@ fn held_frame_never_changes_while_others_come_and_go() {
         .expect("a frame")
         .expect("before the timeout");
     let copy = frame.pixels().to_vec();
+    let held_since = Instant::now();
     let start_published = u(&bus.inspect()["producer"]["frames_published"]);
     for rounds in 1..=10 {
         let leaver = bus.consumer(&["--algo", "verify", "--frames", "20"]);
@@ -184,9 +185,21 @@ fn held_frame_never_changes_while_others_come_and_go() {
             "the held frame changed (round {rounds})"
         );
     }
-    bus.wait_for("the producer to keep publishing", T, |v| {
-        u(&v["producer"]["frames_published"]) >= start_published + 1000
-    });
+    // Held on for 3 s and 3000 frames (each slot rewritten many times),
+    // checked at every look.
+    bus.wait_for(
+        "3000 frames published and 3 s passed while the frame is held",
+        4 * T,
+        |v| {
+            assert!(
+                frame.pixels() == copy.as_slice(),
+                "the held frame changed after {:?}",
+                held_since.elapsed()
+            );
+            u(&v["producer"]["frames_published"]) >= start_published + 3000
+                && held_since.elapsed() >= Duration::from_secs(3)
+        },
+    );
     let_go_of_an_unchanged_frame(&mut consumer, frame, &copy);
 }
 
