@@ -176,35 +176,66 @@ fn a_directory_at_a_fifo_path_is_evicted_not_retried_forever() {
 /// The chmod race of a group-shared trigger directory: a member (uid 65534
 /// in the bus's group) renames symbolic links to one of the producer's
 /// files over every consumer FIFO it sees, in a loop, while consumers of
-/// the owner start one after another. A consumer sets its FIFO's mode on
-/// the FIFO it opened (never by path), and the directory is sticky, so the
-/// file's mode never changes.
+/// the owner start one after another. The directory is sticky (3770), so
+/// the member's renames over the owner's FIFOs are refused, and the file's
+/// mode never changes.
 #[test]
 fn the_chmod_race_never_changes_a_victim_file() {
+    chmod_race("the_chmod_race_never_changes_a_victim_file", true);
+}
+
+/// The same race in a directory without the sticky bit (as an older
+/// producer made it, or an administrator's chmod): now the member's
+/// renames succeed, and only the consumer's own steps keep the file safe —
+/// the FIFO is opened relative to the directory with `O_NOFOLLOW`, checked
+/// with `fstat` to be a FIFO of ours, and its mode set with `fchmod` on
+/// the opened FIFO. The test goes on until the attacker has won at least
+/// one rename, so the race really was run.
+#[test]
+fn the_chmod_race_without_the_sticky_bit_still_changes_nothing() {
+    chmod_race(
+        "the_chmod_race_without_the_sticky_bit_still_changes_nothing",
+        false,
+    );
+}
+
+fn chmod_race(test: &str, sticky: bool) {
     const GROUP: u32 = 4242;
     const STARTS: usize = 60;
+    const MAX_STARTS: usize = 400;
     if !rustix::process::geteuid().is_root() {
-        return common::skip(
-            "the_chmod_race_never_changes_a_victim_file",
-            "not root (needs another user)",
-        );
+        return common::skip(test, "not root (needs another user)");
     }
-    let mut bus = Bus::new("chmodrace");
+    let mut bus = Bus::new(if sticky { "chmodrace" } else { "chmodrace2" });
     bus.producer(&["--fps", "200", "--size", "64x48", "--group", "4242"]);
     let victim = bus.root.join("victim");
     std::fs::write(&victim, b"owner only").expect("victim file");
     std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let dir = bus.trigger_dir();
+    let dir_mode = std::fs::metadata(&dir).expect("trigger dir").mode() & 0o7777;
+    assert_eq!(dir_mode, 0o3770, "the producer's trigger directory");
+    if !sticky {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770))
+            .expect("clear the sticky bit");
+    }
+    // For every live FIFO it sees, the attacker appends a byte to a file
+    // of its own: `.won` when its rename over the FIFO succeeded,
+    // `.denied` when it was refused, so the test can tell the race was
+    // run. (A rename onto a name whose FIFO its consumer removed meanwhile
+    // also "wins": only the non-sticky case counts wins.)
     let script = r#"
-        dir=$1; victim=$2; n=0
+        dir=$1; victim=$2
         while [ ! -e "$dir/.stop" ]; do
           for f in "$dir"/consumer-*.fifo; do
-            [ -e "$f" ] || continue
-            ln -sf "$victim" "$dir/.link" 2>/dev/null && mv -f "$dir/.link" "$f" 2>/dev/null
-            n=$((n + 1))
+            [ -p "$f" ] || continue
+            ln -sf "$victim" "$dir/.link" 2>/dev/null || continue
+            if mv -f "$dir/.link" "$f" 2>/dev/null; then
+              printf x >> "$dir/.won"
+            else
+              printf x >> "$dir/.denied"
+            fi
           done
         done
-        echo "attempts=$n"
     "#;
     let mut attacker = std::process::Command::new("sh");
     {
@@ -215,32 +246,50 @@ fn the_chmod_race_never_changes_a_victim_file() {
             .arg(&victim)
             .uid(NOBODY)
             .gid(GROUP)
-            .stdout(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
     }
-    let attacker = attacker.spawn().expect("start the attacker");
+    let mut attacker = attacker.spawn().expect("start the attacker");
+    let count = |file: &str| std::fs::metadata(dir.join(file)).map_or(0, |m| m.len());
     let name = bus.name.clone();
-    let mut attached = 0;
-    for _ in 0..STARTS {
+    let (mut attached, mut starts) = (0, 0);
+    let race_seen = |sticky: bool| count(if sticky { ".denied" } else { ".won" }) > 0;
+    while starts < STARTS || (!race_seen(sticky) && starts < MAX_STARTS) {
+        starts += 1;
         let (status, _, _) = bus.run(&["consume", "--bus", &name, "--frames", "1"]);
         if status.success() {
             attached += 1;
         }
         let mode = std::fs::symlink_metadata(&victim).expect("victim").mode() & 0o7777;
-        assert_eq!(mode, 0o600, "the victim's mode changed");
+        assert_eq!(mode, 0o600, "the victim's mode changed (start {starts})");
     }
     std::fs::write(dir.join(".stop"), b"").expect("stop the attacker");
-    let out = attacker.wait_with_output().expect("the attacker ends");
-    let report = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{attached} of {STARTS} consumer starts attached; attacker {report}");
-    let _ = std::fs::remove_file(dir.join(".stop"));
-    let _ = std::fs::remove_file(dir.join(".link"));
+    let _ = common::wait_timeout(&mut attacker, Duration::from_secs(30));
+    let _ = attacker.kill();
+    let (denied, won) = (count(".denied"), count(".won"));
+    eprintln!(
+        "{test}: {attached} of {starts} consumer starts attached; attacker's renames over a live FIFO: {won} done, {denied} refused"
+    );
+    for f in [".stop", ".link", ".denied", ".won"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     assert_eq!(
         std::fs::read(&victim).expect("victim"),
         b"owner only",
         "the victim file was touched"
     );
-    assert!(attached > 0, "no consumer could attach at all");
+    if sticky {
+        assert!(
+            denied > 0,
+            "no rename over a live FIFO was refused in {starts} starts: the race was not run"
+        );
+        assert!(attached > 0, "no consumer could attach at all");
+    } else {
+        assert!(
+            won > 0,
+            "the attacker never won a rename in {starts} starts: the race was not run"
+        );
+    }
 }
 
 /// A consumer name holding ESC/BEL bytes (the name is written by the
