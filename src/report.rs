@@ -171,10 +171,35 @@ mod tests {
 pub fn printable(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
+        if unprintable(c) {
             out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters that must not reach a terminal raw: controls (C0, DEL, C1)
+/// and the invisible and bidirectional formatting characters.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// JSON text safe to print on a terminal, meaning the same: serde_json
+/// escapes only the C0 controls, so a string another process wrote (a
+/// consumer's name) could still carry DEL, a C1 control such as CSI
+/// (U+009B) or a bidi override. Those become `\uXXXX` escapes (all are in
+/// the Basic Multilingual Plane, and outside strings JSON text is printable
+/// ASCII and whitespace, so only string contents change, and they decode
+/// to the same text). C0 characters are left alone: inside strings serde
+/// has escaped them already, outside they are the layout's newlines.
+pub fn terminal_safe_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c >= '\u{7f}' && unprintable(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {
             out.push(c);
         }
@@ -192,5 +217,26 @@ mod printable_tests {
         assert_eq!(printable("a\nb\rc\td"), "a\\u{a}b\\u{d}c\\u{9}d");
         assert_eq!(printable("r\u{202e}evil"), "r\\u{202e}evil");
         assert_eq!(printable("verify-é"), "verify-é");
+        assert_eq!(printable("a\u{7f}b\u{9b}c"), "a\\u{7f}b\\u{9b}c");
+    }
+
+    #[test]
+    fn json_keeps_its_meaning_without_raw_controls() {
+        let name = "cam\u{1b}[2J\u{7f}\u{9b}31m\u{202e}é\u{2066}";
+        let v = serde_json::json!({"name": name, "n": 1});
+        // Pretty: its newlines between fields stay newlines.
+        let text = super::terminal_safe_json(&serde_json::to_string_pretty(&v).expect("json"));
+        assert!(
+            text.chars().all(|c| c == '\n' || !super::unprintable(c)),
+            "{text:?}"
+        );
+        assert!(text.lines().count() > 1, "{text}");
+        assert!(
+            text.contains("\\u007f") && text.contains("\\u009b") && text.contains("\\u202e"),
+            "{text}"
+        );
+        assert!(text.contains('é'), "printable text stays as it is: {text}");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(back, v);
     }
 }

@@ -292,29 +292,30 @@ fn chmod_race(test: &str, sticky: bool) {
     }
 }
 
-/// A consumer name holding ESC/BEL bytes (the name is written by the
-/// consumer, untrusted) is printed escaped by `inspect`, never raw; the
-/// JSON carries it escaped too.
+/// A consumer name holding control characters (ESC, BEL, DEL, a C1 CSI, a
+/// bidi override; the name is written by the consumer, untrusted) is
+/// printed escaped by `inspect`, never raw; the JSON carries it escaped
+/// too (`\uXXXX`, decoding to the same name).
 #[test]
 fn inspect_escapes_control_characters() {
     let mut bus = Bus::new("escape");
     bus.producer(&["--fps", "50", "--size", "64x48"]);
-    let evil = "cam\u{1b}[2J\u{7}x";
+    // ESC and BEL (C0), DEL, CSI as a C1 control, a bidi override: 16
+    // bytes, the name's limit.
+    let evil = "c\u{1b}[2J\u{7}\u{7f}\u{9b}1m\u{202e}";
     bus.consumer(&["--algo", "mean", "--name", evil]);
     let name = bus.name.clone();
     let (status, out, err) = bus.run(&["inspect", "--bus", &name]);
     assert!(status.success(), "{err}");
+    let raw = |s: &str| s.contains(['\u{1b}', '\u{7}', '\u{7f}', '\u{9b}', '\u{202e}']);
+    assert!(!raw(&out), "raw control characters: {out:?}");
     assert!(
-        !out.contains('\u{1b}') && !out.contains('\u{7}'),
-        "raw control bytes: {out:?}"
+        out.contains("c\\u{1b}[2J\\u{7}\\u{7f}\\u{9b}1m\\u{202e}"),
+        "{out}"
     );
-    assert!(out.contains("cam\\u{1b}[2J\\u{7}x"), "{out}");
     let (status, json, err) = bus.run(&["inspect", "--bus", &name, "--json"]);
     assert!(status.success(), "{err}");
-    assert!(
-        !json.contains('\u{1b}') && !json.contains('\u{7}'),
-        "raw control bytes: {json:?}"
-    );
+    assert!(!raw(&json), "raw control characters: {json:?}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(
         v["consumers"][0]["name"], evil,

@@ -7,7 +7,7 @@ use framebus_consumer::inspect;
 use serde_json::json;
 
 use crate::cli::InspectArgs;
-use crate::report::{printable, rate_cell, table};
+use crate::report::{printable, rate_cell, table, terminal_safe_json};
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
@@ -65,7 +65,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         if let (Some(hint), Some(o)) = (clean_hint(&s), v.as_object_mut()) {
             o.insert("clean".into(), json!(hint));
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", terminal_safe_json(&serde_json::to_string_pretty(&v)?));
         return Ok(ExitCode::SUCCESS);
     }
     println!(

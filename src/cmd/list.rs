@@ -10,7 +10,7 @@ use framebus_consumer::BusSnapshot;
 use serde::Serialize;
 use shm_layout::BusName;
 
-use crate::report::{rate_cell, table};
+use crate::report::{rate_cell, table, terminal_safe_json};
 
 /// `framebus list`.
 #[derive(Debug, Args)]
@@ -113,7 +113,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
             sample_s: if sampling { args.sample } else { 0.0 },
             buses: &rows,
         };
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", terminal_safe_json(&serde_json::to_string_pretty(&v)?));
         return Ok(ExitCode::SUCCESS);
     }
     print_table(&rows, sampling.then_some(args.sample));

@@ -18,7 +18,7 @@ use ratatui::Frame;
 use serde_json::json;
 
 use super::live;
-use crate::report::{rate_cell, table};
+use crate::report::{rate_cell, table, terminal_safe_json};
 
 /// `framebus top`.
 #[derive(Debug, Args)]
@@ -86,7 +86,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
                 "time_s": started.elapsed().as_secs_f64(),
                 "buses": buses.iter().map(live::bus_json).collect::<Vec<_>>(),
             });
-            println!("{v}");
+            println!("{}", terminal_safe_json(&v.to_string()));
             n += 1;
             if args.count.is_some_and(|c| n >= c) {
                 break;
