@@ -230,7 +230,9 @@ mod net {
 
     fn finish(stats: &BridgeStats, json: bool) -> anyhow::Result<ExitCode> {
         if json {
-            say(&crate::report::terminal_safe_json(&serde_json::to_string(stats)?))?;
+            say(&crate::report::terminal_safe_json(&serde_json::to_string(
+                stats,
+            )?))?;
         } else {
             say(&format!(
                 "bridge {} bus {} key {}: {} frames {}, {} dropped, {:.1} MB/s at the end",
