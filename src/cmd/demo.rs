@@ -116,6 +116,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "".into(),
             "".into(),
             "".into(),
+            "".into(),
         ]];
         for (rate, s) in &results {
             rows.push(vec![
@@ -127,6 +128,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 format!("{:.0}", s.latency_us.p99),
                 format!("{:.0}", s.latency_us.max),
                 s.bad_frames.to_string(),
+                s.skipped.to_string(),
                 s.coalesced.to_string(),
             ]);
         }
@@ -142,12 +144,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     "p99 us",
                     "max us",
                     "bad",
+                    "skipped",
                     "coalesced"
                 ],
                 &rows
             )
         );
-        println!("latency: publish -> frame pinned by the consumer; bad: frames that failed the byte-for-byte pattern check");
+        println!("latency: publish -> frame pinned by the consumer; bad: frames that failed the byte-for-byte pattern check;");
+        println!("skipped: frames published but not taken (a consumer at 15 fps skips 3 of every 4 of a 60 fps camera)");
     }
     Ok(if bad > 0 {
         ExitCode::from(2)
