@@ -157,6 +157,78 @@ fn in_forked_child(child: impl FnOnce() -> bool) -> bool {
     libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
 
+/// Containers need no option: a producer in one simulated container and
+/// consumers in another and on the host, none of them given
+/// `FRAMEBUS_RUNTIME_DIR`, meet under the default trigger root
+/// `/dev/shm/framebus-<uid>` (the `/dev/shm` a container shares with the
+/// host, unlike its private `/tmp`), get every frame whole, and the
+/// producer's clean stop removes its trigger directory there.
+#[test]
+fn containers_need_no_option_with_the_default_trigger_root() {
+    if let Some(why) = containers_unavailable() {
+        return skip(
+            "containers_need_no_option_with_the_default_trigger_root",
+            &why,
+        );
+    }
+    let mut bus = Bus::new("ctdefault");
+    let name = bus.name.clone();
+    let uid = rustix::process::getuid().as_raw();
+    let default_dir = std::path::PathBuf::from(format!("/dev/shm/framebus-{uid}/{name}"));
+    // Removes the trigger directory under the shared default root even
+    // when the test fails (the Bus removes only its own root).
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = RemoveDir(default_dir.clone());
+    let mut cmd = bus.container_command(&[
+        "produce", "--bus", &name, "--size", "160x120", "--fps", "200",
+    ]);
+    cmd.env_remove("FRAMEBUS_RUNTIME_DIR");
+    let mut producer = bus.spawn_command(cmd);
+    producer.expect_line(&format!("ready bus={name}"), T);
+    let v = bus.inspect();
+    assert_eq!(
+        v["trigger_dir"],
+        default_dir.to_string_lossy().as_ref(),
+        "{v:#}"
+    );
+    let mut cmd = bus.container_command(&[
+        "consume", "--bus", &name, "--algo", "verify", "--frames", "100", "--json",
+    ]);
+    cmd.env_remove("FRAMEBUS_RUNTIME_DIR");
+    let mut in_container = bus.spawn_command(cmd);
+    let mut cmd = bus.command(&[
+        "consume", "--bus", &name, "--algo", "verify", "--frames", "100", "--json",
+    ]);
+    cmd.env_remove("FRAMEBUS_RUNTIME_DIR");
+    let mut on_host = bus.spawn_command(cmd);
+    for (who, c) in [
+        ("in a container", &mut in_container),
+        ("on the host", &mut on_host),
+    ] {
+        let s = c.last_json(T);
+        assert_eq!(s["frames"], 100, "consumer {who}: {s}");
+        assert_eq!(s["bad_frames"], 0, "consumer {who}: {s}");
+        assert_eq!(s["reattached"], 0, "consumer {who}: {s}");
+    }
+    let pid1 = first_child(producer.pid, T);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid1 as i32).expect("pid"),
+        Signal::TERM,
+    )
+    .expect("stop the namespaced producer");
+    bus.wait(&producer, T);
+    assert!(!bus.shm_path().exists(), "a clean stop removes the bus");
+    assert!(
+        !default_dir.exists(),
+        "a clean stop removes its trigger directory under the default root"
+    );
+}
+
 /// A frame held by a live consumer stays byte-identical for 3 s at 1000 fps
 /// while other consumers join, leave and die around it.
 #[test]
