@@ -17,8 +17,10 @@ cargo clippy --target "$target" -p shm-layout -p framebus-platform -p framebus-p
     -p framebus-consumer --lib --tests -- -D warnings
 cargo clippy --target "$target" -p framebus-bridge --lib -- -D warnings
 cargo clippy --target "$target" --features bridge --bin framebus --test windows -- -D warnings
+# Unit and integration tests (shm-layout's contract, layout, property and
+# entry-race tests too; the producer's registry tests are Unix-only).
 cargo test --target "$target" -p shm-layout -p framebus-platform -p framebus-producer \
-    -p framebus-consumer --lib -- --nocapture
+    -p framebus-consumer --tests -- --nocapture
 cargo test --target "$target" --features bridge --test windows -- --nocapture
 # The Python package as a Windows abi3 wheel (maturin cross-builds it and
 # makes the import library itself). Built, not run: no Windows CPython is
