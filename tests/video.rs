@@ -11,7 +11,9 @@
 //! - With `--features opencv`: frames arrive in order with the file's
 //!   geometry and content, pacing, `--loop`, `snapshot --bgr` colours, and
 //!   the bad inputs (no such camera, missing, unreadable or empty file, a
-//!   directory, an audio-only file).
+//!   directory, an audio-only file); bgr8 and rgb8 buses from a lossless
+//!   colour video in their channel order; gray16 refused from an 8-bit
+//!   video, and filled unchanged from a 16-bit capture (PNG sequence).
 
 mod common;
 
@@ -180,6 +182,22 @@ fn cameras_and_videos_need_the_opencv_feature() {
     }
 }
 
+/// The pixel-format tests read videos and image sequences through OpenCV.
+#[cfg(not(feature = "opencv"))]
+#[test]
+fn pixel_format_tests_need_the_opencv_feature() {
+    for test in [
+        "video_fills_bgr8_and_rgb8_slots_in_their_channel_order",
+        "an_8_bit_video_into_a_gray16_bus_is_refused",
+        "a_16_bit_capture_fills_gray16_slots_with_its_values_unchanged",
+    ] {
+        common::skip(
+            test,
+            "needs --features opencv (OpenCV reads the test videos)",
+        );
+    }
+}
+
 // ------------------------------------------------- with OpenCV
 
 #[cfg(feature = "opencv")]
@@ -190,8 +208,8 @@ mod with_opencv {
     use framebus_consumer::{Consumer, ConsumerConfig, Frame};
     use framebus_producer::opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
     use framebus_producer::opencv::prelude::*;
-    use framebus_producer::opencv::videoio::{VideoWriter, CAP_OPENCV_MJPEG};
-    use shm_layout::BusName;
+    use framebus_producer::opencv::videoio::{VideoWriter, CAP_FFMPEG, CAP_OPENCV_MJPEG};
+    use shm_layout::{BusName, PixelFormat};
 
     use super::common::{f, u, Bus};
     use super::T;
@@ -716,6 +734,397 @@ mod with_opencv {
     /// How many times the instance id changed along the frames seen.
     fn instance_changes(seen: &[(u64, (u32, u32), u32)]) -> usize {
         seen.windows(2).filter(|p| p[0].0 != p[1].0).count()
+    }
+
+    // ------------------------------------------ bgr8, rgb8 and gray16 buses
+
+    /// The format tests' colour video: FW x FH frames of BLOCK x BLOCK flat
+    /// blocks (5 x 3), block k of frame i in colour
+    /// `PALETTE[(k + i) % PALETTE.len()]`, so every frame differs and each
+    /// frame's seq can be checked too.
+    const FW: u32 = 160;
+    const FH: u32 = 96;
+    const BLOCK: u32 = 32;
+    const COLOUR_FRAMES: u32 = 12;
+    /// B, G, R: pure red, green and blue (a pure red block reads 0,0,255 in
+    /// a bgr8 slot and 255,0,0 in an rgb8 one), then colours whose three
+    /// channels differ from each other by 100 or more, so that any swap of
+    /// two channels moves a value far beyond the lossy fallback's
+    /// tolerance.
+    const PALETTE: [[u8; 3]; 6] = [
+        [0, 0, 255],
+        [0, 255, 0],
+        [255, 0, 0],
+        [30, 140, 250],
+        [220, 110, 0],
+        [0, 128, 255],
+    ];
+
+    /// The B, G, R colour of pixel (x, y) of colour frame `i`.
+    fn block_colour(i: u32, x: u32, y: u32) -> [u8; 3] {
+        let k = (y / BLOCK) * (FW / BLOCK) + x / BLOCK;
+        PALETTE[((k + i) % PALETTE.len() as u32) as usize]
+    }
+
+    /// How the colour video was written, and so how exactly it reads back.
+    struct Codec {
+        what: &'static str,
+        /// Largest difference allowed per channel.
+        tol: i32,
+        /// Every pixel is checked (lossless), or the centre of each block
+        /// but the last (lossy).
+        every_pixel: bool,
+    }
+
+    /// Writes the colour video into `dir`: FFV1 in Matroska through
+    /// OpenCV's FFmpeg backend, lossless (FFmpeg decodes it back to the very
+    /// BGR bytes written: tolerance 0, every pixel checked). If this OpenCV
+    /// has no FFmpeg encoder, MJPEG with OpenCV's own encoder: the centres
+    /// of the flat 32 x 32 blocks (aligned to JPEG's 16 x 16 macroblocks)
+    /// come back within 2 levels here, read by FFmpeg or OpenCV's MJPEG
+    /// reader, so they are checked with a tolerance of 16 (room for other
+    /// JPEG decoders' rounding, far below the 100 between any two channels
+    /// of a colour). The bottom-right block is not checked then: OpenCV
+    /// 4.6's encoder leaves the last macroblocks of some frames truncated
+    /// ("Corrupt JPEG data: premature end of data segment"), off by up to
+    /// 91 levels there.
+    fn write_colour_video(dir: &Path) -> (PathBuf, Codec) {
+        let size = Size::new(FW as i32, FH as i32);
+        let ffv1 = dir.join("colours.mkv");
+        let fourcc = VideoWriter::fourcc('F', 'F', 'V', '1').expect("fourcc");
+        let lossless = VideoWriter::new_with_backend(
+            ffv1.to_str().expect("utf-8 path"),
+            CAP_FFMPEG,
+            fourcc,
+            25.0,
+            size,
+            true,
+        )
+        .ok()
+        .filter(|w| w.is_opened().unwrap_or(false));
+        let (path, mut writer, codec) = match lossless {
+            Some(w) => (
+                ffv1,
+                w,
+                Codec {
+                    what: "FFV1 (lossless)",
+                    tol: 0,
+                    every_pixel: true,
+                },
+            ),
+            None => {
+                let path = dir.join("colours.avi");
+                let w = VideoWriter::new_with_backend(
+                    path.to_str().expect("utf-8 path"),
+                    CAP_OPENCV_MJPEG,
+                    VideoWriter::fourcc('M', 'J', 'P', 'G').expect("fourcc"),
+                    25.0,
+                    size,
+                    true,
+                )
+                .expect("VideoWriter");
+                (
+                    path,
+                    w,
+                    Codec {
+                        what: "MJPEG (no FFmpeg encoder here)",
+                        tol: 16,
+                        every_pixel: false,
+                    },
+                )
+            }
+        };
+        assert!(writer.is_opened().expect("is_opened"), "{}", path.display());
+        for i in 0..COLOUR_FRAMES {
+            let mut m =
+                Mat::new_rows_cols_with_default(FH as i32, FW as i32, CV_8UC3, Scalar::all(0.0))
+                    .expect("Mat");
+            for by in (0..FH).step_by(BLOCK as usize) {
+                for bx in (0..FW).step_by(BLOCK as usize) {
+                    let [b, g, r] = block_colour(i, bx, by);
+                    let rect = Rect::new(bx as i32, by as i32, BLOCK as i32, BLOCK as i32);
+                    let colour = Scalar::new(f64::from(b), f64::from(g), f64::from(r), 0.0);
+                    Mat::roi_mut(&mut m, rect)
+                        .expect("roi")
+                        .set_to_def(&colour)
+                        .expect("set_to");
+                }
+            }
+            writer.write(&m).expect("write frame");
+        }
+        writer.release().expect("release");
+        (path, codec)
+    }
+
+    /// Reads frames in a consumer in this process, handing each to `check`,
+    /// until `count` have been checked; returns their seqs. Panics if that
+    /// takes longer than T.
+    fn check_frames(bus: &str, count: usize, mut check: impl FnMut(&Frame<'_>)) -> Vec<u64> {
+        let name = BusName::new(bus).expect("bus name");
+        let mut consumer = Consumer::attach_wait(ConsumerConfig::new(name), T).expect("attach");
+        let deadline = Instant::now() + T;
+        let mut seqs = Vec::new();
+        while seqs.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {count} frames in {T:?}: {seqs:?}",
+                seqs.len()
+            );
+            if let Some(frame) = consumer
+                .next_frame(Some(Duration::from_millis(100)))
+                .expect("next_frame")
+            {
+                check(&frame);
+                seqs.push(frame.seq());
+            }
+        }
+        seqs
+    }
+
+    /// A bgr8 and an rgb8 bus from a colour video hold its pixels in their
+    /// own channel order: B, G, R and R, G, B. Each frame is checked against
+    /// the video frame its seq says it is (`--loop`: `(seq - 1) mod 12`).
+    #[test]
+    fn video_fills_bgr8_and_rgb8_slots_in_their_channel_order() {
+        let mut bus = Bus::new("colourfmt");
+        let (video, codec) = write_colour_video(&bus.root);
+        let source = format!("video:{}", video.display());
+        for (format, pixel_format) in [("bgr8", PixelFormat::Bgr8), ("rgb8", PixelFormat::Rgb8)] {
+            let p = bus.producer(&[
+                "--source",
+                &source,
+                "--format",
+                format,
+                "--loop",
+                "--fps",
+                "100",
+                "--duration",
+                "30",
+            ]);
+            let v = bus.inspect();
+            assert_eq!(v["geometry"]["pixel_format"], format, "{v}");
+            assert_eq!(
+                (u(&v["geometry"]["width"]), u(&v["geometry"]["height"])),
+                (FW.into(), FH.into())
+            );
+            // What the slot holds for a pixel written as B, G, R.
+            let in_slot = |[b, g, r]: [u8; 3]| match pixel_format {
+                PixelFormat::Rgb8 => [r, g, b],
+                _ => [b, g, r],
+            };
+            let red = in_slot(PALETTE[0]);
+            assert_eq!(
+                red,
+                if format == "bgr8" {
+                    [0, 0, 255]
+                } else {
+                    [255, 0, 0]
+                },
+                "pure red in {format}"
+            );
+            let mut reds = 0;
+            let seqs = check_frames(&bus.name, 2 * COLOUR_FRAMES as usize, |frame| {
+                assert_eq!(frame.format(), pixel_format);
+                assert_eq!((frame.width(), frame.height()), (FW, FH));
+                let i = ((frame.seq() - 1) % u64::from(COLOUR_FRAMES)) as u32;
+                let mut check = |x: u32, y: u32| {
+                    let got = frame.row_triples(y).expect("a colour frame")[x as usize];
+                    let want = in_slot(block_colour(i, x, y));
+                    let off = got
+                        .iter()
+                        .zip(want)
+                        .map(|(g, w)| (i32::from(*g) - i32::from(w)).abs())
+                        .max()
+                        .unwrap_or(0);
+                    assert!(
+                        off <= codec.tol,
+                        "{format} frame {} (video frame {i}), pixel ({x}, {y}): {got:?}, want {want:?} ({})",
+                        frame.seq(),
+                        codec.what
+                    );
+                    if want == red {
+                        reds += 1;
+                    }
+                };
+                if codec.every_pixel {
+                    for y in 0..FH {
+                        for x in 0..FW {
+                            check(x, y);
+                        }
+                    }
+                } else {
+                    for y in (BLOCK / 2..FH).step_by(BLOCK as usize) {
+                        for x in (BLOCK / 2..FW).step_by(BLOCK as usize) {
+                            if (x, y) != (FW - BLOCK / 2, FH - BLOCK / 2) {
+                                check(x, y);
+                            }
+                        }
+                    }
+                }
+            });
+            assert!(reds > 0, "no pure red pixel checked");
+            assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
+            p.signal(rustix::process::Signal::TERM);
+            assert!(bus.wait(&p, T).success());
+            assert!(!bus.shm_path().exists());
+        }
+    }
+
+    /// An 8-bit video cannot fill a gray16 bus, with or without --bits: the
+    /// OpenCV source does not widen 8-bit values (they would claim a
+    /// precision the capture does not have). The producer says so and what
+    /// to use instead, exits 1, and removes the bus.
+    #[test]
+    fn an_8_bit_video_into_a_gray16_bus_is_refused() {
+        let bus = Bus::new("gray16from8");
+        let video = write_video(&bus.root, "eight.avi", 5, 25.0);
+        let source = format!("video:{}", video.display());
+        for bits in [&[][..], &["--bits", "12"][..]] {
+            let mut args = vec![
+                "produce", "--bus", &bus.name, "--source", &source, "--format", "gray16",
+            ];
+            args.extend_from_slice(bits);
+            let (status, _, err) = bus.run(&args);
+            assert_eq!(status.code(), Some(1), "{args:?}: {err}");
+            assert!(
+                err.contains("the source delivers 8-bit frames")
+                    && err.contains("needs a capture that delivers 16-bit gray")
+                    && err.contains("use --format gray8"),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+            assert!(!bus.shm_path().exists(), "{args:?}: the bus was left");
+        }
+    }
+
+    /// The gray16 test's frames: 64 x 32, eight 16 x 16 blocks, block k of
+    /// frame i holding `values[(k + i) % 8]`.
+    const G16_W: u32 = 64;
+    const G16_H: u32 = 32;
+    const G16_BLOCK: u32 = 16;
+    const G16_FRAMES: u32 = 5;
+
+    fn g16_value(values: &[u16; 8], i: u32, x: u32, y: u32) -> u16 {
+        let k = (y / G16_BLOCK) * (G16_W / G16_BLOCK) + x / G16_BLOCK;
+        values[((k + i) % 8) as usize]
+    }
+
+    /// Writes frames `frame_000.png`.. of `values` as 16-bit gray PNGs
+    /// into `dir`; returns the first one's path.
+    fn write_16_bit_pngs(dir: &Path, values: &[u16; 8]) -> PathBuf {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        for i in 0..G16_FRAMES {
+            let file = std::fs::File::create(dir.join(format!("frame_{i:03}.png"))).expect("png");
+            let mut enc = png::Encoder::new(std::io::BufWriter::new(file), G16_W, G16_H);
+            enc.set_color(png::ColorType::Grayscale);
+            enc.set_depth(png::BitDepth::Sixteen);
+            let mut w = enc.write_header().expect("png header");
+            let data: Vec<u8> = (0..G16_H)
+                .flat_map(|y| (0..G16_W).map(move |x| (x, y)))
+                .flat_map(|(x, y)| g16_value(values, i, x, y).to_be_bytes())
+                .collect();
+            w.write_image_data(&data).expect("png data");
+        }
+        dir.join("frame_000.png")
+    }
+
+    /// A capture that delivers 16-bit gray fills a gray16 bus with its
+    /// values unchanged, whatever --bits says (the header records it; a
+    /// 12-bit capture's values stay 0..=4095), and the debug BGR slot shows
+    /// each value as `v >> (bits - 8)`, as consumers' `to_rgb` does. The
+    /// capture here is OpenCV's image-sequence reader on 16-bit PNGs (it
+    /// keeps their depth); FFmpeg and GStreamer, which would read them at 8
+    /// bits, are turned off for the producer with
+    /// OPENCV_VIDEOIO_PRIORITY_*=0.
+    #[test]
+    fn a_16_bit_capture_fills_gray16_slots_with_its_values_unchanged() {
+        let mut bus = Bus::new("gray16");
+        let full: [u16; 8] = [0, 1, 255, 256, 4095, 4096, 0xA5C3, 65535];
+        let twelve: [u16; 8] = [0, 1, 15, 16, 255, 256, 0x0A5C, 4095];
+        for (bits, values) in [(16u8, full), (12, twelve)] {
+            let first = write_16_bit_pngs(&bus.root.join(format!("seq{bits}")), &values);
+            let mut args = vec![
+                "produce".to_owned(),
+                "--bus".into(),
+                bus.name.clone(),
+                "--source".into(),
+                format!("video:{}", first.display()),
+                "--format".into(),
+                "gray16".into(),
+                "--loop".into(),
+                "--fps".into(),
+                "100".into(),
+                "--duration".into(),
+                "30".into(),
+                "--debug-bgr".into(),
+            ];
+            if bits != 16 {
+                args.extend(["--bits".into(), bits.to_string()]);
+            }
+            let mut cmd = bus.command(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            cmd.env("OPENCV_VIDEOIO_PRIORITY_FFMPEG", "0")
+                .env("OPENCV_VIDEOIO_PRIORITY_GSTREAMER", "0");
+            let mut p = bus.spawn_command(cmd);
+            p.expect_line(&format!("ready bus={}", bus.name), T);
+            let v = bus.inspect();
+            assert_eq!(v["geometry"]["pixel_format"], "gray16", "{v}");
+            assert_eq!(
+                u(&v["geometry"]["significant_bits"]),
+                u64::from(bits),
+                "{v}"
+            );
+            check_frames(&bus.name, 2 * G16_FRAMES as usize, |frame| {
+                assert_eq!(frame.format(), PixelFormat::Gray16);
+                assert_eq!(frame.significant_bits(), bits);
+                assert_eq!((frame.width(), frame.height()), (G16_W, G16_H));
+                let i = ((frame.seq() - 1) % u64::from(G16_FRAMES)) as u32;
+                for (y, row) in frame.rows_u16().expect("gray16 rows").enumerate() {
+                    for (x, &got) in row.iter().enumerate() {
+                        let want = g16_value(&values, i, x as u32, y as u32);
+                        assert_eq!(
+                            got,
+                            want,
+                            "{bits}-bit frame {} (image {i}) pixel ({x}, {y})",
+                            frame.seq()
+                        );
+                    }
+                }
+            });
+            let png_path = bus.root.join(format!("bgr{bits}.png"));
+            let (status, out, err) = bus.run(&[
+                "snapshot",
+                "--bus",
+                &bus.name,
+                "-o",
+                png_path.to_str().expect("utf-8"),
+                "--bgr",
+                "--json",
+            ]);
+            assert!(status.success(), "{err}");
+            let snap: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+            let i = ((u(&snap["seq"]) - 1) % u64::from(G16_FRAMES)) as u32;
+            let file = std::fs::File::open(&png_path).expect("png");
+            let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+                .read_info()
+                .expect("png");
+            let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+            let info = reader.next_frame(&mut buf).expect("png frame");
+            assert_eq!((info.width, info.height), (G16_W, G16_H));
+            for y in 0..G16_H {
+                for x in 0..G16_W {
+                    let v = (g16_value(&values, i, x, y) >> (bits - 8)).min(255) as u8;
+                    let at = 3 * (y * G16_W + x) as usize;
+                    assert_eq!(
+                        buf[at..at + 3],
+                        [v, v, v],
+                        "{bits}-bit BGR frame {} pixel ({x}, {y})",
+                        u(&snap["seq"])
+                    );
+                }
+            }
+            p.signal(rustix::process::Signal::TERM);
+            assert!(bus.wait(&p, T).success());
+        }
     }
 
     /// One second of 8 kHz 16-bit mono silence: a media file with no video.

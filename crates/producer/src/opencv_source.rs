@@ -2,8 +2,9 @@
 //! video file — converted to the bus's pixel format straight into the slot
 //! (only with the `opencv` feature; see doc/CAMERA.md): gray8 by
 //! `cvtColor(BGR→GRAY)`, bgr8 by a copy, rgb8 by `cvtColor(BGR→RGB)`, and
-//! gray16 from captures that deliver 16-bit gray (`CV_16UC1`) by a copy; an
-//! 8-bit capture into a gray16 bus is refused with the reason.
+//! gray16 from captures that deliver 16-bit gray (`CV_16UC1`) by a copy,
+//! values unchanged (a camera is asked for unconverted Y16 first); an 8-bit
+//! capture into a gray16 bus is refused with the reason.
 //!
 //! Per frame: `VideoCapture::read` decodes into a BGR `Mat` the source
 //! owns (reused from frame to frame); `cvtColor(BGR→GRAY)` writes into a
@@ -17,7 +18,7 @@
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use opencv::core::{Mat, CV_16UC1, CV_8U, CV_8UC1, CV_8UC3, CV_8UC4};
+use opencv::core::{Mat, CV_16UC1, CV_8UC1, CV_8UC3, CV_8UC4};
 use opencv::imgproc;
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
@@ -58,6 +59,9 @@ pub struct OpenCvSource {
     /// Frames read since the file was (re)started, to refuse looping a
     /// file that has none.
     frames_this_pass: u64,
+    /// A camera was asked for unconverted 16-bit gray (a gray16 bus; see
+    /// [`OpenCvSource::ask_camera_for_16_bit`]).
+    asked_for_16_bit: bool,
     timings: SourceTimings,
 }
 
@@ -226,8 +230,61 @@ impl OpenCvSource {
             bgr_scratch: Mat::default(),
             pending: Some(sys::monotonic_ns()),
             frames_this_pass: 1,
+            asked_for_16_bit: false,
             timings: SourceTimings::default(),
         }
+    }
+
+    /// A camera feeding a gray16 bus. OpenCV converts every camera frame to
+    /// 8-bit BGR unless `CAP_PROP_CONVERT_RGB` is off (its V4L2 backend
+    /// turns a Y16 frame into its high byte, the low 8 bits lost), and its
+    /// V4L2 backend picks an 8-bit pixel format before Y16 when a camera
+    /// has both. So, the first time a camera's frame meets a gray16 slot and
+    /// is not 16-bit, the camera is asked for Y16 and OpenCV for unconverted
+    /// frames, and a new frame is read: it must be 16-bit gray (`CV_16UC1`,
+    /// which the V4L2 backend delivers unconverted for Y16 and Y10), else
+    /// the camera has no 16-bit gray mode and that is the error. Unconverted
+    /// frames of any other pixel format are raw buffers (YUYV pairs, JPEG
+    /// bytes), never written into a slot. Not done for video files: their
+    /// backends decode to 8-bit BGR either way (FFmpeg's stops reading).
+    fn ask_camera_for_16_bit(&mut self, index: u32) -> Result<(), SourceError> {
+        self.asked_for_16_bit = true;
+        let unconverted = self
+            .cap
+            .set(videoio::CAP_PROP_CONVERT_RGB, 0.0)
+            .unwrap_or(false);
+        if let Ok(y16) = videoio::VideoWriter::fourcc('Y', '1', '6', ' ') {
+            // A request: a camera without Y16 keeps its pixel format.
+            let _ = self.cap.set(videoio::CAP_PROP_FOURCC, f64::from(y16));
+        }
+        if !read_frame(&mut self.cap, &mut self.frame) {
+            return Err(SourceError::Failed(format!(
+                "camera {index} delivered no frame once asked for unconverted 16-bit gray (for the gray16 bus); use --format gray8 for this camera"
+            )));
+        }
+        let t = self.frame.typ();
+        if t != CV_16UC1 {
+            let fourcc = self
+                .cap
+                .get(videoio::CAP_PROP_FOURCC)
+                .map(|f| fourcc_name(f as u32))
+                .unwrap_or_default();
+            let how = if unconverted {
+                "unconverted"
+            } else {
+                "its OpenCV backend cannot deliver unconverted frames:"
+            };
+            return Err(SourceError::Failed(format!(
+                "camera {index} delivers no 16-bit gray ({how} pixel format '{fourcc}', OpenCV type {t}): a gray16 bus needs a camera with a 16-bit gray mode (V4L2 Y16 or Y10); use --format gray8 for this camera"
+            )));
+        }
+        tracing::info!(
+            camera = index,
+            width = self.frame.cols(),
+            height = self.frame.rows(),
+            "camera delivers unconverted 16-bit gray for the gray16 bus"
+        );
+        Ok(())
     }
 
     /// Reads the next frame into `self.frame`; at the end of a looping
@@ -351,19 +408,17 @@ impl OpenCvSource {
 
     /// Copies the colour frame into the debug BGR slot, if the bus has one.
     fn write_bgr(&mut self, slot: &mut SlotWriter<'_>, capture_ns: u64) -> Result<(), SourceError> {
+        let bits = slot.significant_bits();
         let Some(bgr) = slot.debug_bgr() else {
             return Ok(());
         };
         let mut frame = &self.frame;
-        // A 16-bit gray frame is shown in the 8-bit debug slot by its high
-        // byte.
+        // A 16-bit gray frame is shown in the 8-bit debug slot as consumers'
+        // `to_rgb` shows it: its top 8 significant bits, `v >> (bits - 8)`
+        // saturated at 255 (a 12-bit camera's 0..=4095 as 0..=255).
         let narrowed;
         if self.frame.typ() == CV_16UC1 {
-            let mut m = Mat::default();
-            self.frame
-                .convert_to(&mut m, CV_8U, 1.0 / 256.0, 0.0)
-                .map_err(cv_err("cannot narrow the 16-bit frame for the BGR slot"))?;
-            narrowed = m;
+            narrowed = narrow_16_bit(&self.frame, bits)?;
             frame = &narrowed;
         }
         let code = match frame.typ() {
@@ -408,6 +463,17 @@ impl FrameSource for OpenCvSource {
                 sys::monotonic_ns()
             }
         };
+        let capture_ns = match self.kind {
+            Kind::Camera { index }
+                if slot.format() == PixelFormat::Gray16
+                    && !self.asked_for_16_bit
+                    && self.frame.typ() != CV_16UC1 =>
+            {
+                self.ask_camera_for_16_bit(index)?;
+                sys::monotonic_ns()
+            }
+            _ => capture_ns,
+        };
         let t1 = sys::monotonic_ns();
         let Some((w, h)) = frame_size(&self.frame) else {
             return Err(SourceError::Failed(
@@ -440,6 +506,50 @@ impl FrameSource for OpenCvSource {
     fn timings(&self) -> SourceTimings {
         self.timings
     }
+}
+
+/// A `CV_16UC1` frame of `significant_bits` (0 = 16) as an 8-bit gray
+/// `Mat`: each value shifted right by `bits - 8` (bits clamped to 8..=16),
+/// saturated at 255 — the mapping of `FrameView::to_rgb`.
+fn narrow_16_bit(frame: &Mat, significant_bits: u8) -> Result<Mat, SourceError> {
+    let bits = match significant_bits {
+        0 => 16,
+        b => b.clamp(8, 16),
+    };
+    let shift = u32::from(bits - 8);
+    let mut out = Mat::new_rows_cols_with_default(
+        frame.rows(),
+        frame.cols(),
+        CV_8UC1,
+        opencv::core::Scalar::all(0.0),
+    )
+    .map_err(cv_err("cannot narrow the 16-bit frame for the BGR slot"))?;
+    for y in 0..frame.rows() {
+        let src = frame
+            .at_row::<u16>(y)
+            .map_err(cv_err("cannot read the 16-bit frame"))?;
+        let dst = out
+            .at_row_mut::<u8>(y)
+            .map_err(cv_err("cannot narrow the 16-bit frame for the BGR slot"))?;
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v >> shift).min(255) as u8;
+        }
+    }
+    Ok(out)
+}
+
+/// A FOURCC code as its four characters (`YUYV`, `MJPG`, `Y16 `).
+fn fourcc_name(code: u32) -> String {
+    code.to_le_bytes()
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Reads the next frame into `frame`: whether there was one.
