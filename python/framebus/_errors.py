@@ -128,7 +128,11 @@ class ProducerClosed(FramebusError):
 
 class ForkedProducerError(FramebusError):
     """The producer was used in a forked child of the process that created
-    it: the bus belongs to the parent. Attribute ``bus``."""
+    it: the bus belongs to the parent. Raised by ``publish``, ``slot()``
+    and ``housekeeping()`` in the child; ``close()`` and garbage collection
+    there do nothing to the parent's bus. Create a new
+    :class:`framebus.Producer` (on another bus) in the child to publish from
+    it. Attribute ``bus``."""
 
 
 class FramebusOSError(FramebusError, OSError):
