@@ -18,6 +18,9 @@ __all__ = [
     "ForkedConsumerError",
     "BusTruncated",
     "UntrustedBus",
+    "BusBusy",
+    "ProducerClosed",
+    "ForkedProducerError",
 ]
 
 
