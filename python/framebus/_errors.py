@@ -18,6 +18,9 @@ __all__ = [
     "ForkedConsumerError",
     "BusTruncated",
     "UntrustedBus",
+    "BusBusy",
+    "ProducerClosed",
+    "ForkedProducerError",
 ]
 
 
@@ -105,9 +108,26 @@ class ForkedConsumerError(FramebusError):
 
 class BusTruncated(FramebusError):
     """Another process truncated the bus object while it was mapped. This
-    process survives (the mapping now shows zero pages); frames taken before
-    are invalid. The next ``next_frame`` waits for the producer to re-create
-    the bus."""
+    process survives (the mapping now shows zero pages). Attribute ``bus``.
+
+    From a :class:`framebus.Consumer`: frames taken before are invalid. The
+    error is raised once; the next ``next_frame`` waits for the producer to
+    re-create the bus and attaches to it.
+
+    From a :class:`framebus.Producer` (``publish``, or the end of a
+    ``slot()`` block, which then publishes nothing): raised at once if the
+    call touched a page past the new end, else once the producer's
+    housekeeping (every 50 ms) has seen the object's size, and by every
+    later ``publish`` or ``slot()``: the producer does not re-create the
+    bus. ``close()`` (or the end of its ``with`` block) still works and
+    removes the truncated bus object, its lock and trigger directory;
+    create a new ``Producer`` of the same name to go on (as after any
+    producer restart, consumers attach to it by themselves).
+
+    Surviving relies on framebus's SIGBUS handler: if ``faulthandler`` is
+    enabled after framebus first mapped a bus, it replaces that handler and
+    a truncation kills the process. Enable it at start-up
+    (``python -X faulthandler``) instead."""
 
 
 class UntrustedBus(FramebusError, PermissionError):
@@ -128,7 +148,11 @@ class ProducerClosed(FramebusError):
 
 class ForkedProducerError(FramebusError):
     """The producer was used in a forked child of the process that created
-    it: the bus belongs to the parent. Attribute ``bus``."""
+    it: the bus belongs to the parent. Raised by ``publish``, ``slot()``
+    and ``housekeeping()`` in the child; ``close()`` and garbage collection
+    there do nothing to the parent's bus. Create a new
+    :class:`framebus.Producer` (on another bus) in the child to publish from
+    it. Attribute ``bus``."""
 
 
 class FramebusOSError(FramebusError, OSError):

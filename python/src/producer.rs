@@ -11,7 +11,7 @@
 //!   format and copies it, once, into a free slot (GIL released).
 //! * `slot()` is the zero-copy form: a [`SlotBuffer`] (`slot.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -86,8 +86,6 @@ pub(crate) struct Core {
     /// `close()` ran: the bus is shut down (its mapping lives on until the
     /// last `SlotBuffer` view lets go of this core).
     pub(crate) closed: bool,
-    /// The figures when it closed.
-    final_stats: ProducerStats,
 }
 
 impl Core {
@@ -99,11 +97,27 @@ impl Core {
             self.producer.as_mut()
         }
     }
+}
 
-    fn stats(&self) -> ProducerStats {
-        self.producer
-            .as_ref()
-            .map_or(self.final_stats, RustProducer::stats)
+/// What the getters (`closed`, `frames`, `publish_ns_total`, `repr`) show,
+/// kept outside the core's mutex and updated by whoever changes it: a
+/// getter never waits for a publish in another thread, and never blocks in
+/// a forked child, where the mutex may have been held at the fork by a
+/// thread (the housekeeping one, or a Python thread publishing) that does
+/// not exist there.
+#[derive(Default)]
+pub(crate) struct Figures {
+    closed: AtomicBool,
+    frames: AtomicU64,
+    publish_ns_total: AtomicU64,
+}
+
+impl Figures {
+    /// Called with the core locked, after a publish.
+    pub(crate) fn record(&self, stats: &ProducerStats) {
+        self.frames.store(stats.frames, Ordering::Relaxed);
+        self.publish_ns_total
+            .store(stats.publish_ns_total, Ordering::Relaxed);
     }
 }
 
@@ -144,12 +158,21 @@ pub struct Producer {
     /// The process that created it (a forked child has no housekeeping
     /// thread to join).
     pid: u32,
+    /// What the getters show.
+    pub(crate) figures: Figures,
 }
 
 impl Producer {
-    pub(crate) fn check_process(&self, py: Python<'_>) -> PyResult<()> {
-        if std::process::id() != self.pid {
-            return Err(framebus_error(
+    /// Whether this is a forked child of the process that created the
+    /// producer. There, nothing may lock the core: its mutex may be held
+    /// for ever by a thread of the parent's that was not copied.
+    pub(crate) fn in_child(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
+    pub(crate) fn forked_error(&self, py: Python<'_>) -> PyErr {
+        let build = || -> PyResult<PyErr> {
+            Ok(framebus_error(
                 py,
                 "ForkedProducerError",
                 format!(
@@ -157,7 +180,14 @@ impl Producer {
                     self.bus
                 ),
                 &[("bus", self.bus.as_str().into_bound_py_any(py)?)],
-            ));
+            ))
+        };
+        build().unwrap_or_else(|e| e)
+    }
+
+    pub(crate) fn check_process(&self, py: Python<'_>) -> PyResult<()> {
+        if self.in_child() {
+            return Err(self.forked_error(py));
         }
         Ok(())
     }
@@ -218,15 +248,18 @@ impl Producer {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(h) = handle {
-            if std::process::id() == self.pid {
+            if self.in_child() {
+                // In a forked child the thread does not exist: forget its
+                // handle (not even detached).
+                std::mem::forget(h);
+            } else {
                 h.thread().unpark();
                 // The thread never needs the GIL; it ends within one
                 // housekeeping interval.
                 let _ = h.join();
             }
-            // In a forked child the thread does not exist: just forget it.
         }
-        if std::process::id() != self.pid {
+        if self.in_child() {
             return;
         }
         let mut core = lock(&self.core);
@@ -236,9 +269,10 @@ impl Producer {
                 producer.abort(p);
             }
             producer.shutdown();
+            self.figures.record(&producer.stats());
         }
         core.closed = true;
-        core.final_stats = core.stats();
+        self.figures.closed.store(true, Ordering::Release);
         // Only this object holds the core (the housekeeping thread ended,
         // no `slot()` view lives): drop the Rust producer now, releasing the
         // bus's lock, so the bus can be created again at once. Otherwise it
@@ -303,7 +337,6 @@ impl Producer {
             producer: Some(producer),
             pending: None,
             closed: false,
-            final_stats: ProducerStats::default(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -340,6 +373,7 @@ impl Producer {
             stop,
             thread: Mutex::new(Some(thread)),
             pid: std::process::id(),
+            figures: Figures::default(),
         })
     }
 
@@ -361,6 +395,7 @@ impl Producer {
         self.check_array(array)?;
         let stride = self.stride as usize;
         let core = &self.core;
+        let figures = &self.figures;
         let closed = || self.closed_error(py);
         let publish_with = |fill: &mut (dyn FnMut(&mut [u8]) + Send)| {
             let mut c = lock(core);
@@ -370,14 +405,14 @@ impl Producer {
             let Some(producer) = c.live() else {
                 return Ok(None);
             };
-            producer
-                .publish(|_, w| {
-                    fill(w.data());
-                    Ok(Captured {
-                        capture_ns: timestamp_ns.unwrap_or_else(monotonic_ns),
-                    })
+            let seq = producer.publish(|_, w| {
+                fill(w.data());
+                Ok(Captured {
+                    capture_ns: timestamp_ns.unwrap_or_else(monotonic_ns),
                 })
-                .map(|seq| Some(Ok(seq)))
+            })?;
+            figures.record(&producer.stats());
+            Ok(Some(Ok(seq)))
         };
         let result = match self.format {
             PixelFormat::Gray8 => {
@@ -445,10 +480,11 @@ impl Producer {
         py.detach(|| self.finish_close());
     }
 
-    /// Whether ``close()`` ran.
+    /// Whether ``close()`` ran (in a forked child: whether it had run in
+    /// the parent at the fork; a child's ``close()`` does nothing).
     #[getter]
     fn closed(&self) -> bool {
-        lock(&self.core).closed
+        self.figures.closed.load(Ordering::Acquire)
     }
 
     /// The bus name.
@@ -503,14 +539,14 @@ impl Producer {
     /// Frames published so far.
     #[getter]
     fn frames(&self) -> u64 {
-        lock(&self.core).stats().frames
+        self.figures.frames.load(Ordering::Relaxed)
     }
 
     /// Nanoseconds spent inside the Rust producer's publish (slot choice,
     /// copy, triggers), summed over ``frames``.
     #[getter]
     fn publish_ns_total(&self) -> u64 {
-        lock(&self.core).stats().publish_ns_total
+        self.figures.publish_ns_total.load(Ordering::Relaxed)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -44,6 +44,11 @@ impl Drop for SlotBuffer {
     /// The last view of a slot of a closed producer: drop the Rust producer
     /// now (releasing the bus's lock) instead of when the `Producer` goes.
     fn drop(&mut self) {
+        if self.producer.get().in_child() {
+            // A forked child's copy: the core is the parent's (and its mutex
+            // may be held by a thread the child does not have).
+            return;
+        }
         let mut c = lock(&self._core);
         // Ours and the `Producer`'s (if it still exists): no other view.
         if c.closed && Arc::strong_count(&self._core) <= 2 {
@@ -157,8 +162,10 @@ impl SlotBuffer {
 
     /// Publishes the slot if the block ended normally, discards it if it
     /// raised (nothing published; the slot is free again). The view becomes
-    /// read-only. Exceptions propagate. Returns the frame's sequence number
-    /// as ``self.seq`` (None if discarded).
+    /// read-only. Exceptions propagate. In a forked child (a block entered
+    /// before the fork) nothing is published or discarded, the slot stays
+    /// the parent's: a block that ended normally raises
+    /// ``ForkedProducerError``.
     #[pyo3(signature = (exc_type, _exc = None, _tb = None))]
     fn __exit__(
         &self,
@@ -185,6 +192,16 @@ impl SlotBuffer {
             }
         }
         let raised = exc_type.is_some_and(|t| !t.is_none());
+        if producer.in_child() {
+            // A block entered before a fork and left in the child: the slot
+            // is the parent's, which still holds it for writing; neither
+            // publish it nor give it back from here.
+            return if raised {
+                Ok(false)
+            } else {
+                Err(producer.forked_error(py))
+            };
+        }
         let capture_ns = self.timestamp_ns.unwrap_or_else(monotonic_ns);
         let mut c = lock(&producer.core);
         let pending = c.pending.take();
@@ -200,8 +217,9 @@ impl SlotBuffer {
             rust.abort(pending);
             return Ok(false);
         }
-        rust.commit(pending, Captured { capture_ns })
-            .map_err(|e| producer_error(py, e))?;
+        let committed = rust.commit(pending, Captured { capture_ns });
+        producer.figures.record(&rust.stats());
+        committed.map_err(|e| producer_error(py, e))?;
         Ok(false)
     }
 }

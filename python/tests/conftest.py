@@ -107,6 +107,10 @@ class Proc:
             except (subprocess.TimeoutExpired, ProcessLookupError):
                 self.popen.kill()
                 self.popen.wait(timeout=5)
+        # The process is gone: its stdout ends, and the reader thread with
+        # it. Closing the pipe under a reader still in readline() would
+        # make it fail (an unhandled thread exception warning).
+        self._reader.join(timeout=5)
         self._stderr.close()
         if self.popen.stdout:
             self.popen.stdout.close()

@@ -3,6 +3,7 @@
 import os
 import time
 
+import numpy as np
 import pytest
 
 import framebus
@@ -95,6 +96,59 @@ def test_max_fps_zero_means_no_limit(bus):
         assert c.skipped >= 0
 
 
+def test_skipped_is_exactly_the_sequence_gaps(bus):
+    """``Consumer.skipped`` is the sum, over the frames taken, of
+    ``seq - previous seq - 1`` (the first frame counts no gap;
+    doc/LAYOUT.md §7, ``skipped`` of a consumer entry). A Python producer in
+    this process decides exactly what is published between two takes; the
+    consumer's entry (``inspect``) counts the same."""
+    W, H = 64, 32
+    with framebus.Producer(bus.name, W, H, max_consumers=2) as p, \
+            framebus.Consumer(bus.name, name="skips") as c:
+
+        def publish(count):
+            return [p.publish(np.full((H, W), p.frames & 0xFF, np.uint8)) for _ in range(count)]
+
+        def take_newest(expected_seq):
+            frame = c.next_frame(timeout=10)
+            assert frame is not None, f"no frame {expected_seq}"
+            with frame:
+                assert frame.seq == expected_seq, "the consumer takes the newest frame"
+                assert int(frame.array[0, 0]) == (expected_seq - 1) & 0xFF
+            return frame.seq
+
+        def entry():
+            es = [e for e in framebus.inspect(bus.name)["consumers"] if e["name"] == "skips"]
+            assert len(es) == 1, es
+            return es[0]
+
+        # Three frames before the first take: the first take counts no gap.
+        assert publish(3) == [1, 2, 3]
+        take_newest(3)
+        assert (c.frames, c.skipped) == (1, 0)
+        # One frame, taken: no gap.
+        publish(1)
+        k = take_newest(4)
+        assert (c.frames, c.skipped) == (2, 0)
+        # Frame k taken; the producer publishes 5 more while the consumer
+        # waits; the newest (k + 5) is taken: k+1 .. k+4 were skipped.
+        assert publish(5) == [k + 1, k + 2, k + 3, k + 4, k + 5]
+        take_newest(k + 5)
+        assert (c.frames, c.skipped) == (3, 4)
+        # No new frame: nothing taken, nothing skipped.
+        assert c.next_frame(timeout=0) is None
+        assert c.skipped == 4
+        publish(1)
+        take_newest(k + 6)
+        assert (c.frames, c.skipped) == (4, 4)
+        # Twenty more: 19 skipped, 23 in all.
+        publish(20)
+        take_newest(k + 26)
+        assert (c.frames, c.skipped) == (5, 23)
+        e = entry()
+        assert (e["frames"], e["skipped"], e["last_seq"]) == (5, 23, k + 26), e
+
+
 def test_bad_timeout(bus):
     bus.produce(size="64x32", fps=50)
     with framebus.Consumer(bus.name) as c:
@@ -121,10 +175,17 @@ def test_exception_hierarchy():
         framebus.ConsumerClosed,
         framebus.FramebusOSError,
         framebus.ForkedConsumerError,
+        framebus.BusTruncated,
+        framebus.UntrustedBus,
+        framebus.BusBusy,
+        framebus.ProducerClosed,
+        framebus.ForkedProducerError,
     ):
         assert issubclass(cls, framebus.FramebusError), cls
         assert cls.__module__ == "framebus"
         assert cls.__doc__
+        assert cls.__name__ in framebus.__all__, cls
+        assert cls.__name__ in framebus._errors.__all__, cls
     assert issubclass(framebus.InvalidBusName, ValueError)
     assert issubclass(framebus.FramebusOSError, OSError)
 

@@ -7,15 +7,23 @@ nor its exit, touches the parent's registration, pins or views. A child that
 wants frames creates its own ``framebus.Consumer``: a fresh registration,
 which the producer reclaims once the child is gone.
 
+A producer belongs to its process the same way: in a forked child
+``publish``, ``slot()`` and ``housekeeping()`` raise
+``framebus.ForkedProducerError``, its getters answer without blocking, and
+closing or dropping it there leaves the parent's bus, lock, FIFOs and
+consumers alone.
+
 The child reports to the parent (this pytest process) through a pipe and
 leaves with ``os._exit``; every wait is bounded and the child is killed and
 reaped even when a test fails.
 """
 
+import gc
 import json
 import os
 import select
 import signal
+import threading
 import time
 import traceback
 
@@ -23,7 +31,7 @@ import numpy as np
 import pytest
 
 import framebus
-from fb_oracle import first_mismatch
+from fb_oracle import expected_frame_in, first_mismatch
 
 # Generous bounds for events, never expectations about speed.
 REPORT_TIMEOUT = 60.0
@@ -334,3 +342,265 @@ def test_a_child_with_its_own_consumer_gets_frames_and_its_entry_is_reclaimed(bu
         assert np.array_equal(view, saved)
         del view
         frame.release()
+
+
+# --- The producer -----------------------------------------------------------
+
+PW, PH = 160, 120
+
+
+def _publish_taken(producer, seq: int, consumers):
+    """Publishes the pattern frame ``seq`` and waits (bounded) until every
+    consumer process of ``consumers`` (pid: Proc) has taken it, or exited
+    (after its last frame): frames go out in lock-step with the consumers,
+    so none is skipped or left unread."""
+    assert producer.publish(expected_frame_in(seq, PW, PH)) == seq
+    deadline = time.monotonic() + FRAME_TIMEOUT
+    while True:
+        taken = {e["pid"]: e["last_seq"] for e in framebus.inspect(producer.bus)["consumers"]}
+        if all(taken.get(pid, 0) >= seq or proc.popen.poll() is not None for pid, proc in consumers.items()):
+            return
+        assert time.monotonic() < deadline, f"frame {seq} not taken within {FRAME_TIMEOUT} s: {taken}"
+        time.sleep(0.002)
+
+
+def _attached_pid(proc) -> int:
+    """The pid on a consumer's ``attached ...`` line (Rust: ``attached bus=B
+    entry=N pid=P``; tests/consumer_proc.py: ``attached pid=P entry=N``)."""
+    line = proc.wait_line(lambda l: l.startswith("attached "), 20, "the consumer's attached line")
+    return int(dict(kv.split("=", 1) for kv in line.split()[1:])["pid"])
+
+
+# Every way to publish with a producer; each must refuse in a forked child.
+_PRODUCER_CALLS = {
+    "publish(array)": lambda p: p.publish(expected_frame_in(999, PW, PH)),
+    "with slot()": lambda p: p.slot().__enter__(),
+    "housekeeping()": lambda p: p.housekeeping(),
+}
+
+
+@pytest.mark.parametrize("child_ends_with", ["close", "gc"])
+def test_a_forked_child_cannot_publish_and_leaves_the_parents_bus_alone(bus, child_ends_with):
+    """A child fork()ed from a process with a live ``framebus.Producer``:
+    publishing from the child raises ``framebus.ForkedProducerError``, and
+    the child closing its copy (``close()``) or letting it be garbage
+    collected, then exiting, does nothing to the parent's bus: the object,
+    the lock and the FIFOs stay, a second producer is still refused, and the
+    parent goes on publishing to its Rust and Python consumers, which never
+    lose a frame (0 bad frames, no re-attach)."""
+    total = 20
+    before_fork = 5
+    # Not a with-block: the with statement would keep a reference, and the
+    # "gc" child must drop the last one.
+    producer = framebus.Producer(bus.name, PW, PH, fps=100, max_consumers=4)
+    try:
+        rust = bus.rust_consumer("--algo", "verify", "--frames", str(total), "--json", "--wait", "10")
+        py = bus.py_consumer("--frames", str(total), "--duration", "120")
+        consumers = {_attached_pid(rust): rust, _attached_pid(py): py}
+        for seq in range(1, before_fork + 1):
+            _publish_taken(producer, seq, consumers)
+        snap = framebus.inspect(bus.name)
+        trigger_dir = snap["trigger_dir"]
+        fifos = sorted(os.listdir(trigger_dir))
+        assert len(fifos) >= 2, fifos
+        lock = f"/dev/shm/.framebus-lock.{bus.name}"
+
+        def child(send, wait_go):
+            nonlocal producer
+            results = {}
+            for label, call in _PRODUCER_CALLS.items():
+                try:
+                    call(producer)
+                except framebus.ForkedProducerError as e:
+                    results[label] = {"refused": True, "message": str(e), "bus": getattr(e, "bus", None)}
+                except BaseException as e:  # noqa: BLE001 - reported, the parent asserts
+                    results[label] = {"refused": False, "raised": f"{type(e).__module__}.{type(e).__name__}: {e}"}
+                else:
+                    results[label] = {"refused": False, "raised": "nothing"}
+            if child_ends_with == "close":
+                producer.close()
+                producer.close()  # idempotent
+            del producer
+            gc.collect()
+            send({"pid": os.getpid(), "calls": results})
+            # The exit code tells the parent too: 0 only if every call refused.
+            if not all(r["refused"] for r in results.values()):
+                raise AssertionError(f"a call was not refused: {results}")
+
+        kid = ForkedChild(child)
+        try:
+            report = kid.recv()
+            assert kid.wait_exit() == 0
+        finally:
+            kid.kill()
+
+        assert report["pid"] == kid.pid
+        for label, r in report["calls"].items():
+            assert r["refused"], f"{label} in the forked child: expected ForkedProducerError, got {r['raised']}"
+            assert "fork" in r["message"].lower(), (label, r["message"])
+            assert bus.name in r["message"], (label, r["message"])
+            assert r["bus"] == bus.name, (label, r)
+
+        # The bus is the parent's as before: object, lock, FIFOs, state.
+        assert bus.shm_path.exists()
+        assert os.path.exists(lock)
+        assert sorted(os.listdir(trigger_dir)) == fifos
+        assert not producer.closed
+        snap = framebus.inspect(bus.name)
+        assert snap["producer"]["pid"] == os.getpid()
+        assert snap["producer"]["alive"] and snap["producer"]["state"] == "running", snap["producer"]
+        assert snap["producer"]["frames_published"] == before_fork
+        assert {e["pid"] for e in snap["consumers"]} == set(consumers), snap["consumers"]
+        # The lock is still held: no second producer.
+        with pytest.raises(framebus.BusBusy) as e:
+            framebus.Producer(bus.name, PW, PH)
+        assert e.value.pid == os.getpid()
+
+        # The parent goes on publishing; both consumers get every frame.
+        for seq in range(before_fork + 1, total + 1):
+            _publish_taken(producer, seq, consumers)
+        assert rust.wait_exit(30) == 0, rust.describe()
+        assert py.wait_exit(30) == 0, py.describe()
+    finally:
+        producer.close()
+    r, p = rust.last_json(), py.last_json()
+    assert (r["frames"], r["bad_frames"], r["reattached"], r["skipped"]) == (total, 0, 0, 0), r
+    assert (p["frames"], p["bad_frames"]) == (total, 0), p
+    assert not bus.shm_path.exists()
+
+
+def test_a_child_forked_while_another_thread_publishes_never_blocks(bus):
+    """A thread of the parent publishes without pause (the producer's lock
+    is held most of the time) while the main thread forks, again and again.
+    In each child, whatever the lock's state at the fork: the getters and
+    ``repr`` answer, publish and ``slot()`` raise ForkedProducerError, and
+    ``close()`` and garbage collection return, all without blocking (the
+    thread holding the lock does not exist in the child). The parent's bus
+    keeps going."""
+    forks = 20
+    child_timeout = 20.0  # the child does a few calls: a generous bound
+    # Frames big enough that each publish holds the lock for a while (the
+    # copy), so that most forks happen while it is held.
+    w, h = 1280, 960
+    producer = framebus.Producer(bus.name, w, h, max_consumers=2)
+    stop = threading.Event()
+    errors = []
+
+    def publish_forever():
+        frame = expected_frame_in(1, w, h)
+        try:
+            while not stop.is_set():
+                producer.publish(frame)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    publisher = threading.Thread(target=publish_forever, name="publisher")
+    publisher.start()
+    try:
+        deadline = time.monotonic() + FRAME_TIMEOUT
+        while producer.frames == 0:
+            assert time.monotonic() < deadline and not errors, f"nothing published: {errors}"
+            time.sleep(0.001)
+        for i in range(forks):
+            # No call on the producer between the forks: one that waited
+            # for the lock here would make the fork find it free.
+
+            def child(send, wait_go):
+                nonlocal producer
+                report = {
+                    "repr": repr(producer),
+                    "closed": producer.closed,
+                    "frames": producer.frames,
+                    "publish_ns_total": producer.publish_ns_total,
+                }
+                for label, call in _PRODUCER_CALLS.items():
+                    try:
+                        call(producer)
+                        report[label] = "nothing raised"
+                    except framebus.ForkedProducerError:
+                        report[label] = "refused"
+                producer.close()
+                del producer
+                gc.collect()
+                send(report)
+
+            kid = ForkedChild(child)
+            try:
+                r = kid.recv(child_timeout)
+                assert kid.wait_exit(child_timeout) == 0
+            finally:
+                kid.kill()
+            assert r["repr"].startswith(f"<framebus.Producer bus={bus.name!r}".replace("'", '"')), r
+            assert r["closed"] is False and r["frames"] > 0, (i, r)
+            assert all(r[label] == "refused" for label in _PRODUCER_CALLS), (i, r)
+        assert not errors, errors
+        assert publisher.is_alive()
+        published = producer.frames
+        assert published > 0
+        with framebus.Consumer(bus.name) as c:
+            seq = published
+            for _ in range(3):  # new frames keep coming
+                frame = c.next_frame(timeout=FRAME_TIMEOUT)
+                assert frame is not None and frame.seq >= seq
+                assert first_mismatch(frame.array, 1) is None
+                seq = frame.seq + 1
+                frame.release()
+    finally:
+        stop.set()
+        publisher.join(timeout=30)
+        producer.close()
+    assert not errors, errors
+    assert not bus.shm_path.exists()
+
+
+def test_a_slot_block_left_in_a_forked_child_publishes_nothing(bus):
+    """Fork inside ``with producer.slot() as buf:``: the child leaving the
+    block raises ForkedProducerError and neither publishes the slot nor
+    gives it back (the parent is still writing it); the parent's block then
+    publishes it as usual."""
+    with framebus.Producer(bus.name, PW, PH, max_consumers=2) as producer, \
+            framebus.Consumer(bus.name) as c:
+        assert producer.publish(expected_frame_in(1, PW, PH)) == 1
+        with c.next_frame(timeout=FRAME_TIMEOUT) as f:
+            assert f.seq == 1
+        block = producer.slot()
+        buf = block.__enter__()
+        buf[...] = expected_frame_in(2, PW, PH)
+        writing = [s["index"] for s in framebus.inspect(bus.name)["slots"] if s["writing"]]
+        assert len(writing) == 1, writing
+
+        def child(send, wait_go):
+            nonlocal buf, block
+            report = {}
+            try:
+                block.__exit__(None, None, None)
+                report["exit"] = "nothing raised"
+            except framebus.ForkedProducerError as e:
+                report["exit"] = "refused"
+                report["message"] = str(e)
+            report["read_only"] = not buf.flags.writeable
+            del buf, block
+            gc.collect()
+            send(report)
+
+        kid = ForkedChild(child)
+        try:
+            r = kid.recv()
+            assert kid.wait_exit() == 0
+        finally:
+            kid.kill()
+        assert r["exit"] == "refused" and bus.name in r["message"], r
+        assert r["read_only"], r
+        # Nothing was published or given back from the child.
+        snap = framebus.inspect(bus.name)
+        assert snap["producer"]["frames_published"] == 1
+        assert snap["latest"]["seq"] == 1
+        assert [s["index"] for s in snap["slots"] if s["writing"]] == writing
+        assert buf.flags.writeable
+        # The parent's block publishes it.
+        assert block.__exit__(None, None, None) is False
+        del buf
+        with c.next_frame(timeout=FRAME_TIMEOUT) as f:
+            assert f.seq == 2 and f.slot == writing[0]
+            assert first_mismatch(f.array, 2) is None
+        assert producer.frames == 2

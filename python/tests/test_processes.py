@@ -11,22 +11,65 @@ import framebus
 from fb_oracle import first_mismatch
 
 
+def _wait_stopped(pid: int, timeout: float = 10.0):
+    """Waits (bounded) until the kernel shows ``pid`` stopped (state T)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        assert time.monotonic() < deadline, f"process {pid} not stopped after {timeout} s (state {state})"
+        time.sleep(0.002)
+
+
 def test_two_python_consumers_and_a_rust_one_are_isolated(bus):
+    """Consumers at their own rates on one bus: each gets its frames, none
+    faster than its limit, and a stopped one holds nobody back.
+
+    No lower bound on any rate: speed is never asserted with a wall-clock
+    floor (a loaded CI machine makes such a floor flaky). What a floor used
+    to show (the fast consumers are not held to the slow one's pace) is
+    shown by an event instead: the fast Python consumer and the Rust one
+    each get their frames while the slow one is stopped (SIGSTOP) and so
+    cannot take any. The upper bounds stay: a rate limiter must not exceed
+    its limit, and a busy machine only makes consumers slower."""
     bus.produce(size="320x240", fps=60)
-    duration = "3"
-    fast = bus.py_consumer("--mode", "rate", "--max-fps", "30", "--duration", duration)
-    slow = bus.py_consumer("--mode", "rate", "--max-fps", "8", "--work-ms", "40", "--duration", duration)
-    rust = bus.rust_consumer("--algo", "verify", "--max-fps", "15", "--duration", duration, "--json")
-    for p in (fast, slow, rust):
-        assert p.wait_exit(30) == 0, p.describe()
+    # Each stops after its frames; --duration is a generous timeout.
+    timeout = "120"
+    slow = bus.py_consumer("--mode", "rate", "--max-fps", "8", "--work-ms", "40", "--frames", "16",
+                           "--duration", timeout)
+    slow_line = slow.wait_line(lambda l: l.startswith("attached "), 20, "the slow consumer's attached line")
+    slow_pid = int(dict(kv.split("=") for kv in slow_line.split()[1:])["pid"])
+    # Stop it once it has taken a frame (it is attached and working).
+    bus.wait_for(
+        lambda s: any(c["pid"] == slow_pid and c["frames"] >= 1 for c in s["consumers"]),
+        30,
+        "the slow consumer's first frame",
+    )
+    os.kill(slow_pid, signal.SIGSTOP)
+    try:
+        _wait_stopped(slow_pid)
+        frames_when_stopped = [c["frames"] for c in bus.inspect()["consumers"] if c["pid"] == slow_pid]
+        fast = bus.py_consumer("--mode", "rate", "--max-fps", "30", "--frames", "60", "--duration", timeout)
+        rust = bus.rust_consumer("--algo", "verify", "--max-fps", "15", "--frames", "30",
+                                 "--duration", timeout, "--json")
+        for p in (fast, rust):
+            assert p.wait_exit(150) == 0, p.describe()
+        # It took none while stopped: the others did not wait for it.
+        assert [c["frames"] for c in bus.inspect()["consumers"] if c["pid"] == slow_pid] == frames_when_stopped
+    finally:
+        os.kill(slow_pid, signal.SIGCONT)
+    assert slow.wait_exit(150) == 0, slow.describe()
     results = {
-        "python 30 fps": (fast.last_json(), 30),
-        "python 8 fps, 40 ms work": (slow.last_json(), 8),
-        "rust 15 fps": (rust.last_json(), 15),
+        "python 30 fps": (fast.last_json(), 30, 60),
+        "python 8 fps, 40 ms work": (slow.last_json(), 8, 16),
+        "rust 15 fps": (rust.last_json(), 15, 30),
     }
-    for label, (r, target) in results.items():
+    for label, (r, target, frames) in results.items():
         assert r["bad_frames"] == 0, (label, r)
-        assert 0.75 * target <= r["fps"] <= 1.15 * target, (label, r)
+        assert r["frames"] == frames, (label, r)  # all of them, before the timeout
+        assert r["fps"] <= 1.15 * target, (label, r)
     for r in (fast.last_json(), slow.last_json()):
         # Nothing of multiprocessing.shared_memory (or its resource tracker).
         assert not r["multiprocessing_shared_memory"]
@@ -99,15 +142,19 @@ def test_ctrl_c_interrupts_a_waiting_consumer(bus):
 
 @pytest.mark.parametrize("pins", [1, 2])
 def test_rust_and_python_consumers_share_a_budgeted_bus(bus, pins):
-    """A pins-per-consumer bus serves both kinds at full rate."""
+    """A pins-per-consumer bus serves both kinds: each gets its 150 frames
+    (1.5 s of the producer's), all correct, before a generous timeout.
+    Not "at full rate" by a wall-clock floor (it used to assert fps >= 70):
+    a loaded machine slows consumers without anything being wrong, so speed
+    is not asserted; taking every frame it is given is."""
     bus.produce(size="160x120", fps=100, pins=pins)
-    rust = bus.rust_consumer("--algo", "verify", "--duration", "2", "--json")
-    py = bus.py_consumer("--mode", "rate", "--duration", "2")
+    rust = bus.rust_consumer("--algo", "verify", "--frames", "150", "--duration", "120", "--json")
+    py = bus.py_consumer("--mode", "rate", "--frames", "150", "--duration", "120")
     for p in (rust, py):
-        assert p.wait_exit(30) == 0, p.describe()
+        assert p.wait_exit(150) == 0, p.describe()
         r = p.last_json()
         assert r["bad_frames"] == 0, r
-        assert r["fps"] >= 70, r
+        assert r["frames"] == 150, r
 
 
 def test_a_forked_child_leaves_the_parents_pins_alone(bus):

@@ -2,6 +2,8 @@
 feeding Rust and Python consumer processes in every pixel format, the
 zero-copy ``slot()`` form, and clear errors for wrong arrays."""
 
+import os
+import signal
 import sys
 import time
 
@@ -10,7 +12,9 @@ import pytest
 
 import framebus
 from conftest import PYTHON_DIR
-from fb_oracle import expected_frame_in
+from fb_oracle import expected_frame_in, first_mismatch
+
+PRODUCER_SCRIPT = PYTHON_DIR / "tests" / "producer_proc.py"
 
 W, H = 160, 120
 
@@ -226,3 +230,121 @@ def test_typed_arrays_from_a_rust_producer(bus, fmt):
         np.testing.assert_array_equal(c.to_rgb(), rgb)
         del a
         frame.release()
+
+
+def _start_previous_producer(bus, kind):
+    """A producer process of ``kind`` ("rust": ``framebus produce``;
+    "python": tests/producer_proc.py) on ``bus``, ready, 320x240 gray8."""
+    if kind == "rust":
+        return bus.produce(size="320x240", fps=100, pins=2, max_consumers=4)
+    p = bus.spawn([sys.executable, PRODUCER_SCRIPT, "--bus", bus.name, "--mode", "serve"], "py-producer")
+    p.wait_line(lambda l: l.startswith(f"ready bus={bus.name} "), 20, "the Python producer's ready line")
+    return p
+
+
+@pytest.mark.parametrize("previous", ["rust", "python"])
+def test_python_producer_takes_over_the_bus_of_a_sigkilled_producer(bus, previous):
+    """As ``framebus produce`` does: a bus whose producer died (SIGKILL: no
+    cleanup, the object, the lock object and the FIFOs stay) is stale, and a
+    new Python producer takes it over; a consumer of the dead bus re-attaches
+    to the new one by itself, and new consumers read correct frames."""
+    old = _start_previous_producer(bus, previous)
+    with framebus.Consumer(bus.name, name="py-survivor") as c:
+        first = c.next_frame(timeout=10)
+        assert first is not None and first_mismatch(first.array, first.seq) is None
+        old_instance = first.instance_id
+        first.release()
+        snap = framebus.inspect(bus.name)
+        assert snap["producer"]["pid"] == old.pid and snap["producer"]["alive"], snap["producer"]
+
+        os.kill(old.pid, signal.SIGKILL)
+        assert old.wait_exit(10) == -signal.SIGKILL
+        # Stale: the object and the lock object are left behind, nobody
+        # holds the producer's liveness token.
+        assert bus.shm_path.exists()
+        assert os.path.exists(f"/dev/shm/.framebus-lock.{bus.name}")
+        snap = framebus.inspect(bus.name)
+        assert snap["producer"]["pid"] == old.pid and not snap["producer"]["alive"], snap["producer"]
+
+        with framebus.Producer(bus.name, 320, 240, max_consumers=4) as p:
+            snap = framebus.inspect(bus.name)
+            assert snap["producer"]["pid"] == os.getpid(), snap["producer"]
+            assert snap["producer"]["alive"] and snap["producer"]["state"] == "running", snap["producer"]
+            assert int(snap["instance_id"], 16) != old_instance
+            assert snap["producer"]["frames_published"] == 0
+            # The consumer of the dead bus re-attaches to the new one (it
+            # waits for frames; publish until it has one, bounded).
+            deadline = time.monotonic() + 30
+            got = None
+            n = 0
+            while got is None:
+                assert time.monotonic() < deadline, "the old consumer did not re-attach"
+                n += 1
+                assert p.publish(expected_frame_in(n, 320, 240)) == n
+                got = c.next_frame(timeout=0.05)
+            with got:
+                assert got.instance_id != old_instance
+                assert 1 <= got.seq <= n
+                assert first_mismatch(got.array, got.seq) is None
+            assert c.reattached >= 1
+            # A Rust consumer started now reads the new bus, frame for frame.
+            rust = bus.rust_consumer("--algo", "verify", "--frames", "10", "--json", "--wait", "10")
+            # (Its first frame may be the newest one already there.)
+            _publish_until_from(p, [rust], n + 1)
+            assert rust.wait_exit(10) == 0, rust.describe()
+            r = rust.last_json()
+            assert r["frames"] == 10 and r["bad_frames"] == 0, r
+        # Closing the new producer removes everything.
+        assert not bus.shm_path.exists()
+        assert not os.path.exists(f"/dev/shm/.framebus-lock.{bus.name}")
+
+
+def _publish_until_from(producer, procs, first_seq, deadline_s=60.0):
+    """Like ``_publish_until`` for gray8 320x240, numbering from ``first_seq``."""
+    deadline = time.monotonic() + deadline_s
+    n = first_seq - 1
+    while any(p.popen.poll() is None for p in procs):
+        assert time.monotonic() < deadline, "; ".join(p.describe() for p in procs)
+        n += 1
+        assert producer.publish(expected_frame_in(n, 320, 240)) == n
+        time.sleep(0.005)  # pacing, like a camera; not a synchronisation
+
+
+@pytest.mark.parametrize("live", ["rust", "python"])
+def test_python_producer_is_refused_on_a_bus_whose_producer_lives(bus, live):
+    """A live producer (a ``framebus produce`` process or a Python one)
+    keeps its bus: a Python producer on the same name raises
+    ``framebus.BusBusy`` naming that producer's pid, and nothing of the live
+    bus changes: it goes on publishing to its consumers."""
+    owner = _start_previous_producer(bus, live)
+    before = framebus.inspect(bus.name)
+    with pytest.raises(framebus.BusBusy) as e:
+        framebus.Producer(bus.name, 320, 240)
+    assert isinstance(e.value, framebus.FramebusError)
+    assert e.value.bus == bus.name
+    assert e.value.pid == owner.pid
+    assert str(e.value) == (
+        f'bus "{bus.name}" is already produced by process {owner.pid}: '
+        "stop that producer first or pick another --bus"
+    )
+    # The CLI refuses with the same words.
+    code, _, err = bus.cli("produce", "--bus", bus.name, "--size", "64x32")
+    assert code != 0 and str(e.value) in err, err
+    # The live bus is untouched and keeps serving frames.
+    after = framebus.inspect(bus.name)
+    assert after["instance_id"] == before["instance_id"]
+    assert after["producer"]["pid"] == owner.pid and after["producer"]["alive"]
+    rust = bus.rust_consumer("--algo", "verify", "--frames", "10", "--json", "--wait", "10")
+    assert rust.wait_exit(30) == 0, rust.describe()
+    r = rust.last_json()
+    assert r["frames"] == 10 and r["bad_frames"] == 0 and r["reattached"] == 0, r
+    assert owner.popen.poll() is None, owner.describe()
+
+
+def test_rust_producer_is_refused_on_a_python_producers_bus(bus):
+    with framebus.Producer(bus.name, 64, 32) as p:
+        code, _, err = bus.cli("produce", "--bus", bus.name, "--size", "64x32")
+        assert code != 0
+        assert f"is already produced by process {os.getpid()}" in err, err
+        assert p.publish(np.zeros((32, 64), np.uint8)) == 1
+        assert framebus.inspect(bus.name)["producer"]["pid"] == os.getpid()
