@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shm_layout::pattern::Pattern;
 
-use crate::consumer::BusInfo;
+use crate::attach::BusInfo;
 use crate::view::FrameView;
 
 /// What an algorithm reports at the end of a run.

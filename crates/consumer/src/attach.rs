@@ -15,6 +15,22 @@ use crate::error::ConsumerError;
 use crate::sys::{self, FifoError, ForkGuard, TokenId, TriggerPipe};
 use crate::trust::Trust;
 
+/// Geometry and identity of the bus instance a consumer is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusInfo {
+    /// The validated layout (width, height, stride, slots...).
+    pub layout: Layout,
+    /// The producer's instance id.
+    pub instance_id: u64,
+    /// The producer's pid.
+    pub producer_pid: u32,
+    /// This consumer's entry index (its pin bit).
+    pub entry: u32,
+    /// The entry's claim generation (its FIFO is
+    /// `consumer-<entry>-<generation>.fifo`).
+    pub generation: u32,
+}
+
 /// How many entries a registration tries when something is in the way of
 /// its FIFO (each new claim has a new generation, hence a new FIFO name).
 const FIFO_ATTEMPTS: u32 = 4;
@@ -282,8 +298,8 @@ impl Attachment {
         Err(occupied.unwrap_or_else(not_running))
     }
 
-    pub(crate) fn bus_info(&self) -> crate::consumer::BusInfo {
-        crate::consumer::BusInfo {
+    pub(crate) fn bus_info(&self) -> BusInfo {
+        BusInfo {
             layout: *self.layout(),
             instance_id: self.header.instance_id,
             producer_pid: self.header.producer_pid,

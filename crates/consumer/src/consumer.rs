@@ -8,9 +8,9 @@ use std::time::Duration;
 use shm_layout::pin::{self, PinOutcome};
 use shm_layout::sync::Ordering;
 use shm_layout::window::RateWindow;
-use shm_layout::{BusName, ConsumerState, Layout};
+use shm_layout::{BusName, ConsumerState};
 
-use crate::attach::{Attachment, Registration};
+use crate::attach::{Attachment, BusInfo, Registration};
 use crate::error::ConsumerError;
 use crate::frame::Frame;
 use crate::sys::{self, Drained, Readiness};
@@ -44,22 +44,6 @@ impl ConsumerConfig {
             trusted_owners: Vec::new(),
         }
     }
-}
-
-/// Geometry and identity of the bus instance a consumer is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BusInfo {
-    /// The validated layout (width, height, stride, slots...).
-    pub layout: Layout,
-    /// The producer's instance id.
-    pub instance_id: u64,
-    /// The producer's pid.
-    pub producer_pid: u32,
-    /// This consumer's entry index (its pin bit).
-    pub entry: u32,
-    /// The entry's claim generation (its FIFO is
-    /// `consumer-<entry>-<generation>.fifo`).
-    pub generation: u32,
 }
 
 /// A consumer of one bus.

@@ -9,7 +9,7 @@ use shm_layout::sync::Ordering;
 use shm_layout::PixelFormat;
 
 use crate::attach::Attachment;
-use crate::consumer::BusInfo;
+use crate::attach::BusInfo;
 use crate::view::{FormatError, FrameView, U16Rows};
 
 /// A pinned frame. Its pixels are the slot itself: stable, byte for byte,

@@ -27,8 +27,9 @@ use framebus_platform as sys;
 mod view;
 
 pub use algorithm::{builtin, Algorithm, AlgorithmSummary};
+pub use attach::BusInfo;
 pub use bgr::{read_bgr, BgrError, BgrFrame, BGR_MAX_ATTEMPTS};
-pub use consumer::{BusInfo, Consumer, ConsumerConfig, LIVENESS_INTERVAL};
+pub use consumer::{Consumer, ConsumerConfig, LIVENESS_INTERVAL};
 pub use copy::{copy_latest_frame, CopyError, FrameCopy, COPY_MAX_ATTEMPTS};
 pub use error::ConsumerError;
 pub use frame::Frame;

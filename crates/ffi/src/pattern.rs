@@ -185,9 +185,9 @@ mod tests {
         }
     }
 
-    /// The geometry check is exact: a buffer of exactly `stride * (height -
-    /// 1) + width * bytes_per_pixel` bytes is enough, one byte less is
-    /// not; a zero width or height is refused.
+    /// The geometry check is exact: a buffer of exactly
+    /// `stride * (height - 1) + width * bytes_per_pixel` bytes is enough,
+    /// one byte less is not; a zero width or height is refused.
     #[test]
     fn the_geometry_check_is_exact() {
         let (w, h, stride) = (10u32, 4u32, 40u32);

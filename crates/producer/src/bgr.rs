@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicU64;
 use shm_layout::header::BgrSeqlock;
 use shm_layout::seqlock;
 
-use crate::source::SourceError;
+use crate::error::SourceError;
 
 /// The debug BGR slot of the frame being published, handed to a source
 /// through [`crate::SlotWriter::debug_bgr`]: `height` rows of `3 * width`

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use shm_layout::LayoutError;
 
-use crate::source::SourceError;
-
 /// Why a producer could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
@@ -98,4 +96,74 @@ fn busy_message(bus: &str, pid: u32) -> String {
     } else {
         format!("bus {bus:?} is already produced by process {pid}: stop that producer first or pick another --bus")
     }
+}
+
+/// Why a source produced no frame, or could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source has no more frames (end of a file, `--frames` reached).
+    #[error("the frame source ended")]
+    Ended,
+    /// The source delivers frames of another size from now on. The frame
+    /// was not written; the source keeps it for the next call, and
+    /// [`FrameSource::size`] already reports the new size. `run_source`
+    /// re-creates the bus at that size.
+    #[error("the source's frames changed size to {width}x{height}")]
+    GeometryChanged {
+        /// The new width.
+        width: u32,
+        /// The new height.
+        height: u32,
+    },
+    /// The `--source` text is not a source.
+    #[error("unknown --source {spec:?}: {why}; use `fake`, `camera:INDEX` (e.g. camera:0) or `video:PATH` (e.g. video:clip.avi)")]
+    BadSpec {
+        /// What was given.
+        spec: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Cameras and video files need the `opencv` cargo feature.
+    #[error("--source {spec} needs OpenCV, which this build of framebus does not include; install OpenCV and rebuild with the feature: `sudo apt-get install libopencv-dev clang libclang-dev` then `cargo build --release --features opencv`")]
+    OpenCvMissing {
+        /// The source that was asked for.
+        spec: String,
+    },
+    /// No camera has this index.
+    #[error("no camera {index}: /dev/video{index} does not exist ({available}); pick another --source camera:N")]
+    NoCamera {
+        /// The index asked for.
+        index: u32,
+        /// Which cameras there are, in words.
+        available: String,
+    },
+    /// The camera exists but cannot be used now.
+    #[error("camera {index} ({path}) cannot be used: {why}")]
+    CameraUnavailable {
+        /// The index asked for.
+        index: u32,
+        /// Its device file.
+        path: String,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// The video file is missing, unreadable or not a video.
+    #[error("cannot read video file {path}: {why}")]
+    VideoUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// The file is a media file without a video stream OpenCV can decode.
+    #[error("video file {path} has no video stream: {why}")]
+    NoVideoStream {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        why: String,
+    },
+    /// The source failed; the message says how and what to do.
+    #[error("frame source failed: {0}")]
+    Failed(String),
 }
