@@ -106,7 +106,7 @@ pub enum SourceError {
     Ended,
     /// The source delivers frames of another size from now on. The frame
     /// was not written; the source keeps it for the next call, and
-    /// [`FrameSource::size`] already reports the new size. `run_source`
+    /// [`FrameSource::size`](crate::FrameSource::size) already reports the new size. `run_source`
     /// re-creates the bus at that size.
     #[error("the source's frames changed size to {width}x{height}")]
     GeometryChanged {

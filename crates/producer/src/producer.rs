@@ -567,7 +567,7 @@ pub(crate) fn live_producer_pid(bus: &BusName) -> u32 {
 }
 
 /// Installs SIGINT and SIGTERM handlers that set the returned flag (for
-/// [`run`]'s `stop`), so the bus is removed cleanly on Ctrl-C or `kill`.
+/// [`run`](crate::run)'s `stop`), so the bus is removed cleanly on Ctrl-C or `kill`.
 pub fn stop_on_signals() -> Result<std::sync::Arc<AtomicBool>, ProducerError> {
     sys::stop_flag().map_err(ProducerError::os("cannot install SIGINT/SIGTERM handlers"))
 }
