@@ -15,7 +15,6 @@
 //! or type, so after the call the destination's data pointer is checked to
 //! still be the slot's.
 
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use opencv::core::{Mat, CV_16UC1, CV_8UC1, CV_8UC3, CV_8UC4};
@@ -23,6 +22,10 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 use shm_layout::PixelFormat;
+
+mod diagnose;
+
+use diagnose::{available_cameras, diagnose_camera, holders_or, is_device_or_pipe, media_kind};
 
 use crate::source::{Captured, FrameSource, SlotWriter, SourceError, SourceTimings};
 use crate::sys;
@@ -165,7 +168,7 @@ impl OpenCvSource {
         if meta.is_dir() {
             return Err(unreadable("it is a directory, not a video file".into()));
         }
-        if meta.file_type().is_fifo() || meta.file_type().is_char_device() {
+        if is_device_or_pipe(&meta) {
             return Err(unreadable("it is not a regular file".into()));
         }
         let mut head = [0u8; 16];
@@ -582,98 +585,4 @@ fn open_file(path: &Path) -> Option<VideoCapture> {
         let _ = set_log_level(level);
     }
     cap
-}
-
-/// What kind of media file `head` (its first bytes) starts like, in words,
-/// or `None` if none known.
-fn media_kind(head: &[u8]) -> Option<&'static str> {
-    let at = |off: usize, sig: &[u8]| head.get(off..off + sig.len()) == Some(sig);
-    Some(match () {
-        _ if at(0, b"RIFF") && at(8, b"WAVE") => "a WAV audio file",
-        _ if at(0, b"RIFF") && at(8, b"AVI ") => "an AVI file",
-        _ if at(0, b"RIFF") => "a RIFF file",
-        _ if at(4, b"ftyp") => "an MP4/QuickTime file",
-        _ if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) => "a Matroska/WebM file",
-        _ if at(0, b"OggS") => "an Ogg file",
-        _ if at(0, b"fLaC") => "a FLAC audio file",
-        _ if at(0, b"ID3") || at(0, &[0xFF, 0xFB]) || at(0, &[0xFF, 0xF3]) => "an MP3 audio file",
-        _ if at(0, b"FLV") => "an FLV file",
-        _ if at(0, &[0x00, 0x00, 0x01, 0xBA]) => "an MPEG program stream",
-        _ => return None,
-    })
-}
-
-/// The cameras there are, in words, for the "no such camera" error.
-fn available_cameras() -> String {
-    let mut found: Vec<u32> = std::fs::read_dir("/dev")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.file_name().to_str()?.strip_prefix("video")?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort_unstable();
-    match found.as_slice() {
-        [] => "this machine has no /dev/video* device at all".into(),
-        list => format!(
-            "cameras here: {}",
-            list.iter()
-                .map(|i| format!("camera:{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// Why an existing camera device did not open, as far as can be told.
-fn diagnose_camera(path: &str) -> String {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::io::Errno;
-    let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    match rustix::fs::open(path, flags, Mode::empty()) {
-        Err(Errno::ACCESS | Errno::PERM) => {
-            "permission denied: add your user to the `video` group (sudo usermod -aG video $USER, then log in again)".into()
-        }
-        Err(Errno::BUSY) => holders_or(path, "it is busy: another program is using it"),
-        Err(e) => format!("it cannot be opened: {e}"),
-        Ok(_fd) => holders_or(
-            path,
-            "OpenCV could not start capturing: it is busy (another program is streaming from it) or not a capture device (try another index)",
-        ),
-    }
-}
-
-/// "busy: in use by process 123 (name)" if another process has `path`
-/// open, else `otherwise`.
-fn holders_or(path: &str, otherwise: &str) -> String {
-    let me = std::process::id();
-    let mut holders = Vec::new();
-    if let Ok(procs) = std::fs::read_dir("/proc") {
-        for p in procs.filter_map(Result::ok) {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-                continue;
-            };
-            let uses = fds
-                .filter_map(Result::ok)
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == Path::new(path)));
-            if uses {
-                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
-                holders.push(format!("process {pid} ({})", comm.trim()));
-            }
-        }
-    }
-    if holders.is_empty() {
-        otherwise.to_owned()
-    } else {
-        format!(
-            "it is busy: in use by {}; stop it or pick another camera",
-            holders.join(", ")
-        )
-    }
 }
