@@ -121,7 +121,10 @@ fn isolation_scenario() {
 fn producer_on_a_cpu_of_its_own() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
-        eprintln!("one CPU: --producer-cpu needs two; skipped");
+        common::skip(
+            "producer_on_a_cpu_of_its_own",
+            "one CPU: --producer-cpu needs two",
+        );
         return;
     }
     let bus = Bus::new("bench-cpu");

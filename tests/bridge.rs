@@ -192,13 +192,22 @@ fn out_retries_an_unreachable_endpoint_until_in_listens() {
     assert_eq!(u(&summary["bad_frames"]), 0, "{summary}");
     out.signal(Signal::TERM);
     let stats = out.last_json(T);
-    assert!(u(&stats["frames_sent"]) >= 20, "{stats}");
+    let sent = u(&stats["frames_sent"]);
+    assert!(sent >= 20, "{stats}");
     assert_eq!(stats["compression"], "lz4", "{stats}");
-    // --max-fps 20 from a 100 fps camera: most frames skipped, none sent
-    // faster than the cap (loose bound for a noisy host).
+    // --max-fps 20 from a 100 fps camera: the cap made it skip frames (its
+    // seqs skip), and it took none faster than the cap. An upper bound on a
+    // limited rate, a count against bridge out's own clock: the limiter
+    // lets frames in one per 50 ms, the first at once and each up to a
+    // quarter period early, so the frames it took (sent, or not sent for
+    // want of a subscriber) over its run are at most 20 x run + 1.25. Its
+    // run is frames_sent / fps (fps is frames_sent over the whole run).
+    assert!(u(&stats["frames_skipped"]) > 0, "{stats}");
+    let taken = sent + u(&stats["frames_unmatched"]) + u(&stats["send_errors"]);
+    let run = sent as f64 / f(&stats["fps"]);
     assert!(
-        u(&stats["frames_skipped"]) > u(&stats["frames_sent"]),
-        "{stats}"
+        taken as f64 <= 20.0 * run + 1.25,
+        "{taken} frames taken in {run:.3} s with --max-fps 20: {stats}"
     );
     let log = out.stderr();
     assert!(
@@ -385,17 +394,22 @@ impl NsProc {
         }
     }
 
+    fn signal(&self, sig: Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+
     /// Stops the process (SIGTERM, for a clean exit) and reaps it.
     fn stop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, Signal::TERM);
-        }
+        self.signal(Signal::TERM);
         let _ = common::wait_timeout(&mut self.child, T);
     }
 
-    /// Waits for the end of stdout (bounded) and parses the last line.
-    fn last_json(&mut self) -> Value {
-        let deadline = std::time::Instant::now() + T;
+    /// Waits for the end of stdout (up to `timeout`) and parses the last
+    /// line.
+    fn last_json(&mut self, timeout: Duration) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
         let mut last = String::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -523,6 +537,53 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Polls `framebus inspect --json` of `bus`, produced in namespace
+    /// `side`, until `cond` holds (it reads shared memory: no network
+    /// needed), up to `timeout`.
+    fn wait_for(
+        &self,
+        side: usize,
+        bus: &str,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let root = std::env::temp_dir().join(format!("framebus-test-{}", self.ns[side]));
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = Value::Null;
+        while std::time::Instant::now() < deadline {
+            let mut child = std::process::Command::new(common::EXE)
+                .args(["inspect", "--bus", bus, "--json"])
+                .env("FRAMEBUS_RUNTIME_DIR", &root)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("run inspect");
+            let mut stdout = child.stdout.take().expect("stdout");
+            let reader = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+                text
+            });
+            if common::wait_timeout(&mut child, T).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("inspect of {bus} did not finish within {T:?}");
+            }
+            let text = reader.join().unwrap_or_default();
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if cond(&v) {
+                    return v;
+                }
+                last = v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("waited {timeout:?} for {what}; last inspect: {last}")
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         for ns in &self.ns {
@@ -539,16 +600,23 @@ impl Drop for Netns {
 }
 
 /// A link slower than the camera (1080p gray at 30 fps is 500 Mbit/s; the
-/// link carries 100 Mbit/s): the far side gets whole frames at the link's
-/// rate, the newest ones (no backlog builds up), while the camera host's
-/// producer and its local consumer keep the camera's rate. Needs root and
-/// network namespaces (CI has both); skipped elsewhere.
+/// link carries 100 Mbit/s, 6 frames/s at most): the far side gets whole
+/// frames, the newest ones — frames are dropped on the way, not queued, so
+/// the far side's sequence numbers skip and never go back — and no more
+/// than the link carries, while on the camera host the producer does not
+/// wait for the link (bridge out skips the frames published during a send)
+/// and a local consumer gets whole frames. How fast each side runs is left
+/// to `framebus bench` and `bridge latency` (printed here, not asserted).
+/// Needs root and network namespaces (CI has both); skipped elsewhere.
 #[test]
 fn slow_link_gets_the_newest_frames_at_its_rate() {
+    const TEST: &str = "slow_link_gets_the_newest_frames_at_its_rate";
+    // A generous hang guard for each wait (2 MB frames, a loaded host).
+    const SLOW: Duration = Duration::from_secs(120);
     let mut net = match Netns::new("100mbit") {
         Ok(n) => n,
         Err(why) => {
-            eprintln!("skipping the slow-link test: {why}");
+            common::skip(TEST, &format!("no shaped link between namespaces: {why}"));
             return;
         }
     };
@@ -577,6 +645,7 @@ fn slow_link_gets_the_newest_frames_at_its_rate() {
             &cam,
             "--listen",
             "tcp/10.77.0.1:7447",
+            "--json",
         ],
     );
     out.expect_line("ready bus=");
@@ -595,33 +664,7 @@ fn slow_link_gets_the_newest_frames_at_its_rate() {
         ],
     );
     bridge_in.expect_line("bus bus=");
-    let secs = "8";
-    let mut local = net.spawn(
-        0,
-        &[
-            "consume",
-            "--bus",
-            &cam,
-            "--algo",
-            "verify",
-            "--duration",
-            secs,
-            "--json",
-        ],
-    );
-    let mut remote = net.spawn(
-        1,
-        &[
-            "consume",
-            "--bus",
-            &far,
-            "--algo",
-            "verify",
-            "--duration",
-            secs,
-            "--json",
-        ],
-    );
+    // Attached before the frames the others count are published.
     let mut latency = net.spawn(
         1,
         &[
@@ -630,34 +673,75 @@ fn slow_link_gets_the_newest_frames_at_its_rate() {
             "--bus",
             &far,
             "--duration",
-            secs,
+            "600",
             "--json",
         ],
     );
-    let local = local.last_json();
-    let remote = remote.last_json();
-    let latency = latency.last_json();
-    let fps = |v: &Value| v["fps"].as_f64().unwrap_or(0.0);
-    // The camera host does not notice the slow link.
-    assert!(fps(&local) > 27.0, "camera-side consumer: {local}");
-    assert_eq!(u(&local["bad_frames"]), 0, "{local}");
-    // The far side: whole frames at about the link's rate (a 2 MB frame
-    // takes 166 ms at 100 Mbit/s: ~6 fps), not the camera's, and not none
-    // (zenoh's default drop policy cuts every such frame short).
-    assert_eq!(u(&remote["bad_frames"]), 0, "{remote}");
-    assert!(
-        (2.5..12.0).contains(&fps(&remote)),
-        "far-side consumer: {remote}"
+    latency.expect_line("attached bus=");
+    let verify = ["--algo", "verify", "--json", "--frames"];
+    let mut local = net.spawn(
+        0,
+        &[&["consume", "--bus", &cam], &verify[..], &["30"]].concat(),
     );
-    // The newest frames: capture -> pin stays near the time one frame
-    // takes on the link, it does not grow with a queue.
+    let mut remote = net.spawn(
+        1,
+        &[&["consume", "--bus", &far], &verify[..], &["10"]].concat(),
+    );
+    let local = local.last_json(SLOW);
+    let remote = remote.last_json(SLOW);
+    // The latency consumer too has taken 10 frames: then its report is no
+    // empty one.
+    net.wait_for(
+        1,
+        &far,
+        "the latency consumer to take 10 frames",
+        SLOW,
+        |v| {
+            v["consumers"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["name"] == "latency" && u(&c["frames"]) >= 10)
+            })
+        },
+    );
+    latency.signal(Signal::TERM);
+    let latency = latency.last_json(SLOW);
+    out.signal(Signal::TERM);
+    let out_stats = out.last_json(SLOW);
+
+    // The camera host: whole frames, and the producer did not wait for the
+    // link: it published frames while bridge out was sending an older one.
+    assert_eq!(u(&local["bad_frames"]), 0, "{local}");
+    assert_eq!(u(&local["frames"]), 30, "{local}");
+    assert!(u(&out_stats["frames_skipped"]) > 0, "{out_stats}");
+    // The far side: whole frames, not none (zenoh's default drop policy
+    // cuts every such frame short), and not every frame: its seqs skip.
+    assert_eq!(u(&remote["bad_frames"]), 0, "{remote}");
+    assert_eq!(u(&remote["frames"]), 10, "{remote}");
+    assert!(u(&remote["skipped"]) > 0, "{remote}");
+    // No more than the link carries (an upper bound on a rate the link
+    // limits: behaviour of the setup, not speed). Frames 3 to 10 crossed
+    // it whole after the consumer started (the 2nd may have been on the
+    // wire already), so its run is at least 8 frame times of 166 ms; the
+    // bound allows twice the link's 6.0 frames/s, so only frames that did
+    // not cross this link could break it.
+    let secs = f(&remote["seconds"]);
+    assert!(
+        8.0 / secs <= 12.0,
+        "10 frames in {secs} s: faster than a 100 Mbit/s link carries 2 MB frames: {remote}"
+    );
+    // The newest frames: never an older one after a newer one, and gaps
+    // where the link dropped frames rather than queueing them.
     assert_eq!(u(&latency["out_of_order"]), 0, "{latency}");
-    let p99_ms = latency["capture_to_pin_us"]["p99"]
-        .as_f64()
-        .unwrap_or(f64::MAX)
-        / 1e3;
-    assert!(p99_ms < 1000.0, "frames age on the far side: {latency}");
-    for p in [&mut bridge_in, &mut out, &mut producer] {
+    assert!(u(&latency["frames"]) >= 10, "{latency}");
+    assert!(u(&latency["seq_gaps"]) > 0, "{latency}");
+    eprintln!(
+        "slow link (for information, not asserted): far side {:.1} fps, capture -> pin p50 {:.0} ms p99 {:.0} ms; camera side {:.1} fps",
+        f(&remote["fps"]),
+        f(&latency["capture_to_pin_us"]["p50"]) / 1e3,
+        f(&latency["capture_to_pin_us"]["p99"]) / 1e3,
+        f(&local["fps"])
+    );
+    for p in [&mut bridge_in, &mut producer] {
         p.stop();
     }
 }

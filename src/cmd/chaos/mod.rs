@@ -51,7 +51,7 @@ mod stderr;
 /// `framebus chaos`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status 0 only if no frame was bad, every consumer re-attached after every\nproducer restart, every dead consumer's pin was reclaimed, every fork check passed\n(--forks), and nothing was left behind.\n\n--namespaces runs each producer and consumer in a simulated container:\n`unshare --pid --fork --kill-child --mount --mount-proc` with a private /tmp, so\nevery process is pid 1 of its own namespace and only /dev/shm is shared. It\nneeds root and a working `unshare`.\n\nExamples:\n  framebus chaos --duration 60 --kills 200 --producer-restarts 5      # what CI runs\n  framebus chaos --duration 20 --kills 50 --producer-restarts 2 --namespaces --forks 5  # CI, root\n  framebus chaos --duration 600 --kills 2000 --producer-restarts 50  # a long soak"
+    after_help = "Exit status 0 only if no frame was bad, every consumer re-attached after every\nproducer restart (within --reattach-timeout), every dead consumer's pin was\nreclaimed (by --reclaim-timeout after the last event), every fork check passed\n(--forks), and nothing was left behind. The two timeouts guard against hangs;\nraise them on a slow or loaded machine (wine, emulation).\n\n--namespaces runs each producer and consumer in a simulated container:\n`unshare --pid --fork --kill-child --mount --mount-proc` with a private /tmp, so\nevery process is pid 1 of its own namespace and only /dev/shm is shared. It\nneeds root and a working `unshare`.\n\nExamples:\n  framebus chaos --duration 60 --kills 200 --producer-restarts 5      # what CI runs\n  framebus chaos --duration 20 --kills 50 --producer-restarts 2 --namespaces --forks 5  # CI, root\n  framebus chaos --duration 600 --kills 2000 --producer-restarts 50  # a long soak"
 )]
 pub struct ChaosArgs {
     /// Bus name (default: chaos-<pid>).
@@ -86,6 +86,17 @@ pub struct ChaosArgs {
     /// child must be refused the consumer and the frame must not change.
     #[arg(long, default_value_t = 0)]
     pub forks: u32,
+    /// Deadline for re-attaching: after a producer restart, every running
+    /// consumer must show a frame of the new producer within this many
+    /// seconds (a guard against a hang, not a speed target: a check passes
+    /// as soon as the frames are there).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
+    pub reattach_timeout: f64,
+    /// Deadline for reclaims: after the last event, the entries of killed
+    /// consumers still held get up to this many seconds more to be
+    /// reclaimed; one still held when the run stops fails it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_seconds)]
+    pub reclaim_timeout: f64,
 }
 
 struct Rng(u64);
@@ -172,8 +183,11 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let mut report = ChaosReport {
         seed,
         namespaces: args.namespaces,
+        reattach_timeout_s: args.reattach_timeout,
+        reclaim_timeout_s: args.reclaim_timeout,
         ..ChaosReport::default()
     };
+    let reattach_timeout = Duration::from_secs_f64(args.reattach_timeout);
     let mut killed_frames = 0u64;
 
     // The schedule: kills, restarts and forks spread evenly with jitter.
@@ -332,7 +346,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                 restarting.store(false, Ordering::Relaxed);
                 report.producer_restarts += 1;
                 // Every consumer not stopped must show frames on the new
-                // instance within 5 s.
+                // instance within --reattach-timeout.
                 let names: Vec<String> =
                     running.iter().map(|&i| consumers[i].name.clone()).collect();
                 let instance = loop {
@@ -341,28 +355,41 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
                             break s.instance_id
                         }
                         _ if chaos_start.elapsed() > total + Duration::from_secs(30) => {
-                            bail!("the monitor lost the bus")
+                            bail!(
+                                "the monitor did not see the restarted producer running on the bus within {:.0} s of the run's start (its duration + 30 s)",
+                                (total + Duration::from_secs(30)).as_secs_f64()
+                            )
                         }
                         _ => std::thread::sleep(Duration::from_millis(1)),
                     }
                 };
                 reattach_checks.push(ReattachCheck {
-                    deadline: Instant::now() + Duration::from_secs(5),
+                    deadline: Instant::now() + reattach_timeout,
                     instance,
                     names,
                 });
             }
         }
     }
-    // Let the last stops, re-attachments and fork checks finish.
+    // Let the last stops and fork checks finish (up to 10 s), and the
+    // re-attachment checks (each up to its deadline).
     let forks_outstanding = |cs: &[Consumer]| {
         cs.iter()
             .any(|c| c.forks_done.load(Ordering::Relaxed) < c.forks_asked)
     };
     let settle = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < settle
-        && (!stopped.is_empty() || !reattach_checks.is_empty() || forks_outstanding(&consumers))
-    {
+    let reattach_end = reattach_checks
+        .iter()
+        .map(|c| c.deadline)
+        .max()
+        .unwrap_or(settle);
+    loop {
+        let now = Instant::now();
+        let others = (!stopped.is_empty() || forks_outstanding(&consumers)) && now < settle;
+        let reattaching = !reattach_checks.is_empty() && now < reattach_end;
+        if !others && !reattaching {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(5));
         resume_due(&mut stopped, &mut consumers)?;
         judge_reattach(
@@ -381,7 +408,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         true,
     );
     // Give pending reclaims their time, then stop everything cleanly.
-    let settle = Instant::now() + Duration::from_secs(2);
+    let settle = Instant::now() + Duration::from_secs_f64(args.reclaim_timeout);
     while Instant::now() < settle && state.lock().map(|m| !m.pending.is_empty()).unwrap_or(false) {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -415,6 +442,12 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     producer.child.wait(Duration::from_secs(10))?;
     if let Ok(m) = state.lock() {
         m.finish(&mut report, Instant::now());
+    }
+    if report.unreclaimed > 0 {
+        eprintln!(
+            "chaos: {} killed consumer entries still held when the run stopped, past the reclaim deadline (--reclaim-timeout {} s after the last event, then the clean stop)",
+            report.unreclaimed, args.reclaim_timeout
+        );
     }
     report.bad_frames = counters.bad.load(Ordering::Relaxed);
     report.forks = counters.forks.load(Ordering::Relaxed);

@@ -177,8 +177,40 @@ pub(super) fn judge_reattach(
 ) {
     let Some(s) = snapshot() else { return };
     let running = |n: &str| consumers.iter().any(|c| c.name == n);
-    for (n, instance) in judge_reattach_in(checks, &s, &running, Instant::now(), final_call) {
-        eprintln!("chaos: consumer {n} did not re-attach to producer instance {instance:#x}");
+    let deadlines: Vec<(u64, Instant)> = checks.iter().map(|c| (c.instance, c.deadline)).collect();
+    let now = Instant::now();
+    // How long the consumers that show frames now took (measured from the
+    // check's start, its deadline less the timeout; an upper bound, as the
+    // run looks only between its events).
+    let timeout = Duration::from_secs_f64(report.reattach_timeout_s);
+    for check in checks.iter().filter(|c| c.instance == s.instance_id) {
+        let took =
+            now.saturating_duration_since(check.deadline.checked_sub(timeout).unwrap_or(now));
+        for n in &check.names {
+            if s.consumers.iter().any(|c| &c.name == n && c.frames > 0) {
+                report.worst_reattach_ms = report.worst_reattach_ms.max(took.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    for (n, instance) in judge_reattach_in(checks, &s, &running, now, final_call) {
+        let deadline = deadlines
+            .iter()
+            .find(|(i, _)| *i == instance)
+            .map(|(_, d)| *d);
+        // Which deadline was missed: the check's own, or the end of the run
+        // (the final call) before it.
+        let what = match deadline {
+            Some(d) if now < d => format!(
+                "consumer {n} showed no frame of producer instance {instance:#x} by the end of the run ({:.1} s before its re-attach deadline)",
+                (d - now).as_secs_f64()
+            ),
+            _ => format!(
+                "consumer {n} showed no frame of producer instance {instance:#x} within the re-attach deadline (--reattach-timeout {} s after the restart)",
+                report.reattach_timeout_s
+            ),
+        };
+        eprintln!("chaos: {what}");
+        report.reattach_failed.push(what);
         report.reattach_failures += 1;
     }
 }

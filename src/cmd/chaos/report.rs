@@ -19,8 +19,21 @@ pub(super) struct ChaosReport {
     pub(super) unreclaimed: u64,
     pub(super) worst_publish_gap_ms: f64,
     pub(super) reattach_failures: u64,
+    /// Each re-attach failure: the consumer, the producer instance and the
+    /// deadline it missed.
+    pub(super) reattach_failed: Vec<String>,
+    /// `--reattach-timeout`: seconds after a producer restart by which every
+    /// running consumer must show a frame of the new producer.
+    pub(super) reattach_timeout_s: f64,
+    /// The longest a consumer took to show a frame of a restarted producer
+    /// (as seen between the run's events: an upper bound).
+    pub(super) worst_reattach_ms: f64,
     /// The kills whose entries were never reclaimed: name, entry, generation.
     pub(super) unreclaimed_entries: Vec<String>,
+    /// `--reclaim-timeout`: seconds the run waits after its last event for
+    /// the reclaims still pending; an entry still held when the run stops is
+    /// unreclaimed.
+    pub(super) reclaim_timeout_s: f64,
     pub(super) namespaces: bool,
     pub(super) forks_requested: u64,
     pub(super) forks: u64,
@@ -64,12 +77,28 @@ pub(super) fn print_report(r: &ChaosReport) {
                 r.worst_reclaim_ms, r.reclaims_timed
             ),
         ],
-        vec!["pins never reclaimed".into(), r.unreclaimed.to_string()],
+        vec![
+            "pins never reclaimed".into(),
+            format!(
+                "{} (deadline {} s after the last event)",
+                r.unreclaimed, r.reclaim_timeout_s
+            ),
+        ],
         vec![
             "worst publish gap".into(),
             format!("{:.1} ms", r.worst_publish_gap_ms),
         ],
-        vec!["re-attach failures".into(), r.reattach_failures.to_string()],
+        vec![
+            "worst re-attach after restart".into(),
+            format!("{:.1} ms", r.worst_reattach_ms),
+        ],
+        vec![
+            "re-attach failures".into(),
+            format!(
+                "{} (deadline {} s after each restart)",
+                r.reattach_failures, r.reattach_timeout_s
+            ),
+        ],
         vec![
             "forks (failed)".into(),
             format!(
