@@ -20,6 +20,7 @@ macro_rules! println {
 mod cli;
 mod cmd;
 mod out;
+mod parse;
 mod report;
 
 fn main() -> ExitCode {

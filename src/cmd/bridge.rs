@@ -12,7 +12,7 @@ use framebus_bridge::Compression;
 use framebus_consumer::{Consumer, ConsumerConfig};
 use serde::Serialize;
 
-use crate::cli::{parse_max_fps, parse_seconds};
+use crate::parse::{parse_max_fps, parse_seconds};
 use crate::report::{Latencies, LatencyUs};
 
 const BRIDGE_HELP: &str = "Two hosts, camera on A (192.168.1.10), algorithms on B:
@@ -256,7 +256,7 @@ mod net {
         let opts = OutOptions {
             key: a.key.clone().unwrap_or_else(|| default_key(&bus)),
             bus,
-            max_fps: crate::cli::limit(a.max_fps),
+            max_fps: crate::parse::limit(a.max_fps),
             compression: a.compress.into(),
             net: net_options(a.net),
             duration: a.duration.map(Duration::from_secs_f64),

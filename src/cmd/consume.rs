@@ -192,7 +192,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let mut algo = builtin(&args.algo).context("bad --algo")?;
     let config = ConsumerConfig {
         name: args.name.clone().unwrap_or_else(|| args.algo.clone()),
-        max_fps: crate::cli::limit(args.max_fps),
+        max_fps: crate::parse::limit(args.max_fps),
         ..ConsumerConfig::new(bus.clone())
     };
     let stop = super::stop_flag_or_stdin_eof(args.stop_on_stdin_eof)?;
