@@ -418,11 +418,24 @@ fn latency(a: BridgeLatencyArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use crate::cli::{Cli, Command};
+    use clap::{Parser, Subcommand};
 
     use super::*;
+
+    /// The command line cut down to the `bridge` subcommand, mounted as
+    /// `crate::cli::Cli` mounts it (whose own tests parse it whole), so that
+    /// these tests need nothing from above `cmd`.
+    #[derive(Debug, Parser)]
+    #[command(name = "framebus")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Command {
+        Bridge(BridgeArgs),
+    }
 
     #[test]
     fn parses_the_documented_commands() {
