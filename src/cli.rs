@@ -1,9 +1,8 @@
 //! The command line, as clap derives it.
 
-use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// A multi-consumer camera frame bus over shared memory.
 ///
@@ -41,17 +40,17 @@ pub enum Command {
     #[command(
         after_help = "Prints `ready bus=NAME` on stdout once consumers may attach, and a summary line\n(with --json, a JSON object) when it stops.\n\nExamples:\n  framebus produce --bus cam0\n  framebus produce --bus bench --size 1920x1080 --fps 0 --max-consumers 4\n  framebus produce --bus diff --pins-per-consumer 2   # consumers may hold 2 frames\n  framebus produce --bus cam0 --group video           # members of `video` may consume (with FRAMEBUS_TRUST_OWNERS=<your uid>)\n  framebus produce --bus cam0 --source camera:0 --debug-bgr   # needs --features opencv\n  framebus produce --bus clip --source video:clip.mp4 --loop --fps 0"
     )]
-    Produce(ProduceArgs),
+    Produce(crate::cmd::ProduceArgs),
     /// Attach to a bus and run an algorithm on its frames.
     #[command(
         after_help = "Prints `attached bus=NAME entry=N pid=P` on stdout once attached, and a summary\nline when it stops. With --json, that summary is a JSON object: frames, fps,\nbad_frames, reattached, coalesced, skipped (sequence gaps between frames taken),\nlatency_us {p50, p90, p99, p999, max}\n(publish -> frame pinned). fps counts intervals: (frames - 1) over the time from\nthe first frame to the last.\n\nExamples:\n  framebus consume --bus cam0 --algo verify\n  framebus consume --bus cam0 --algo busy:20 --max-fps 5 --duration 10 --json"
     )]
-    Consume(ConsumeArgs),
+    Consume(crate::cmd::ConsumeArgs),
     /// Show a bus: geometry, every slot and every consumer entry.
     #[command(
         after_help = "Reads shared memory only: it never registers or disturbs the bus.\n\nExamples:\n  framebus inspect --bus cam0\n  framebus inspect --bus cam0 --json | jq '.slots[].pins'"
     )]
-    Inspect(InspectArgs),
+    Inspect(crate::cmd::InspectArgs),
     /// List every bus on this machine you may read: producer state,
     /// geometry, measured fps, consumers; stale buses with the command
     /// that cleans them.
@@ -63,7 +62,7 @@ pub enum Command {
     View(crate::cmd::ViewArgs),
     /// Run a fake 640x480 camera at 60 fps with consumers at 60, 15 and 2 fps
     /// and print each process's rate and latency.
-    Demo(DemoArgs),
+    Demo(crate::cmd::DemoArgs),
     /// Measure throughput, latency, CPU and isolation against the memcpy
     /// ceiling and a plain pipe.
     #[command(after_help = BENCH_HELP)]
@@ -98,242 +97,6 @@ Examples:
   framebus bench --scenario compare --consumers 4
   framebus bench --size 1920x1080 --consumers 4 --fps 1000 --json
   framebus bench --scenario isolation";
-
-/// `framebus produce`.
-#[derive(Debug, Args)]
-pub struct ProduceArgs {
-    /// Bus name: 1-64 characters of A-Z a-z 0-9 _ . -
-    #[arg(long)]
-    pub bus: String,
-    /// Frame source: `fake` (a self-checking test pattern), `camera:INDEX`
-    /// (an OpenCV camera, /dev/videoINDEX) or `video:PATH` (any video file
-    /// OpenCV can decode). Cameras and videos need a build with
-    /// `--features opencv`.
-    #[arg(long, default_value = "fake", value_name = "fake|camera:N|video:PATH")]
-    pub source: String,
-    /// Frame size as WIDTHxHEIGHT: the fake camera's (default 640x480), or
-    /// what to ask a camera for (the bus takes what it really delivers).
-    /// Video files have their own.
-    #[arg(long, value_parser = parse_size)]
-    pub size: Option<(u32, u32)>,
-    /// Pixel format of the bus's frames: gray8 (one byte a pixel), gray16
-    /// (little-endian u16; see --bits), bgr8 or rgb8 (three bytes a pixel).
-    /// The fake camera draws its pattern in any of them; a camera or video
-    /// fills bgr8/rgb8 directly, gray16 only from a 16-bit capture.
-    #[arg(long, default_value = "gray8", value_name = "gray8|gray16|bgr8|rgb8", value_parser = parse_format)]
-    pub format: shm_layout::PixelFormat,
-    /// Significant bits of a gray16 bus (10 for mono10, 12 for mono12...;
-    /// default 16). Recorded in the header; values are not shifted.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
-    pub bits: Option<u8>,
-    /// Frames per second; 0 = as fast as possible. Default: 30 for the fake
-    /// camera, the file's own rate for a video; asked of a camera, which
-    /// then sets the pace.
-    #[arg(long, value_parser = parse_fps)]
-    pub fps: Option<f64>,
-    /// Start a video file over at its end instead of stopping.
-    #[arg(long = "loop")]
-    pub looping: bool,
-    /// Also copy each colour frame into the bus's debug BGR slot (for
-    /// `framebus snapshot --bgr`); costs one frame copy per frame. Camera
-    /// and video sources only.
-    #[arg(long)]
-    pub debug_bgr: bool,
-    /// Most consumers attached at once (1-63).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=63))]
-    pub max_consumers: u32,
-    /// Frames each consumer may hold pinned at once (1-8); the bus has
-    /// max_consumers * K + 2 slots. The default, 2, lets a loop keep the
-    /// previous frame while it takes the next (Python's `img =
-    /// frame.array` does); 1 saves memory: a 1920x1080 bus of 8 consumers
-    /// is 26 MiB with 1, 42 MiB with 2.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
-    pub pins_per_consumer: u32,
-    /// Stop after this many frames.
-    #[arg(long)]
-    pub frames: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long, value_parser = parse_seconds)]
-    pub duration: Option<f64>,
-    /// Leave the first SECONDS out of the summary's figures (steady state only).
-    #[arg(long, value_parser = parse_seconds)]
-    pub warmup: Option<f64>,
-    /// Print a JSON summary as the last stdout line at exit.
-    #[arg(long)]
-    pub json: bool,
-    /// Share the bus with the members of GROUP (a name from /etc/group or a
-    /// numeric gid): the shared memory object becomes 0660 in that group,
-    /// the trigger directory setgid and sticky 3770, and members' consumers
-    /// are accepted; a member who is another user must trust this one
-    /// (FRAMEBUS_TRUST_OWNERS=<this uid>). Default: owner only. You must be
-    /// a member of GROUP (or root).
-    #[arg(long, value_name = "NAME|GID", value_parser = parse_group)]
-    pub group: Option<u32>,
-    /// Permissions of the bus: 600 (owner only; the default without --group)
-    /// or 660 (owner and group; the default with --group, and without it the
-    /// producer's own group).
-    #[arg(long, value_name = "600|660", value_parser = parse_mode)]
-    pub mode: Option<u32>,
-    /// (internal, for `bench` and `chaos`) Stop as on SIGTERM once stdin is
-    /// closed: how they stop their processes on Windows, which has no SIGTERM.
-    #[arg(long, hide = true)]
-    pub stop_on_stdin_eof: bool,
-}
-
-/// `framebus consume`.
-#[derive(Debug, Args)]
-pub struct ConsumeArgs {
-    /// Bus name.
-    #[arg(long)]
-    pub bus: String,
-    /// Algorithm: mean | verify | busy:MS.
-    #[arg(long, default_value = "mean")]
-    pub algo: String,
-    /// Process at most this many frames per second (always the newest);
-    /// 0 = no limit (the default).
-    #[arg(long, value_parser = parse_max_fps)]
-    pub max_fps: Option<f64>,
-    /// Stop after this many frames.
-    #[arg(long)]
-    pub frames: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long, value_parser = parse_seconds)]
-    pub duration: Option<f64>,
-    /// Leave the first SECONDS out of the summary's figures (steady state only).
-    #[arg(long, value_parser = parse_seconds)]
-    pub warmup: Option<f64>,
-    /// Wait up to this many seconds for the bus to appear instead of failing.
-    #[arg(long, value_parser = parse_seconds)]
-    pub wait: Option<f64>,
-    /// Name shown by `inspect` (16 bytes kept).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Print a JSON summary as the last stdout line at exit.
-    #[arg(long)]
-    pub json: bool,
-    /// (for `chaos --forks`) On each SIGUSR1, keep the next frame, fork, and
-    /// check that the child is refused the consumer (`Forked`) and that the
-    /// held frame stays byte-identical; results on stderr (`fork check
-    /// passed`/`fork check failed`) and in the JSON summary.
-    #[arg(long, hide = true)]
-    pub fork_check_on_usr1: bool,
-    /// (internal, for `bench` and `chaos`) Stop as on SIGTERM once stdin is
-    /// closed: how they stop their processes on Windows, which has no SIGTERM.
-    #[arg(long, hide = true)]
-    pub stop_on_stdin_eof: bool,
-}
-
-/// `framebus inspect`.
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// Bus name.
-    #[arg(long)]
-    pub bus: String,
-    /// Print JSON instead of tables.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `framebus demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// How long the consumers run, in seconds.
-    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
-    pub seconds: f64,
-    /// Print the results as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// The framebus binary to run as producer and consumers (default: this one).
-    #[arg(long, hide = true)]
-    pub exe: Option<PathBuf>,
-}
-
-/// `--format`: a pixel format name.
-pub fn parse_format(s: &str) -> Result<shm_layout::PixelFormat, String> {
-    s.parse()
-        .map_err(|e: shm_layout::format::UnknownPixelFormat| e.to_string())
-}
-
-/// Parses `WIDTHxHEIGHT`.
-pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let err = || format!("{s:?} is not a size: use WIDTHxHEIGHT, e.g. 640x480 (1 to 16384 each)");
-    let (w, h) = s.split_once(['x', 'X']).ok_or_else(err)?;
-    let (w, h): (u32, u32) = (
-        w.trim().parse().map_err(|_| err())?,
-        h.trim().parse().map_err(|_| err())?,
-    );
-    if w == 0 || h == 0 || w > 16384 || h > 16384 {
-        return Err(err());
-    }
-    Ok((w, h))
-}
-
-pub fn parse_fps(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f.is_finite() && (0.0..=100_000.0).contains(&f) => Ok(f),
-        _ => Err(format!(
-            "{s:?} is not a frame rate: use a number from 0 (unpaced) to 100000"
-        )),
-    }
-}
-
-/// Parses a rate limit: frames per second, 0 = no limit (as `--fps 0` is
-/// unpaced).
-pub fn parse_max_fps(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(f) if f.is_finite() && (0.0..=100_000.0).contains(&f) => Ok(f),
-        _ => Err(format!(
-            "{s:?} is not a rate limit: use frames per second from 0 (no limit) to 100000"
-        )),
-    }
-}
-
-/// A rate limit as the libraries take it: `None` for no limit (0).
-pub fn limit(max_fps: Option<f64>) -> Option<f64> {
-    max_fps.filter(|f| *f > 0.0)
-}
-
-/// Parses a group given as a numeric gid or a name looked up in /etc/group.
-pub fn parse_group(s: &str) -> Result<u32, String> {
-    if let Ok(gid) = s.parse::<u32>() {
-        return Ok(gid);
-    }
-    let groups = std::fs::read_to_string("/etc/group").map_err(|e| {
-        format!("cannot read /etc/group to look up {s:?} ({e}): give a numeric gid")
-    })?;
-    lookup_group(&groups, s).ok_or_else(|| {
-        format!("no group named {s:?} in /etc/group: give an existing group name or a numeric gid (see `getent group`)")
-    })
-}
-
-/// Finds `name`'s gid in the text of an /etc/group file.
-fn lookup_group(groups: &str, name: &str) -> Option<u32> {
-    groups.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name).then_some(())?;
-        fields.nth(1)?.trim().parse().ok()
-    })
-}
-
-/// Parses a bus permission mode: 600 or 660 (octal, an optional leading 0).
-pub fn parse_mode(s: &str) -> Result<u32, String> {
-    match s.trim_start_matches('0') {
-        "600" => Ok(0o600),
-        "660" => Ok(0o660),
-        _ => Err(format!(
-            "{s:?} is not a bus mode: use 600 (owner only) or 660 (owner and group); consumers need read and write, so other modes cannot work"
-        )),
-    }
-}
-
-pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f.is_finite() && f > 0.0 && f <= 1e7 => Ok(f),
-        _ => Err(format!(
-            "{s:?} is not a duration: use a number of seconds above 0"
-        )),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -391,23 +154,6 @@ mod tests {
     }
 
     #[test]
-    fn groups_and_modes() {
-        let groups = "root:x:0:\nvideo:x:44:alice,bob\nbroken\nvision:x:1001:\n";
-        assert_eq!(lookup_group(groups, "video"), Some(44));
-        assert_eq!(lookup_group(groups, "vision"), Some(1001));
-        assert_eq!(lookup_group(groups, "vid"), None);
-        assert_eq!(lookup_group(groups, "broken"), None);
-        assert_eq!(parse_group("4242"), Ok(4242));
-        assert!(parse_group("no-such-group-framebus")
-            .unwrap_err()
-            .contains("numeric gid"));
-        assert_eq!(parse_mode("660"), Ok(0o660));
-        assert_eq!(parse_mode("0600"), Ok(0o600));
-        assert!(parse_mode("644").unwrap_err().contains("600"));
-        assert!(parse_mode("777").is_err());
-    }
-
-    #[test]
     fn rejects_bad_values() {
         let bad = [
             vec!["framebus", "produce", "--bus", "b", "--size", "0x0"],
@@ -441,28 +187,16 @@ mod tests {
 
     #[test]
     fn zero_is_no_limit() {
-        assert_eq!(parse_max_fps("0"), Ok(0.0));
-        assert_eq!(limit(Some(0.0)), None);
-        assert_eq!(limit(None), None);
-        assert_eq!(limit(Some(2.5)), Some(2.5));
         let cli = Cli::try_parse_from(["framebus", "bench", "--max-fps", "10,0"]).expect("parse");
         match cli.command {
             Command::Bench(b) => assert_eq!(b.max_fps, Some(vec![10.0, 0.0])),
             other => panic!("{other:?}"),
         }
-        assert!(parse_max_fps("-1").unwrap_err().contains("0 (no limit)"));
     }
 
     #[test]
     fn version_names_the_features() {
         let v = Cli::command().render_version();
         assert!(v.contains("opencv=") && v.contains("bridge="), "{v}");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("640x480"), Ok((640, 480)));
-        assert_eq!(parse_size("1920X1080"), Ok((1920, 1080)));
-        assert!(parse_size("x").is_err());
     }
 }

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use cli::{Cli, Command};
+
 // Every `print!`/`println!` of this crate goes through `out::print`, which
 // ends the command quietly when stdout is a closed pipe (`framebus inspect
 // --bus cam0 | head -1`) instead of panicking as std's macros do. Defined
@@ -20,10 +22,11 @@ macro_rules! println {
 mod cli;
 mod cmd;
 mod out;
+mod parse;
 mod report;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -31,13 +34,33 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(colours_on_stderr())
         .init();
-    match out::quiet_on_closed_stdout(|| cmd::run(cli)) {
+    match out::quiet_on_closed_stdout(|| run(cli)) {
         Ok(code) => code,
         Err(e) if out::is_closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs the command the command line names.
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Produce(a) => cmd::produce::run(a),
+        Command::Consume(a) => cmd::consume::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::List(a) => cmd::list::run(a),
+        Command::Top(a) => cmd::top::run(a),
+        Command::View(a) => cmd::view::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Snapshot(a) => cmd::snapshot::run(a),
+        Command::Chaos(a) => cmd::chaos::run(a),
+        Command::Clean(a) => cmd::clean::run(a),
+        Command::Bridge(a) => cmd::bridge::run(a),
+        Command::PipeProduce(a) => cmd::pipe::produce(a),
+        Command::PipeConsume(a) => cmd::pipe::consume(a),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `framebus._framebus`: the Python binding of framebus — the consumer, and
-//! a producer (`producer.rs`, `slot.rs`) for publishing from Python.
+//! a producer (`producer.rs`, `producer_state.rs`, `slot.rs`) for
+//! publishing from Python.
 //!
 //! The protocol is implemented once, in `framebus-consumer`; this module only
 //! adapts it to Python:
@@ -35,6 +36,7 @@ mod errors;
 mod frame;
 mod inspect;
 mod producer;
+mod producer_state;
 mod slot;
 
 use consumer::Consumer;
@@ -46,7 +48,7 @@ fn _framebus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Consumer>()?;
     m.add_class::<Frame>()?;
     m.add_class::<FramePin>()?;
-    m.add_class::<producer::Producer>()?;
+    m.add_class::<producer_state::Producer>()?;
     m.add_class::<slot::SlotBuffer>()?;
     m.add_function(wrap_pyfunction!(inspect::inspect, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

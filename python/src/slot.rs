@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use shm_layout::PixelFormat;
 
 use crate::errors::framebus_error;
-use crate::producer::{lock, monotonic_ns, producer_error, Producer, SharedCore};
+use crate::producer_state::{lock, monotonic_ns, producer_error, Producer, SharedCore};
 
 enum SlotState {
     /// Not entered yet.

@@ -12,7 +12,7 @@ use framebus_bridge::Compression;
 use framebus_consumer::{Consumer, ConsumerConfig};
 use serde::Serialize;
 
-use crate::cli::{parse_max_fps, parse_seconds};
+use crate::parse::{parse_max_fps, parse_seconds};
 use crate::report::{Latencies, LatencyUs};
 
 const BRIDGE_HELP: &str = "Two hosts, camera on A (192.168.1.10), algorithms on B:
@@ -256,7 +256,7 @@ mod net {
         let opts = OutOptions {
             key: a.key.clone().unwrap_or_else(|| default_key(&bus)),
             bus,
-            max_fps: crate::cli::limit(a.max_fps),
+            max_fps: crate::parse::limit(a.max_fps),
             compression: a.compress.into(),
             net: net_options(a.net),
             duration: a.duration.map(Duration::from_secs_f64),
@@ -418,11 +418,24 @@ fn latency(a: BridgeLatencyArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use crate::cli::{Cli, Command};
+    use clap::{Parser, Subcommand};
 
     use super::*;
+
+    /// The command line cut down to the `bridge` subcommand, mounted as
+    /// `crate::cli::Cli` mounts it (whose own tests parse it whole), so that
+    /// these tests need nothing from above `cmd`.
+    #[derive(Debug, Parser)]
+    #[command(name = "framebus")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Command {
+        Bridge(BridgeArgs),
+    }
 
     #[test]
     fn parses_the_documented_commands() {

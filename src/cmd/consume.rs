@@ -6,13 +6,57 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Args;
 use framebus_consumer::{builtin, Algorithm, Consumer, ConsumerConfig, ConsumerError, Frame};
 #[cfg(unix)]
 use rustix::process::{Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::ConsumeArgs;
+use crate::parse::{parse_max_fps, parse_seconds};
 use crate::report::{Latencies, LatencyUs, RateMeter};
+
+/// `framebus consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Bus name.
+    #[arg(long)]
+    pub bus: String,
+    /// Algorithm: mean | verify | busy:MS.
+    #[arg(long, default_value = "mean")]
+    pub algo: String,
+    /// Process at most this many frames per second (always the newest);
+    /// 0 = no limit (the default).
+    #[arg(long, value_parser = parse_max_fps)]
+    pub max_fps: Option<f64>,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+    /// Leave the first SECONDS out of the summary's figures (steady state only).
+    #[arg(long, value_parser = parse_seconds)]
+    pub warmup: Option<f64>,
+    /// Wait up to this many seconds for the bus to appear instead of failing.
+    #[arg(long, value_parser = parse_seconds)]
+    pub wait: Option<f64>,
+    /// Name shown by `inspect` (16 bytes kept).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print a JSON summary as the last stdout line at exit.
+    #[arg(long)]
+    pub json: bool,
+    /// (for `chaos --forks`) On each SIGUSR1, keep the next frame, fork, and
+    /// check that the child is refused the consumer (`Forked`) and that the
+    /// held frame stays byte-identical; results on stderr (`fork check
+    /// passed`/`fork check failed`) and in the JSON summary.
+    #[arg(long, hide = true)]
+    pub fork_check_on_usr1: bool,
+    /// (internal, for `bench` and `chaos`) Stop as on SIGTERM once stdin is
+    /// closed: how they stop their processes on Windows, which has no SIGTERM.
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
+}
 
 /// The JSON summary `consume --json` prints last.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,7 +236,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let mut algo = builtin(&args.algo).context("bad --algo")?;
     let config = ConsumerConfig {
         name: args.name.clone().unwrap_or_else(|| args.algo.clone()),
-        max_fps: crate::cli::limit(args.max_fps),
+        max_fps: crate::parse::limit(args.max_fps),
         ..ConsumerConfig::new(bus.clone())
     };
     let stop = super::stop_flag_or_stdin_eof(args.stop_on_stdin_eof)?;

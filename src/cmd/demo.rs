@@ -2,17 +2,33 @@
 //! 60 fps and three consumer processes at 60, 15 and 2 fps, each a real
 //! process of this binary, as a user would start them.
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::child::{last_json, lines, stoppable, Reaper};
 use super::consume::ConsumeSummary;
-use crate::cli::DemoArgs;
+use crate::parse::parse_seconds;
 use crate::report::table;
+
+/// `framebus demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long the consumers run, in seconds.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pub seconds: f64,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The framebus binary to run as producer and consumers (default: this one).
+    #[arg(long, hide = true)]
+    pub exe: Option<PathBuf>,
+}
 
 const RATES: [f64; 3] = [60.0, 15.0, 2.0];
 

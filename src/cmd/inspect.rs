@@ -3,11 +3,22 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 use framebus_consumer::inspect;
 use serde_json::json;
 
-use crate::cli::InspectArgs;
 use crate::report::{printable, rate_cell, table, terminal_safe_json};
+
+/// `framebus inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Bus name.
+    #[arg(long)]
+    pub bus: String,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;

@@ -1,56 +1,37 @@
 //! One module per subcommand.
 
-use std::process::ExitCode;
-
 use anyhow::Context;
 use shm_layout::BusName;
-
-use crate::cli::{Cli, Command};
 
 pub use bench::BenchArgs;
 pub use bridge::BridgeArgs;
 pub use chaos::ChaosArgs;
 pub use clean::CleanArgs;
+pub use consume::ConsumeArgs;
+pub use demo::DemoArgs;
+pub use inspect::InspectArgs;
 pub use list::ListArgs;
 pub use pipe::{PipeConsumeArgs, PipeProduceArgs};
+pub use produce::ProduceArgs;
 pub use snapshot::SnapshotArgs;
 pub use top::TopArgs;
 pub use view::ViewArgs;
 
-mod bench;
-mod bridge;
-mod chaos;
+pub mod bench;
+pub mod bridge;
+pub mod chaos;
 mod child;
-mod clean;
-mod consume;
-mod demo;
-mod inspect;
-mod list;
+pub mod clean;
+pub mod consume;
+pub mod demo;
+pub mod inspect;
+pub mod list;
 mod live;
-mod pipe;
-mod produce;
-mod snapshot;
-mod top;
-mod view;
-
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Produce(a) => produce::run(a),
-        Command::Consume(a) => consume::run(a),
-        Command::Inspect(a) => inspect::run(a),
-        Command::List(a) => list::run(a),
-        Command::Top(a) => top::run(a),
-        Command::View(a) => view::run(a),
-        Command::Demo(a) => demo::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Snapshot(a) => snapshot::run(a),
-        Command::Chaos(a) => chaos::run(a),
-        Command::Clean(a) => clean::run(a),
-        Command::Bridge(a) => bridge::run(a),
-        Command::PipeProduce(a) => pipe::produce(a),
-        Command::PipeConsume(a) => pipe::consume(a),
-    }
-}
+pub mod pipe;
+pub mod produce;
+pub mod snapshot;
+pub mod top;
+pub mod view;
 
 /// Validates a `--bus` value.
 fn bus_name(name: &str) -> anyhow::Result<BusName> {

@@ -20,7 +20,7 @@ use shm_layout::{Layout, LayoutRequest};
 use super::child::Reaper;
 use super::consume::ConsumeSummary;
 use super::monotonic_ns;
-use crate::cli::{parse_max_fps, parse_seconds, parse_size};
+use crate::parse::{parse_max_fps, parse_seconds, parse_size};
 use crate::report::{Latencies, RateMeter};
 
 /// Bytes of the per-frame header: seq, capture_ns, publish_ns (u64),

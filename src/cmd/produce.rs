@@ -4,14 +4,96 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use clap::Args;
 use framebus_producer::{
     open_source, run_source, Captured, FrameSource, ProducerConfig, ProducerError, RunOptions,
     SlotWriter, SourceError, SourceOptions, SourceSpec, SourceTimings,
 };
 use serde::Serialize;
 
-use crate::cli::ProduceArgs;
+use crate::parse::{parse_format, parse_fps, parse_group, parse_mode, parse_seconds, parse_size};
 use crate::report::RateMeter;
+
+/// `framebus produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Bus name: 1-64 characters of A-Z a-z 0-9 _ . -
+    #[arg(long)]
+    pub bus: String,
+    /// Frame source: `fake` (a self-checking test pattern), `camera:INDEX`
+    /// (an OpenCV camera, /dev/videoINDEX) or `video:PATH` (any video file
+    /// OpenCV can decode). Cameras and videos need a build with
+    /// `--features opencv`.
+    #[arg(long, default_value = "fake", value_name = "fake|camera:N|video:PATH")]
+    pub source: String,
+    /// Frame size as WIDTHxHEIGHT: the fake camera's (default 640x480), or
+    /// what to ask a camera for (the bus takes what it really delivers).
+    /// Video files have their own.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Pixel format of the bus's frames: gray8 (one byte a pixel), gray16
+    /// (little-endian u16; see --bits), bgr8 or rgb8 (three bytes a pixel).
+    /// The fake camera draws its pattern in any of them; a camera or video
+    /// fills bgr8/rgb8 directly, gray16 only from a 16-bit capture.
+    #[arg(long, default_value = "gray8", value_name = "gray8|gray16|bgr8|rgb8", value_parser = parse_format)]
+    pub format: shm_layout::PixelFormat,
+    /// Significant bits of a gray16 bus (10 for mono10, 12 for mono12...;
+    /// default 16). Recorded in the header; values are not shifted.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub bits: Option<u8>,
+    /// Frames per second; 0 = as fast as possible. Default: 30 for the fake
+    /// camera, the file's own rate for a video; asked of a camera, which
+    /// then sets the pace.
+    #[arg(long, value_parser = parse_fps)]
+    pub fps: Option<f64>,
+    /// Start a video file over at its end instead of stopping.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Also copy each colour frame into the bus's debug BGR slot (for
+    /// `framebus snapshot --bgr`); costs one frame copy per frame. Camera
+    /// and video sources only.
+    #[arg(long)]
+    pub debug_bgr: bool,
+    /// Most consumers attached at once (1-63).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=63))]
+    pub max_consumers: u32,
+    /// Frames each consumer may hold pinned at once (1-8); the bus has
+    /// max_consumers * K + 2 slots. The default, 2, lets a loop keep the
+    /// previous frame while it takes the next (Python's `img =
+    /// frame.array` does); 1 saves memory: a 1920x1080 bus of 8 consumers
+    /// is 26 MiB with 1, 42 MiB with 2.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub pins_per_consumer: u32,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_parser = parse_seconds)]
+    pub duration: Option<f64>,
+    /// Leave the first SECONDS out of the summary's figures (steady state only).
+    #[arg(long, value_parser = parse_seconds)]
+    pub warmup: Option<f64>,
+    /// Print a JSON summary as the last stdout line at exit.
+    #[arg(long)]
+    pub json: bool,
+    /// Share the bus with the members of GROUP (a name from /etc/group or a
+    /// numeric gid): the shared memory object becomes 0660 in that group,
+    /// the trigger directory setgid and sticky 3770, and members' consumers
+    /// are accepted; a member who is another user must trust this one
+    /// (FRAMEBUS_TRUST_OWNERS=<this uid>). Default: owner only. You must be
+    /// a member of GROUP (or root).
+    #[arg(long, value_name = "NAME|GID", value_parser = parse_group)]
+    pub group: Option<u32>,
+    /// Permissions of the bus: 600 (owner only; the default without --group)
+    /// or 660 (owner and group; the default with --group, and without it the
+    /// producer's own group).
+    #[arg(long, value_name = "600|660", value_parser = parse_mode)]
+    pub mode: Option<u32>,
+    /// (internal, for `bench` and `chaos`) Stop as on SIGTERM once stdin is
+    /// closed: how they stop their processes on Windows, which has no SIGTERM.
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
+}
 
 #[derive(Debug, Serialize)]
 struct Summary {

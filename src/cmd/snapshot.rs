@@ -34,7 +34,7 @@ pub struct SnapshotArgs {
     #[arg(long)]
     pub bgr: bool,
     /// Wait up to this many seconds for a frame.
-    #[arg(long, default_value_t = 5.0, value_parser = crate::cli::parse_seconds)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::parse::parse_seconds)]
     pub timeout: f64,
     /// Print the result as JSON.
     #[arg(long)]

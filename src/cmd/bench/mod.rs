@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cli::{parse_fps, parse_max_fps, parse_seconds, parse_size};
+use crate::parse::{parse_fps, parse_max_fps, parse_seconds, parse_size};
 use figures::RunResult;
 
 mod ceiling;
@@ -60,7 +60,7 @@ pub struct BenchArgs {
     pub size: (u32, u32),
     /// Pixel format of the bus (shm transport; the pipe transport is gray8
     /// only).
-    #[arg(long, default_value = "gray8", value_name = "gray8|gray16|bgr8|rgb8", value_parser = crate::cli::parse_format)]
+    #[arg(long, default_value = "gray8", value_name = "gray8|gray16|bgr8|rgb8", value_parser = crate::parse::parse_format)]
     pub format: shm_layout::PixelFormat,
     /// Consumer processes.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]

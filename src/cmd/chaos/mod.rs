@@ -33,7 +33,7 @@ use framebus_consumer::inspect;
 
 use super::child::last_json;
 use super::consume::ConsumeSummary;
-use crate::cli::{parse_seconds, parse_size};
+use crate::parse::{parse_seconds, parse_size};
 
 use monitor::{judge_reattach, monitor_loop, Monitor, PendingReclaim, ReattachCheck};
 use procs::{

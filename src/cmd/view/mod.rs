@@ -42,13 +42,13 @@ pub struct ViewArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Frames per second taken from the bus and streamed; 0 = no limit.
-    #[arg(long, default_value_t = 15.0, value_parser = crate::cli::parse_max_fps)]
+    #[arg(long, default_value_t = 15.0, value_parser = crate::parse::parse_max_fps)]
     pub max_fps: f64,
     /// JPEG quality, 1 (smallest) to 100 (best).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
     /// Seconds to wait for the bus to appear (default: fail at once).
-    #[arg(long, value_parser = crate::cli::parse_seconds)]
+    #[arg(long, value_parser = crate::parse::parse_seconds)]
     pub wait: Option<f64>,
 }
 
@@ -65,7 +65,7 @@ pub(crate) struct Shared {
 pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
     let bus = super::bus_name(&args.bus)?;
     let stop = super::stop_flag()?;
-    let limit = crate::cli::limit(Some(args.max_fps));
+    let limit = crate::parse::limit(Some(args.max_fps));
     let consumer = grab::attach(&bus, limit, args.wait.map(Duration::from_secs_f64))?;
     let server = tiny_http::Server::http(args.listen).map_err(|e| {
         anyhow::anyhow!(
