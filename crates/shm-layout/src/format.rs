@@ -172,4 +172,44 @@ mod tests {
         assert_eq!(Gray16.check_significant_bits(1), Ok(1));
         assert!(Gray16.check_significant_bits(17).is_err());
     }
+
+    /// Every bit count of every format: the answer, and for a refusal the
+    /// whole error (its field, value and the rule of that format).
+    #[test]
+    fn significant_bits_errors_name_the_rule_of_the_format() {
+        let refused = |bits: u8, why| {
+            Err(crate::LayoutError::Field {
+                field: "significant_bits",
+                value: bits.into(),
+                why,
+            })
+        };
+        for f in ALL_FORMATS {
+            for bits in 0..=255u8 {
+                let want = match (f, bits) {
+                    (PixelFormat::Gray16, 0) => Ok(16),
+                    (PixelFormat::Gray16, 1..=16) => Ok(bits),
+                    (PixelFormat::Gray16, _) => refused(bits, "must be 1 to 16 for gray16"),
+                    (_, 0 | 8) => Ok(8),
+                    _ => refused(bits, "must be 8 for an 8-bit format"),
+                };
+                assert_eq!(f.check_significant_bits(bits), want, "{f} {bits}");
+            }
+        }
+        let e = PixelFormat::Gray16.check_significant_bits(17).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "header field `significant_bits` is 17, which is invalid: must be 1 to 16 for gray16"
+        );
+    }
+
+    /// `Display` writes the name that `FromStr` reads back.
+    #[test]
+    fn display_is_the_name() {
+        let shown: Vec<String> = ALL_FORMATS.iter().map(|f| f.to_string()).collect();
+        assert_eq!(shown, ["gray8", "gray16", "bgr8", "rgb8"]);
+        for f in ALL_FORMATS {
+            assert_eq!(f.to_string().parse::<PixelFormat>(), Ok(f));
+        }
+    }
 }

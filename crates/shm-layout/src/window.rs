@@ -139,4 +139,79 @@ mod tests {
         assert!(w.record(3 * MS, 1).is_none());
         assert!(w.record(2 * MS + STORE_EVERY_NS, 1).is_some());
     }
+
+    /// A fast stream keeps exactly the newest `WINDOW_CAP` events: 300
+    /// events 1 ms apart (all within `WINDOW_NS`) with latencies 1 to 300
+    /// leave events 45 to 300 (256 of them, 255 ms).
+    #[test]
+    fn the_window_keeps_the_newest_cap_events() {
+        let mut w = RateWindow::new();
+        for i in 1..=300u64 {
+            w.record(1_000 * MS + i * MS, i);
+        }
+        assert_eq!(w.events.len(), WINDOW_CAP);
+        assert_eq!(w.events.front(), Some(&(1_045 * MS, 45)));
+        assert_eq!(
+            w.figures(1_300 * MS),
+            WindowFigures {
+                fps_milli: 1_000_000,
+                window_ms: 255,
+                // Ranks ceil(256 * 0.50) = 128 and ceil(256 * 0.99) = 254.
+                latency_p50_ns: 45 + 127,
+                latency_p99_ns: 45 + 253,
+                updated_ns: 1_300 * MS,
+            }
+        );
+    }
+
+    /// Events at the same instant span no time: no rate (not an infinite
+    /// one), but their latencies count.
+    #[test]
+    fn events_at_one_instant_have_no_rate() {
+        let mut w = RateWindow::new();
+        w.record(5 * MS, 10);
+        w.record(5 * MS, 30);
+        w.record(5 * MS, 20);
+        assert_eq!(
+            w.figures(6 * MS),
+            WindowFigures {
+                fps_milli: 0,
+                window_ms: 0,
+                latency_p50_ns: 20,
+                latency_p99_ns: 30,
+                updated_ns: 6 * MS,
+            }
+        );
+        let one = {
+            let mut w = RateWindow::new();
+            w.record(5 * MS, 10);
+            w.figures(5 * MS)
+        };
+        assert_eq!(
+            (one.fps_milli, one.latency_p50_ns, one.latency_p99_ns),
+            (0, 10, 10)
+        );
+        assert_eq!(RateWindow::new().figures(7), WindowFigures::default());
+    }
+
+    /// `clear` forgets the events and the store throttle: the next event
+    /// is stored at once, with figures of its own.
+    #[test]
+    fn clear_starts_a_new_window() {
+        let mut w = RateWindow::new();
+        for i in 0..3u64 {
+            w.record(1_000 * MS + i * 100 * MS, 5);
+        }
+        w.clear();
+        assert_eq!(
+            w.record(1_250 * MS, 7),
+            Some(WindowFigures {
+                fps_milli: 0,
+                window_ms: 0,
+                latency_p50_ns: 7,
+                latency_p99_ns: 7,
+                updated_ns: 1_250 * MS,
+            })
+        );
+    }
 }

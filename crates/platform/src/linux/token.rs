@@ -127,4 +127,24 @@ mod tests {
         assert!(!token_held(&ro, c3).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// Only a conflict is "held by another": any other failure of the lock
+    /// request is an error. A read-only open cannot take a write lock
+    /// (EBADF), even on a token nobody holds, and takes nothing.
+    #[test]
+    fn a_read_only_open_gets_an_error_not_a_refusal() {
+        let dir = std::env::temp_dir().join(format!("fb-token-ro-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bus");
+        std::fs::write(&path, b"").unwrap();
+        let ro = open(&path, false);
+        let rw = open(&path, true);
+        let c5 = TokenId::Consumer(5);
+        let e = try_hold_token(&ro, c5).expect_err("a write lock through a read-only open");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        assert!(!token_held(&rw, c5).unwrap(), "nothing was taken");
+        assert!(try_hold_token(&rw, c5).unwrap());
+        drop(rw);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
