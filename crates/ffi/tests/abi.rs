@@ -267,7 +267,12 @@ fn producer_and_consumer_through_the_c_abi() {
                 FRAMEBUS_OK
             );
         }
-        assert_eq!(framebus_consumer_next_frame(c, 5000, &mut f), FRAMEBUS_OK);
+        assert_eq!(
+            framebus_consumer_next_frame(c, 5000, &mut f),
+            FRAMEBUS_OK,
+            "{}",
+            last_error()
+        );
         assert_eq!(framebus_frame_seq(f, &mut seq), FRAMEBUS_OK);
         assert_eq!(seq, 7);
         assert_eq!(framebus_frame_release(f), FRAMEBUS_OK);

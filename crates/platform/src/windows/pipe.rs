@@ -19,8 +19,9 @@ use std::time::Duration;
 use shm_layout::trigger::Decoder;
 use windows_sys::Win32::Foundation::{
     ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_IO_INCOMPLETE,
-    ERROR_IO_PENDING, ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED,
-    ERROR_PIPE_NOT_CONNECTED, GENERIC_WRITE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    ERROR_IO_PENDING, ERROR_MORE_DATA, ERROR_NO_DATA, ERROR_OPERATION_ABORTED, ERROR_PIPE_BUSY,
+    ERROR_PIPE_CONNECTED, ERROR_PIPE_NOT_CONNECTED, GENERIC_WRITE, INVALID_HANDLE_VALUE,
+    WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, ReadFile, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, OPEN_EXISTING,
@@ -316,6 +317,16 @@ impl TriggerPipe {
                                 return Ok(());
                             }
                             ERROR_PIPE_CONNECTED => {}
+                            // Windows cancels a thread's pending I/O when
+                            // the thread exits: a consumer used from a
+                            // thread that has ended since (the C ABI lets a
+                            // handle move between threads) finds its read
+                            // or connect aborted. Nothing was transferred:
+                            // issue it again from this thread.
+                            ERROR_OPERATION_ABORTED => {
+                                io.pending = Pending::None;
+                                continue;
+                            }
                             _ => {
                                 io.pending = Pending::None;
                                 return Err(last_error());
