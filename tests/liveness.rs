@@ -15,6 +15,20 @@ use shm_layout::BusName;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Stops a producer started with `Bus::container_command` (pid 1 of its
+/// namespace, a child of `unshare`) with SIGTERM and checks that its clean
+/// stop removed the bus.
+fn stop_namespaced_producer(bus: &mut Bus, producer: &Proc) {
+    let pid1 = first_child(producer.pid, T);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid1 as i32).expect("pid"),
+        Signal::TERM,
+    )
+    .expect("stop the namespaced producer");
+    bus.wait(producer, T);
+    assert!(!bus.shm_path().exists(), "a clean stop removes the bus");
+}
+
 fn consumers(v: &Value) -> &Vec<Value> {
     v["consumers"].as_array().expect("consumers")
 }
@@ -107,15 +121,7 @@ fn container_producer_serves_host_consumers() {
         assert_eq!(s["bad_frames"], 0, "{s}");
         assert_eq!(s["reattached"], 0, "never evicted: {s}");
     }
-    // The producer is pid 1 of its namespace, a child of `unshare`.
-    let pid1 = first_child(producer.pid, T);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid1 as i32).expect("pid"),
-        Signal::TERM,
-    )
-    .expect("stop the namespaced producer");
-    bus.wait(&producer, T);
-    assert!(!bus.shm_path().exists(), "a clean stop removes the bus");
+    stop_namespaced_producer(&mut bus, &producer);
 }
 
 /// Checks that a held `frame` still holds exactly `copy`, lets go of it,
@@ -215,14 +221,7 @@ fn containers_need_no_option_with_the_default_trigger_root() {
         assert_eq!(s["bad_frames"], 0, "consumer {who}: {s}");
         assert_eq!(s["reattached"], 0, "consumer {who}: {s}");
     }
-    let pid1 = first_child(producer.pid, T);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid1 as i32).expect("pid"),
-        Signal::TERM,
-    )
-    .expect("stop the namespaced producer");
-    bus.wait(&producer, T);
-    assert!(!bus.shm_path().exists(), "a clean stop removes the bus");
+    stop_namespaced_producer(&mut bus, &producer);
     assert!(
         !default_dir.exists(),
         "a clean stop removes its trigger directory under the default root"

@@ -496,8 +496,7 @@ framebus_status framebus_pattern_verify(const uint8_t *data, size_t len, uint32_
 framebus_status framebus_frame_verify_pattern(const framebus_frame *frame);
 
 // Fills `*options` with the defaults (8 consumers, 2 pins each, unpaced,
-// gray8)
-// and sets its `size`.
+// gray8) and sets its `size`.
 //
 // # Safety
 // `options` must point to writable memory for one

@@ -126,8 +126,7 @@ impl SizedOptions for FramebusProducerOptions {
 }
 
 /// Fills `*options` with the defaults (8 consumers, 2 pins each, unpaced,
-/// gray8)
-/// and sets its `size`.
+/// gray8) and sets its `size`.
 ///
 /// # Safety
 /// `options` must point to writable memory for one
