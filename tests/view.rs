@@ -69,10 +69,9 @@ fn next_part(r: &mut BufReader<TcpStream>) -> (u64, Vec<u8>) {
     (seq, jpeg)
 }
 
-#[test]
-fn view_serves_the_page_the_figures_and_a_decodable_stream() {
-    let mut bus = Bus::new("view");
-    bus.producer(&["--size", "320x240", "--fps", "60"]);
+/// Starts `framebus view` on the bus at 20 fps on a port the system picks,
+/// and waits for its `listening http://ADDR/` line: the process and ADDR.
+fn start_view(bus: &mut Bus) -> (common::Proc, String) {
     let name = bus.name.clone();
     let mut view = bus.spawn(&[
         "view",
@@ -91,6 +90,14 @@ fn view_serves_the_page_the_figures_and_a_decodable_stream() {
         .expect("address")
         .to_owned();
     assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    (view, addr)
+}
+
+#[test]
+fn view_serves_the_page_the_figures_and_a_decodable_stream() {
+    let mut bus = Bus::new("view");
+    bus.producer(&["--size", "320x240", "--fps", "60"]);
+    let (mut view, addr) = start_view(&mut bus);
 
     let (head, page) = get_body(&addr, "/");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -250,23 +257,7 @@ mod with_opencv {
         let geometry = bus.inspect()["geometry"].clone();
         let size = (u(&geometry["width"]) as u32, u(&geometry["height"]) as u32);
         assert_eq!(size, (W, H), "{geometry}");
-        let name = bus.name.clone();
-        let mut view = bus.spawn(&[
-            "view",
-            "--bus",
-            &name,
-            "--listen",
-            "127.0.0.1:0",
-            "--max-fps",
-            "20",
-        ]);
-        let line = view.expect_line("listening http://", T);
-        let addr = line
-            .trim_start_matches("listening http://")
-            .split('/')
-            .next()
-            .expect("address")
-            .to_owned();
+        let (mut view, addr) = super::start_view(&mut bus);
 
         // The BGR stream sends its first part once the view has encoded a
         // BGR frame: that is the wait.
